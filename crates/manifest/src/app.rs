@@ -1,6 +1,6 @@
 //! The validated application model, loaded from `spin.toml`.
 
-use crate::ids::{ComponentId, VariableName};
+use crate::ids::{ComponentId, VariableName, check_label};
 use crate::problem::{LoadError, Problem};
 use crate::schema;
 use crate::template::Template;
@@ -24,8 +24,6 @@ pub struct App {
     pub variables: BTreeMap<VariableName, VariableDecl>,
     /// `[component.<id>]`, by id.
     pub components: BTreeMap<ComponentId, ComponentSpec>,
-    /// `[application.trigger.http] base` (default `/`).
-    pub http_base: String,
     /// `[[trigger.http]]`, in manifest order.
     pub http_triggers: Vec<HttpTrigger>,
     /// `[application.trigger.redis] address`.
@@ -126,11 +124,12 @@ impl App {
             source,
             fix: "run in the folder that holds spin.toml, or pass -f PATH/TO/spin.toml".into(),
         })?;
-        let manifest_path = std::path::absolute(manifest_path).map_err(|source| LoadError::Read {
-            path: manifest_path.to_owned(),
-            source,
-            fix: "check that the current folder still exists".into(),
-        })?;
+        let manifest_path =
+            std::path::absolute(manifest_path).map_err(|source| LoadError::Read {
+                path: manifest_path.to_owned(),
+                source,
+                fix: "check that the current folder still exists".into(),
+            })?;
         Self::parse(&text, &manifest_path)
     }
 
@@ -143,8 +142,7 @@ impl App {
         };
         let raw: toml::Table = toml::from_str(text).map_err(|e| syntax(e.to_string()))?;
         check_version(raw.get("spin_manifest_version")).map_err(syntax)?;
-        let manifest: schema::Manifest =
-            toml::from_str(text).map_err(|e| syntax(e.to_string()))?;
+        let manifest: schema::Manifest = toml::from_str(text).map_err(|e| syntax(e.to_string()))?;
         let dir = manifest_path
             .parent()
             .map(Path::to_owned)
@@ -246,8 +244,7 @@ impl Validator<'_> {
         }
         let variables = self.variables(manifest.variables);
         let components = self.components(manifest.component, &variables);
-        let (http_base, redis_address) =
-            self.trigger_settings(manifest.application.trigger, &variables);
+        let redis_address = self.trigger_settings(manifest.application.trigger, &variables);
         let mut app = App {
             manifest_path: manifest_path.to_owned(),
             dir: self.dir.to_owned(),
@@ -255,7 +252,6 @@ impl Validator<'_> {
             version: manifest.application.version,
             variables,
             components,
-            http_base,
             http_triggers: Vec::new(),
             redis_address,
             redis_triggers: Vec::new(),
@@ -401,6 +397,33 @@ impl Validator<'_> {
                 "remove ai_models, or run this app with real Spin",
             );
         }
+        if !raw.allowed_http_hosts.is_empty() {
+            self.problem(
+                format!("{location} allowed_http_hosts"),
+                "the deprecated allowed_http_hosts is not supported by orderly up".into(),
+                format!(
+                    "write the hosts as allowed_outbound_hosts with a scheme, e.g. {:?}",
+                    raw.allowed_http_hosts
+                        .iter()
+                        .map(|host| format!("https://{host}"))
+                        .collect::<Vec<_>>()
+                ),
+            );
+        }
+        for (field, labels) in [
+            ("key_value_stores", &raw.key_value_stores),
+            ("sqlite_databases", &raw.sqlite_databases),
+        ] {
+            for label in labels {
+                if let Err(reason) = check_label(label) {
+                    self.problem(
+                        format!("{location} {field}"),
+                        format!("`{label}` is not a valid label: {reason}"),
+                        "use kebab-case or snake_case, e.g. \"default\" or \"order_cache\"",
+                    );
+                }
+            }
+        }
         let files = raw
             .files
             .into_iter()
@@ -410,7 +433,11 @@ impl Validator<'_> {
             .allowed_outbound_hosts
             .iter()
             .filter_map(|host| {
-                self.template(host, &format!("{location} allowed_outbound_hosts"), declared)
+                self.template(
+                    host,
+                    &format!("{location} allowed_outbound_hosts"),
+                    declared,
+                )
             })
             .collect();
         let mut variables = BTreeMap::new();
@@ -456,7 +483,9 @@ impl Validator<'_> {
                 );
                 PathBuf::new()
             }
-            toml::Value::Table(table) if table.contains_key("registry") || table.contains_key("package") => {
+            toml::Value::Table(table)
+                if table.contains_key("registry") || table.contains_key("package") =>
+            {
                 self.problem(
                     format!("{location} source"),
                     "registry sources are not fetched by orderly up".into(),
@@ -506,15 +535,19 @@ impl Validator<'_> {
         &mut self,
         settings: BTreeMap<String, toml::Table>,
         declared: &BTreeMap<VariableName, VariableDecl>,
-    ) -> (String, Option<Template>) {
-        let mut base = "/".to_owned();
+    ) -> Option<Template> {
         let mut redis_address = None;
         for (kind, table) in settings {
             let location = format!("[application.trigger.{kind}]");
             match kind.as_str() {
                 "http" => match table.try_into::<schema::HttpAppSettings>() {
-                    Ok(http) => base = http.base.unwrap_or(base),
-                    Err(e) => self.problem(location, e.to_string(), "the only setting is `base`"),
+                    Ok(schema::HttpAppSettings { base: Some(other) }) if other != "/" => self.problem(
+                        format!("{location} base"),
+                        format!("the deprecated base {other:?} is not supported (Spin rejects it too)"),
+                        "remove `base` and prepend it to each [[trigger.http]] route",
+                    ),
+                    Ok(_) => {}
+                    Err(e) => self.problem(location, e.to_string(), "remove the unknown setting"),
                 },
                 "redis" => match table.try_into::<schema::RedisAppSettings>() {
                     Ok(redis) => {
@@ -529,7 +562,7 @@ impl Validator<'_> {
                 _ => {}
             }
         }
-        (base, redis_address)
+        redis_address
     }
 
     fn trigger(&mut self, app: &mut App, kind: &str, table: toml::Table, location: String) {
@@ -600,7 +633,7 @@ impl Validator<'_> {
     ) {
         if let Some(executor) = &raw.executor {
             let kind = executor.get("type").and_then(toml::Value::as_str);
-            if kind != Some("spin") {
+            if !matches!(kind, Some("spin" | "http")) {
                 self.problem(
                     format!("{location} executor"),
                     format!(

@@ -21,11 +21,7 @@ pub struct ComponentId(String);
 impl ComponentId {
     /// Parses a component id, refusing anything Spin would refuse.
     pub fn parse(text: &str) -> Result<Self, IdError> {
-        check_words(
-            text,
-            '-',
-            "use lowercase letters and digits in words joined by single hyphens, starting with a letter (e.g. `external-sim`)",
-        )?;
+        check_spin_id(text, '-', '_')?;
         Ok(Self(text.to_owned()))
     }
 
@@ -33,6 +29,50 @@ impl ComponentId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Checks a key-value store or SQLite database label: Spin accepts kebab-case or snake_case.
+pub fn check_label(text: &str) -> Result<(), IdError> {
+    check_spin_id(text, '-', '_').or_else(|_| check_spin_id(text, '_', '-'))
+}
+
+/// Spin's id rule (`spin_serde::id::Id`): words separated by `delimiter`, the first starting with
+/// an ASCII letter, each made of ASCII letters, digits and `:`, and each word either all
+/// lowercase or all uppercase.
+fn check_spin_id(text: &str, delimiter: char, wrong_delimiter: char) -> Result<(), IdError> {
+    if text.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if text.contains(wrong_delimiter) {
+        return Err(IdError::Spelling(if delimiter == '-' {
+            "words must be separated with '-', not '_'"
+        } else {
+            "words must be separated with '_', not '-'"
+        }));
+    }
+    if !text.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err(IdError::Spelling("must start with an ASCII letter"));
+    }
+    for word in text.split(delimiter) {
+        if word.is_empty() {
+            return Err(IdError::Spelling(
+                "words must not be empty (no leading, trailing or doubled separators)",
+            ));
+        }
+        if !word.chars().all(|c| c.is_ascii_alphanumeric() || c == ':') {
+            return Err(IdError::Spelling(
+                "may contain only ASCII letters, digits, ':' and separators",
+            ));
+        }
+        let lower = word.chars().any(|c| c.is_ascii_lowercase());
+        let upper = word.chars().any(|c| c.is_ascii_uppercase());
+        if lower && upper {
+            return Err(IdError::Spelling(
+                "each word must be all lowercase or all uppercase",
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Display for ComponentId {
@@ -100,11 +140,28 @@ mod tests {
 
     #[test]
     fn component_ids_follow_kebab_case() {
-        for good in ["orders", "external-sim", "api2", "a-1-b"] {
+        for good in [
+            "orders",
+            "external-sim",
+            "api2",
+            "a-1-b",
+            "HTTP-api",
+            "ns:name",
+        ] {
             assert!(ComponentId::parse(good).is_ok(), "{good}");
         }
         for bad in ["", "Orders", "-a", "a-", "a--b", "2fast", "a_b", "a b"] {
             assert!(ComponentId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn labels_may_be_kebab_or_snake_case() {
+        for good in ["default", "order-cache", "order_cache"] {
+            assert!(check_label(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a-b_c", "Mixed", "1x"] {
+            assert!(check_label(bad).is_err(), "{bad}");
         }
     }
 

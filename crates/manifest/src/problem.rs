@@ -32,7 +32,11 @@ impl Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}\n    fix: {}", self.location, self.message, self.fix)
+        write!(
+            f,
+            "{}: {}\n    fix: {}",
+            self.location, self.message, self.fix
+        )
     }
 }
 

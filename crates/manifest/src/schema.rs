@@ -35,7 +35,7 @@ pub(crate) struct Application {
     pub _authors: Vec<String>,
     /// Accepted as Spin does; not used by the host.
     #[serde(default, rename = "targets")]
-    pub _targets: Vec<String>,
+    pub _targets: Vec<toml::Value>,
     /// `[application.trigger.<type>]`: settings shared by all triggers of a type.
     #[serde(default)]
     pub trigger: BTreeMap<String, toml::Table>,
@@ -62,6 +62,9 @@ pub(crate) struct RedisAppSettings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Variable {
+    /// Accepted as Spin does; not used by the host.
+    #[serde(rename = "description")]
+    pub _description: Option<String>,
     pub default: Option<String>,
     #[serde(default)]
     pub required: bool,
@@ -134,6 +137,8 @@ pub(crate) struct Component {
     pub _exclude_files: Vec<String>,
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    pub allowed_http_hosts: Vec<String>,
     #[serde(default)]
     pub key_value_stores: Vec<String>,
     #[serde(default)]

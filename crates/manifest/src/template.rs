@@ -114,7 +114,10 @@ mod tests {
     fn renders_literals_and_variables() {
         assert_eq!(render("plain"), "plain");
         assert_eq!(render("{{ host }}"), "<host>");
-        assert_eq!(render("redis://{{host}}:{{ port }}/0"), "redis://<host>:<port>/0");
+        assert_eq!(
+            render("redis://{{host}}:{{ port }}/0"),
+            "redis://<host>:<port>/0"
+        );
         assert_eq!(render(""), "");
     }
 

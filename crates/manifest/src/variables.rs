@@ -18,26 +18,51 @@ pub struct VariableDecl {
 }
 
 /// Where variable values come from besides manifest defaults, highest priority first:
-/// `--variable name=value` overrides, then `SPIN_VARIABLE_<NAME>` environment variables
-/// (Spin's environment provider).
+/// `--variable name=value` overrides, then `SPIN_VARIABLE_<NAME>` from the environment, then
+/// the same names from a `.env` file (Spin's environment provider reads both).
 #[derive(Debug, Clone, Default)]
 pub struct VariableSources {
     /// Values given on the command line, by variable name.
     pub overrides: BTreeMap<String, String>,
-    /// The process environment (only `SPIN_VARIABLE_*` entries are consulted).
+    /// Environment entries (only `SPIN_VARIABLE_*` ones are consulted).
     pub environment: BTreeMap<String, String>,
+    /// Entries of the `.env` file, consulted after `environment`.
+    pub dotenv: BTreeMap<String, String>,
 }
 
 impl VariableSources {
-    /// Sources with the given command-line overrides and this process's environment.
+    /// Sources with the given command-line overrides, this process's environment, and the
+    /// `.env` file in the current folder if there is one.
     pub fn with_process_env(overrides: BTreeMap<String, String>) -> Self {
         Self {
             overrides,
             environment: std::env::vars()
                 .filter(|(key, _)| key.starts_with("SPIN_VARIABLE_"))
                 .collect(),
+            dotenv: std::fs::read_to_string(".env")
+                .map(|text| parse_dotenv(&text))
+                .unwrap_or_default(),
         }
     }
+}
+
+/// Reads `KEY=VALUE` lines (optionally `export KEY=VALUE`, values optionally quoted); blank lines
+/// and `#` comments are skipped.
+fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| {
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let (key, value) = line.split_once('=')?;
+            let value = value.trim();
+            let unquoted = [('"', '"'), ('\'', '\'')]
+                .iter()
+                .find_map(|(open, close)| value.strip_prefix(*open)?.strip_suffix(*close))
+                .unwrap_or(value);
+            Some((key.trim().to_owned(), unquoted.to_owned()))
+        })
+        .collect()
 }
 
 /// The value of every application variable, resolved once at start-up.
@@ -72,6 +97,7 @@ impl ResolvedVariables {
                 .overrides
                 .get(name.as_str())
                 .or_else(|| sources.environment.get(&name.env_var()))
+                .or_else(|| sources.dotenv.get(&name.env_var()))
                 .or(decl.default.as_ref());
             match value {
                 Some(value) => {
@@ -147,12 +173,48 @@ mod tests {
             .environment
             .insert("SPIN_VARIABLE_WITH_DEFAULT".into(), "env".into());
         let resolved = ResolvedVariables::resolve(&declared(), &sources).unwrap();
-        assert_eq!(resolved.get(&VariableName::parse("api_key").unwrap()), Some("from-env"));
-        assert_eq!(resolved.get(&VariableName::parse("with_default").unwrap()), Some("env"));
+        assert_eq!(
+            resolved.get(&VariableName::parse("api_key").unwrap()),
+            Some("from-env")
+        );
+        assert_eq!(
+            resolved.get(&VariableName::parse("with_default").unwrap()),
+            Some("env")
+        );
 
         sources.overrides.insert("api_key".into(), "cli".into());
         let resolved = ResolvedVariables::resolve(&declared(), &sources).unwrap();
-        assert_eq!(resolved.get(&VariableName::parse("api_key").unwrap()), Some("cli"));
+        assert_eq!(
+            resolved.get(&VariableName::parse("api_key").unwrap()),
+            Some("cli")
+        );
+    }
+
+    #[test]
+    fn dotenv_comes_after_the_environment() {
+        let mut sources = VariableSources {
+            dotenv: parse_dotenv(
+                "# comment\nexport SPIN_VARIABLE_API_KEY=\"dot\"\n\nSPIN_VARIABLE_WITH_DEFAULT='x'\n",
+            ),
+            ..VariableSources::default()
+        };
+        let resolved = ResolvedVariables::resolve(&declared(), &sources).unwrap();
+        assert_eq!(
+            resolved.get(&VariableName::parse("api_key").unwrap()),
+            Some("dot")
+        );
+        assert_eq!(
+            resolved.get(&VariableName::parse("with_default").unwrap()),
+            Some("x")
+        );
+        sources
+            .environment
+            .insert("SPIN_VARIABLE_API_KEY".into(), "env".into());
+        let resolved = ResolvedVariables::resolve(&declared(), &sources).unwrap();
+        assert_eq!(
+            resolved.get(&VariableName::parse("api_key").unwrap()),
+            Some("env")
+        );
     }
 
     #[test]
@@ -168,10 +230,13 @@ mod tests {
 
     #[test]
     fn renders_templates_with_resolved_values() {
-        let resolved = ResolvedVariables::resolve(&declared(), &VariableSources {
-            overrides: [("api_key".to_string(), "k".to_string())].into(),
-            environment: BTreeMap::new(),
-        })
+        let resolved = ResolvedVariables::resolve(
+            &declared(),
+            &VariableSources {
+                overrides: [("api_key".to_string(), "k".to_string())].into(),
+                environment: BTreeMap::new(),
+            },
+        )
         .unwrap();
         let template = Template::parse("{{ with_default }}/{{ api_key }}").unwrap();
         assert_eq!(resolved.render(&template), "d/k");

@@ -82,7 +82,10 @@ fn loads_a_full_manifest() {
     assert_eq!(orders.files[0].source, Path::new("/app/static"));
     let build = orders.build.as_ref().unwrap();
     assert_eq!(build.workdir, Path::new("/app/components/orders"));
-    assert_eq!(build.commands, ["cargo build --target wasm32-wasip2 --release"]);
+    assert_eq!(
+        build.commands,
+        ["cargo build --target wasm32-wasip2 --release"]
+    );
     assert_eq!(app.http_triggers.len(), 2);
     assert_eq!(app.http_triggers[1].route, HttpRoute::Private);
     assert_eq!(app.redis_triggers[0].channel, "orders");
@@ -173,8 +176,13 @@ fn missing_wasm_files_are_listed() {
 #[test]
 fn variables_resolve_through_the_app() {
     let app = parse(GOOD).unwrap();
-    let missing = app.resolve_variables(&VariableSources::default()).unwrap_err();
-    assert!(missing.to_string().contains("SPIN_VARIABLE_API_KEY"), "{missing}");
+    let missing = app
+        .resolve_variables(&VariableSources::default())
+        .unwrap_err();
+    assert!(
+        missing.to_string().contains("SPIN_VARIABLE_API_KEY"),
+        "{missing}"
+    );
     let sources = VariableSources {
         overrides: [("api_key".to_string(), "secret".to_string())].into(),
         ..VariableSources::default()

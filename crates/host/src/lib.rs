@@ -1,0 +1,2 @@
+//! Scratch.
+mod bindings;
