@@ -234,7 +234,7 @@ mod tests {
             &declared(),
             &VariableSources {
                 overrides: [("api_key".to_string(), "k".to_string())].into(),
-                environment: BTreeMap::new(),
+                ..VariableSources::default()
             },
         )
         .unwrap();
