@@ -1,0 +1,130 @@
+//! The wasmtime engine (pooling allocator, async) and the on-disk cache of compiled components.
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Most component instances alive at once (requests, chained requests and messages in flight).
+pub const MAX_INSTANCES: u32 = 1000;
+
+/// Builds the engine. The pooling allocator makes a fresh instance per request cheap; when the
+/// machine will not reserve its address space, the engine falls back to on-demand allocation.
+pub fn new_engine() -> anyhow::Result<Engine> {
+    let mut pooling = PoolingAllocationConfig::default();
+    pooling
+        .total_component_instances(MAX_INSTANCES)
+        .total_core_instances(MAX_INSTANCES * 8)
+        .total_memories(MAX_INSTANCES * 2)
+        .total_tables(MAX_INSTANCES * 4)
+        .max_memory_size(256 << 20)
+        .max_core_instances_per_component(50)
+        .max_memories_per_component(10)
+        .max_tables_per_component(20)
+        .max_component_instance_size(1 << 20)
+        .max_core_instance_size(1 << 20);
+    let mut config = base_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    match Engine::new(&config) {
+        Ok(engine) => Ok(engine),
+        Err(error) => {
+            tracing::warn!(%error, "pooling allocator unavailable; allocating instances on demand");
+            Engine::new(&base_config()).map_err(anyhow::Error::from)
+        }
+    }
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config
+}
+
+/// Compiled components, cached on disk by content hash and engine, so a restart does not
+/// recompile.
+#[derive(Debug, Clone)]
+pub struct ComponentCache {
+    dir: PathBuf,
+}
+
+/// How a component was obtained, for the start-up log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loaded {
+    /// Read from the cache.
+    Cached,
+    /// Compiled now (and written to the cache).
+    Compiled,
+}
+
+impl ComponentCache {
+    /// A cache in `dir` (created on first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// Loads the component in `wasm_path`, from the cache when it holds this exact file
+    /// compiled by a compatible engine, else by compiling it.
+    pub fn load(&self, engine: &Engine, wasm_path: &Path) -> anyhow::Result<(Component, Loaded)> {
+        let bytes = std::fs::read(wasm_path)
+            .with_context(|| format!("cannot read {}", wasm_path.display()))?;
+        let key = cache_key(engine, &bytes);
+        let cached = self.dir.join(format!("{key}.cwasm"));
+        if cached.is_file() {
+            // SAFETY: the file was written by `Component::serialize` of an engine with the same
+            // compatibility hash (it is in the file name), into a folder only this host writes.
+            match unsafe { Component::deserialize_file(engine, &cached) } {
+                Ok(component) => return Ok((component, Loaded::Cached)),
+                Err(error) => tracing::warn!(
+                    %error,
+                    file = %cached.display(),
+                    "ignoring unreadable cached component"
+                ),
+            }
+        }
+        let started = Instant::now();
+        let component = Component::new(engine, &bytes).map_err(|error| {
+            anyhow::anyhow!(
+                "{} is not a valid WebAssembly component: {error:#}\n    fix: build it for wasm32-wasip2 (cargo build --target wasm32-wasip2 --release)",
+                wasm_path.display()
+            )
+        })?;
+        tracing::debug!(
+            file = %wasm_path.display(),
+            ms = started.elapsed().as_millis() as u64,
+            "compiled component"
+        );
+        if let Err(error) = self.store(&cached, &component) {
+            tracing::warn!(%error, "could not write the component cache");
+        }
+        Ok((component, Loaded::Compiled))
+    }
+
+    fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let bytes = component.serialize()?;
+        // Write then rename, so concurrent hosts never read a half-written file.
+        let temp = tempfile_path(path);
+        std::fs::write(&temp, bytes)?;
+        std::fs::rename(&temp, path)?;
+        Ok(())
+    }
+}
+
+fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
+    let digest = Sha256::digest(wasm);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}-{:016x}", engine_hash.finish())
+}
+
+fn tempfile_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}

@@ -1,0 +1,57 @@
+//! One component instance's state, and the linker that gives components every host interface.
+
+use crate::key_value::{self, KeyValueAccess, KeyValueView};
+use crate::outbound_http::OutboundHttp;
+use crate::sqlite::{self, SqliteAccess, SqliteView};
+use crate::variables::{self, ComponentVariables};
+use wasmtime::Engine;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Everything one component instance owns while it runs: a fresh one per request or message.
+pub struct InstanceState {
+    pub(crate) table: ResourceTable,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) outbound: OutboundHttp,
+    pub(crate) key_value: KeyValueAccess,
+    pub(crate) sqlite: SqliteAccess,
+    pub(crate) variables: ComponentVariables,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+/// A linker with WASI 0.2, `wasi:http` and the Spin interfaces `orderly up` implements.
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<InstanceState>> {
+    let mut linker = Linker::<InstanceState>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    key_value::add_to_linker(&mut linker, |state| KeyValueView {
+        table: &mut state.table,
+        access: &state.key_value,
+    })?;
+    sqlite::add_to_linker(&mut linker, |state| SqliteView {
+        table: &mut state.table,
+        access: &state.sqlite,
+    })?;
+    variables::add_to_linker(&mut linker, |state| &state.variables)?;
+    Ok(linker)
+}
