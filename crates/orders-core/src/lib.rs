@@ -1,0 +1,11 @@
+//! Orderly's order rules, in plain Rust: what a valid new order is, how orders are identified,
+//! and the statuses an order moves through. Time and randomness come in as arguments, so every
+//! rule is deterministic and unit-tested natively.
+
+mod id;
+mod order;
+mod time;
+
+pub use id::{OrderId, OrderIdError};
+pub use order::{NewOrder, Order, OrderError, OrderStatus, ProductName, Quantity, StatusError};
+pub use time::Timestamp;
