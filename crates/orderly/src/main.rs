@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "orderly", version, about = "Run Spin applications on wasmtime: the Orderly host")]
+#[command(
+    name = "orderly",
+    version,
+    about = "Run Spin applications on wasmtime: the Orderly host"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -91,6 +95,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -160,7 +165,9 @@ fn print_routes(running: &RunningApp) {
                 let shown = if shown.is_empty() { "/" } else { shown };
                 println!("  {component}: {base}{shown}{wildcard}");
             }
-            HttpRoute::Private => println!("  {component}: (private; reachable as http://{component}.spin.internal)"),
+            HttpRoute::Private => {
+                println!("  {component}: (private; reachable as http://{component}.spin.internal)")
+            }
         }
     }
 }

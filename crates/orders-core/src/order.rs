@@ -47,7 +47,10 @@ impl Quantity {
             .map(Self)
             .ok_or_else(|| OrderError::Invalid {
                 field: "quantity",
-                reason: format!("must be a whole number from 1 to {}, got {units}", Self::MAX),
+                reason: format!(
+                    "must be a whole number from 1 to {}, got {units}",
+                    Self::MAX
+                ),
             })
     }
 
@@ -251,8 +254,10 @@ mod tests {
 
     #[test]
     fn parses_a_valid_order() {
-        let order =
-            NewOrder::parse(br#"{"order_id": "test-001", "product": " Medicine A ", "quantity": 10}"#).unwrap();
+        let order = NewOrder::parse(
+            br#"{"order_id": "test-001", "product": " Medicine A ", "quantity": 10}"#,
+        )
+        .unwrap();
         assert_eq!(order.order_id.unwrap().as_str(), "test-001");
         assert_eq!(order.product.as_str(), "Medicine A");
         assert_eq!(order.quantity.get(), 10);
@@ -264,19 +269,52 @@ mod tests {
     fn names_the_field_at_fault() {
         assert_eq!(error(r#"{"quantity": 1}"#).field(), Some("product"));
         assert_eq!(error(r#"{"product": "x"}"#).field(), Some("quantity"));
-        assert_eq!(error(r#"{"product": "x", "quantity": 0}"#).field(), Some("quantity"));
-        assert_eq!(error(r#"{"product": "x", "quantity": 1001}"#).field(), Some("quantity"));
-        assert_eq!(error(r#"{"product": "x", "quantity": 1.5}"#).field(), Some("quantity"));
-        assert_eq!(error(r#"{"product": "x", "quantity": "3"}"#).field(), Some("quantity"));
-        assert_eq!(error(r#"{"product": "  ", "quantity": 1}"#).field(), Some("product"));
-        assert_eq!(error(r#"{"product": 5, "quantity": 1}"#).field(), Some("product"));
-        assert_eq!(error(r#"{"product": "x", "quantity": 1, "order_id": "a b"}"#).field(), Some("order_id"));
-        assert_eq!(error(&format!(r#"{{"product": "{}", "quantity": 1}}"#, "p".repeat(101))).field(), Some("product"));
+        assert_eq!(
+            error(r#"{"product": "x", "quantity": 0}"#).field(),
+            Some("quantity")
+        );
+        assert_eq!(
+            error(r#"{"product": "x", "quantity": 1001}"#).field(),
+            Some("quantity")
+        );
+        assert_eq!(
+            error(r#"{"product": "x", "quantity": 1.5}"#).field(),
+            Some("quantity")
+        );
+        assert_eq!(
+            error(r#"{"product": "x", "quantity": "3"}"#).field(),
+            Some("quantity")
+        );
+        assert_eq!(
+            error(r#"{"product": "  ", "quantity": 1}"#).field(),
+            Some("product")
+        );
+        assert_eq!(
+            error(r#"{"product": 5, "quantity": 1}"#).field(),
+            Some("product")
+        );
+        assert_eq!(
+            error(r#"{"product": "x", "quantity": 1, "order_id": "a b"}"#).field(),
+            Some("order_id")
+        );
+        assert_eq!(
+            error(&format!(
+                r#"{{"product": "{}", "quantity": 1}}"#,
+                "p".repeat(101)
+            ))
+            .field(),
+            Some("product")
+        );
     }
 
     #[test]
     fn refuses_malformed_bodies() {
-        for body in ["", "not json", "[]", r#"{"product": "x", "quantity": 1, "extra": true}"#] {
+        for body in [
+            "",
+            "not json",
+            "[]",
+            r#"{"product": "x", "quantity": 1, "extra": true}"#,
+        ] {
             assert!(matches!(error(body), OrderError::Malformed(_)), "{body}");
         }
     }

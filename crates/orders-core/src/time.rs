@@ -60,7 +60,13 @@ mod tests {
     #[test]
     fn formats_rfc3339_utc() {
         assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(Timestamp(951_782_400_000).to_string(), "2000-02-29T00:00:00.000Z");
-        assert_eq!(Timestamp(1_795_340_096_789).to_string(), "2026-11-22T09:34:56.789Z");
+        assert_eq!(
+            Timestamp(951_782_400_000).to_string(),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            Timestamp(1_795_340_096_789).to_string(),
+            "2026-11-22T09:34:56.789Z"
+        );
     }
 }

@@ -107,10 +107,13 @@ impl ConfigUpdate {
         let raw: RawUpdate = serde_json::from_slice(body)
             .map_err(|error| ConfigError::Malformed(error.to_string()))?;
         let whole = |field: &'static str, value: serde_json::Value, max: u64| {
-            value.as_u64().filter(|v| *v <= max).ok_or(ConfigError::Invalid {
-                field,
-                reason: format!("must be a whole number from 0 to {max}"),
-            })
+            value
+                .as_u64()
+                .filter(|v| *v <= max)
+                .ok_or(ConfigError::Invalid {
+                    field,
+                    reason: format!("must be a whole number from 0 to {max}"),
+                })
         };
         let update = Self {
             mode: raw.mode.as_deref().map(str::parse).transpose()?,
@@ -121,12 +124,12 @@ impl ConfigUpdate {
             failure_rate: raw
                 .failure_rate
                 .map(|v| {
-                    v.as_f64()
-                        .filter(|rate| (0.0..=1.0).contains(rate))
-                        .ok_or(ConfigError::Invalid {
+                    v.as_f64().filter(|rate| (0.0..=1.0).contains(rate)).ok_or(
+                        ConfigError::Invalid {
                             field: "failure_rate",
                             reason: "must be a number from 0 to 1".into(),
-                        })
+                        },
+                    )
                 })
                 .transpose()?,
             seed: raw.seed.map(|v| whole("seed", v, u64::MAX)).transpose()?,
@@ -186,13 +189,19 @@ impl FaultConfig {
 
     /// What happens to validation call number `draw` (counting from 0 since the seed was set).
     pub fn decide(&self, draw: u64) -> Outcome {
-        let fails_at_random =
-            || self.failure_rate > 0.0 && SeededRng::for_draw(self.seed, draw).next_f64() < self.failure_rate;
+        let fails_at_random = || {
+            self.failure_rate > 0.0
+                && SeededRng::for_draw(self.seed, draw).next_f64() < self.failure_rate
+        };
         match self.mode {
             Mode::Down => Outcome::Unavailable,
             Mode::Error => Outcome::Fail { delay_ms: 0 },
             Mode::Normal | Mode::Slow => {
-                let delay_ms = if self.mode == Mode::Slow { self.delay_ms } else { 0 };
+                let delay_ms = if self.mode == Mode::Slow {
+                    self.delay_ms
+                } else {
+                    0
+                };
                 if fails_at_random() {
                     Outcome::Fail { delay_ms }
                 } else {
@@ -225,12 +234,21 @@ mod tests {
 
     #[test]
     fn updates_change_only_given_fields() {
-        let config = FaultConfig::default().apply(&update(r#"{"mode": "slow", "delay_ms": 250}"#).unwrap());
+        let config =
+            FaultConfig::default().apply(&update(r#"{"mode": "slow", "delay_ms": 250}"#).unwrap());
         assert_eq!(config.mode, Mode::Slow);
         assert_eq!(config.delay_ms, 250);
         assert_eq!(config.failure_rate, 0.0);
         let config = config.apply(&update(r#"{"failure_rate": 0.5, "seed": 9}"#).unwrap());
-        assert_eq!((config.mode, config.delay_ms, config.failure_rate, config.seed), (Mode::Slow, 250, 0.5, 9));
+        assert_eq!(
+            (
+                config.mode,
+                config.delay_ms,
+                config.failure_rate,
+                config.seed
+            ),
+            (Mode::Slow, 250, 0.5, 9)
+        );
     }
 
     #[test]
@@ -245,29 +263,60 @@ mod tests {
         assert_eq!(field(r#"{"failure_rate": 1.5}"#), "failure_rate");
         assert_eq!(field(r#"{"seed": "x"}"#), "seed");
         for malformed in ["", "{}", "[1]", r#"{"mode": "down", "other": 1}"#] {
-            assert!(matches!(update(malformed), Err(ConfigError::Malformed(_))), "{malformed}");
+            assert!(
+                matches!(update(malformed), Err(ConfigError::Malformed(_))),
+                "{malformed}"
+            );
         }
     }
 
     #[test]
     fn modes_decide_outcomes() {
-        let with = |mode| FaultConfig { mode, delay_ms: 300, ..FaultConfig::default() };
-        assert_eq!(with(Mode::Normal).decide(0), Outcome::Respond { delay_ms: 0 });
-        assert_eq!(with(Mode::Slow).decide(0), Outcome::Respond { delay_ms: 300 });
+        let with = |mode| FaultConfig {
+            mode,
+            delay_ms: 300,
+            ..FaultConfig::default()
+        };
+        assert_eq!(
+            with(Mode::Normal).decide(0),
+            Outcome::Respond { delay_ms: 0 }
+        );
+        assert_eq!(
+            with(Mode::Slow).decide(0),
+            Outcome::Respond { delay_ms: 300 }
+        );
         assert_eq!(with(Mode::Down).decide(0), Outcome::Unavailable);
         assert_eq!(with(Mode::Error).decide(0), Outcome::Fail { delay_ms: 0 });
-        assert_eq!(with(Mode::Slow).probe(), ProbeOutcome::Degraded { delay_ms: 300 });
+        assert_eq!(
+            with(Mode::Slow).probe(),
+            ProbeOutcome::Degraded { delay_ms: 300 }
+        );
     }
 
     #[test]
     fn random_failures_follow_the_rate_and_replay_from_the_seed() {
-        let config = FaultConfig { failure_rate: 0.2, seed: 42, ..FaultConfig::default() };
+        let config = FaultConfig {
+            failure_rate: 0.2,
+            seed: 42,
+            ..FaultConfig::default()
+        };
         let run: Vec<Outcome> = (0..1000).map(|draw| config.decide(draw)).collect();
-        let failures = run.iter().filter(|o| matches!(o, Outcome::Fail { .. })).count();
+        let failures = run
+            .iter()
+            .filter(|o| matches!(o, Outcome::Fail { .. }))
+            .count();
         assert!((150..250).contains(&failures), "{failures}");
         let replay: Vec<Outcome> = (0..1000).map(|draw| config.decide(draw)).collect();
         assert_eq!(run, replay);
-        let other_seed = FaultConfig { seed: 43, ..config.clone() };
-        assert_ne!(run, (0..1000).map(|draw| other_seed.decide(draw)).collect::<Vec<_>>());
+        let other_seed = FaultConfig {
+            seed: 43,
+            ..config.clone()
+        };
+        assert_ne!(
+            run,
+            (0..1000)
+                .map(|draw| other_seed.decide(draw))
+                .collect::<Vec<_>>()
+        );
     }
 }

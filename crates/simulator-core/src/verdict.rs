@@ -84,7 +84,10 @@ impl Catalog {
         } else {
             Verdict::Rejected {
                 reason: "quantity_out_of_range",
-                detail: format!("{name} may be ordered {min} to {max} at a time, not {}", request.quantity),
+                detail: format!(
+                    "{name} may be ordered {min} to {max} at a time, not {}",
+                    request.quantity
+                ),
             }
         }
     }
@@ -100,23 +103,38 @@ mod tests {
 
     #[test]
     fn known_products_in_range_are_valid() {
-        assert_eq!(judge(r#"{"order_id": "o1", "product": "Medicine A", "quantity": 10}"#), Verdict::Valid);
-        assert_eq!(judge(r#"{"product": " vaccine x ", "quantity": 50}"#), Verdict::Valid);
+        assert_eq!(
+            judge(r#"{"order_id": "o1", "product": "Medicine A", "quantity": 10}"#),
+            Verdict::Valid
+        );
+        assert_eq!(
+            judge(r#"{"product": " vaccine x ", "quantity": 50}"#),
+            Verdict::Valid
+        );
     }
 
     #[test]
     fn rejections_carry_a_reason() {
         assert!(matches!(
             judge(r#"{"product": "Unobtainium", "quantity": 1}"#),
-            Verdict::Rejected { reason: "unknown_product", .. }
+            Verdict::Rejected {
+                reason: "unknown_product",
+                ..
+            }
         ));
         assert!(matches!(
             judge(r#"{"product": "Vaccine X", "quantity": 51}"#),
-            Verdict::Rejected { reason: "quantity_out_of_range", .. }
+            Verdict::Rejected {
+                reason: "quantity_out_of_range",
+                ..
+            }
         ));
         assert!(matches!(
             judge(r#"{"product": "Vaccine X", "quantity": 0}"#),
-            Verdict::Rejected { reason: "quantity_out_of_range", .. }
+            Verdict::Rejected {
+                reason: "quantity_out_of_range",
+                ..
+            }
         ));
         let json = serde_json::to_value(judge(r#"{"product": "Nope", "quantity": 1}"#)).unwrap();
         assert_eq!(json["verdict"], "rejected");
@@ -125,7 +143,12 @@ mod tests {
 
     #[test]
     fn malformed_requests_are_errors() {
-        for body in ["", "{}", r#"{"product": "x"}"#, r#"{"product": 1, "quantity": 1}"#] {
+        for body in [
+            "",
+            "{}",
+            r#"{"product": "x"}"#,
+            r#"{"product": 1, "quantity": 1}"#,
+        ] {
             assert!(ValidationRequest::parse(body.as_bytes()).is_err(), "{body}");
         }
     }

@@ -1,0 +1,90 @@
+//! HTTP edges: request paths, JSON responses, and every error mapped to its status, once.
+
+use http_problem::Problem;
+use simulator_core::ConfigError;
+use spin_sdk::http::Response;
+
+/// Everything that can go wrong handling a request.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The body could not be parsed.
+    BadRequest(String),
+    /// A field has a bad value.
+    Invalid {
+        /// The JSON member.
+        field: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// No such endpoint.
+    NotFound(String),
+    /// The endpoint exists but not for this method (the value lists the allowed ones).
+    MethodNotAllowed(&'static str),
+    /// The configured fault: a 500.
+    InjectedFault,
+    /// The configured outage: a 503.
+    SimulatedOutage,
+    /// The key-value store failed.
+    Storage(String),
+}
+
+impl From<ConfigError> for ApiError {
+    fn from(error: ConfigError) -> Self {
+        match error {
+            ConfigError::Malformed(detail) => Self::BadRequest(detail),
+            ConfigError::Invalid { field, reason } => Self::Invalid {
+                field,
+                detail: reason,
+            },
+        }
+    }
+}
+
+impl ApiError {
+    /// The problem response for this error.
+    pub fn into_response(self) -> Response {
+        let (problem, allow) = match self {
+            Self::BadRequest(detail) => (
+                Problem::new(400, "Bad Request")
+                    .with_type("/problems/malformed-request")
+                    .with_detail(detail),
+                None,
+            ),
+            Self::Invalid { field, detail } => (
+                Problem::new(422, "Unprocessable Content")
+                    .with_type("/problems/invalid-field")
+                    .with_detail(format!("{field}: {detail}"))
+                    .with("field", field),
+                None,
+            ),
+            Self::NotFound(path) => (
+                Problem::new(404, "Not Found")
+                    .with_detail(format!("external-sim has no endpoint {path}")),
+                None,
+            ),
+            Self::MethodNotAllowed(allow) => (
+                Problem::new(405, "Method Not Allowed").with_detail(format!("use {allow}")),
+                Some(allow),
+            ),
+            Self::InjectedFault => (
+                Problem::new(500, "Internal Server Error")
+                    .with_type("/problems/injected-fault")
+                    .with_detail("simulated failure (fault injection is on; see GET /configure)"),
+                None,
+            ),
+            Self::SimulatedOutage => (
+                Problem::new(503, "Service Unavailable")
+                    .with_type("/problems/simulated-outage")
+                    .with_detail("the validator is down (mode \"down\"; see GET /configure)"),
+                None,
+            ),
+            Self::Storage(detail) => (
+                Problem::new(500, "Internal Server Error")
+                    .with_type("/problems/storage")
+                    .with_detail(format!("key-value store: {detail}")),
+                None,
+            ),
+        };
+        guest_kit::problem(&problem, allow)
+    }
+}

@@ -1,0 +1,250 @@
+//! A test fixture: each endpoint exercises one host capability and reports what the guest saw,
+//! so the black-box tests in `tests/` can check the host from the outside.
+
+mod outbound;
+
+use guest_kit::keyvalue::{atomics, store as wasi_kv};
+use serde_json::{Value as Json, json};
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+use spin_sdk::key_value::Store;
+use spin_sdk::sqlite3::{Connection, Value as SqlValue};
+use std::collections::HashMap;
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    let path = guest_kit::path_info(&request);
+    let query = parse_query(request.query());
+    let param = |name: &str| query.get(name).cloned().unwrap_or_default();
+    let (status, body) = match path.as_str() {
+        "/" | "/headers" => (200, headers(&request)),
+        "/count" => {
+            // A fresh instance per request starts at zero every time.
+            static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            (
+                200,
+                json!(CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1),
+            )
+        }
+        "/echo" => (
+            200,
+            json!({
+                "method": request.method().to_string(),
+                "uri": request.uri(),
+                "body": String::from_utf8_lossy(request.body()),
+            }),
+        ),
+        "/kv/get" => kv(&param("label"), |s| {
+            Ok(json!(
+                s.get(&param("key"))?
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+            ))
+        }),
+        "/kv/set" => kv(&param("label"), |s| {
+            s.set(&param("key"), request.body())?;
+            Ok(json!("ok"))
+        }),
+        "/kv/delete" => kv(&param("label"), |s| {
+            s.delete(&param("key"))?;
+            Ok(json!("ok"))
+        }),
+        "/kv/exists" => kv(&param("label"), |s| Ok(json!(s.exists(&param("key"))?))),
+        "/kv/keys" => kv(&param("label"), |s| Ok(json!(s.get_keys()?))),
+        "/wasi-kv/get" => wasi_kv(&param("label"), |b| {
+            Ok(json!(
+                b.get(&param("key"))?
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+            ))
+        }),
+        "/wasi-kv/list" => wasi_kv(&param("label"), |b| Ok(json!(b.list_keys(None)?.keys))),
+        "/wasi-kv/batch" => wasi_kv(&param("label"), |b| {
+            use guest_kit::keyvalue::batch;
+            batch::set_many(
+                b,
+                &[("b1".into(), b"1".to_vec()), ("b2".into(), b"2".to_vec())],
+            )?;
+            let got = batch::get_many(b, &["b1".into(), "b2".into(), "b3".into()])?;
+            batch::delete_many(b, &["b1".into()])?;
+            let after = b.exists("b1")?;
+            Ok(json!({
+                "got": got.into_iter().map(|(k, v)| (k, v.map(|v| String::from_utf8_lossy(&v).into_owned()))).collect::<Vec<_>>(),
+                "b1_after_delete": after,
+            }))
+        }),
+        "/wasi-kv/increment" => wasi_kv(&param("label"), |b| {
+            let delta = param("delta").parse().unwrap_or(1);
+            Ok(json!(atomics::increment(b, &param("key"), delta)?))
+        }),
+        "/wasi-kv/cas-add" => wasi_kv(&param("label"), |b| {
+            cas_add(b, &param("key"), param("times").parse().unwrap_or(1))
+        }),
+        "/variables" => match spin_sdk::variables::get(&param("name")) {
+            Ok(value) => (200, json!({ "value": value })),
+            Err(error) => (200, json!({ "error": format!("{error:?}") })),
+        },
+        "/env" => (200, json!(std::env::var(param("name")).ok())),
+        "/fetch" => (
+            200,
+            outbound::fetch(&param("url"), param("timeout_ms").parse().ok()),
+        ),
+        "/sql" => (200, sql(&param("db"), request.body())),
+        "/sql/abandon" => (200, abandon_transaction(request.body())),
+        "/trap" => panic!("the probe was asked to trap"),
+        "/sleep" => {
+            let ms = param("ms").parse().unwrap_or(0);
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            (200, json!({ "slept_ms": ms }))
+        }
+        "/print" => {
+            println!("{}", param("text"));
+            eprintln!("err: {}", param("text"));
+            (200, json!("printed"))
+        }
+        // Unknown endpoints still show what arrived, so routing tests can see any path.
+        _ => (404, headers(&request)),
+    };
+    guest_kit::json(status, &body)
+}
+
+fn parse_query(query: &str) -> HashMap<String, String> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1..i + 3)) {
+            (b'%', Some(hex))
+                if u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("zz"), 16).is_ok() =>
+            {
+                out.push(
+                    u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("0"), 16).unwrap_or(0),
+                );
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn headers(request: &Request) -> Json {
+    let map: serde_json::Map<String, Json> = request
+        .headers()
+        .map(|(name, value)| (name.to_owned(), json!(value.as_str().unwrap_or_default())))
+        .collect();
+    Json::Object(map)
+}
+
+fn kv(
+    label: &str,
+    work: impl FnOnce(&Store) -> Result<Json, spin_sdk::key_value::Error>,
+) -> (u16, Json) {
+    match Store::open(label).and_then(|store| work(&store)) {
+        Ok(value) => (200, json!({ "value": value })),
+        Err(error) => (200, json!({ "error": format!("{error:?}") })),
+    }
+}
+
+fn wasi_kv(
+    label: &str,
+    work: impl FnOnce(&wasi_kv::Bucket) -> Result<Json, wasi_kv::Error>,
+) -> (u16, Json) {
+    match wasi_kv::open(label).and_then(|bucket| work(&bucket)) {
+        Ok(value) => (200, json!({ "value": value })),
+        Err(error) => (200, json!({ "error": format!("{error:?}") })),
+    }
+}
+
+/// Adds 1 to the decimal counter at `key`, `times` times, with compare-and-swap; retries lost
+/// races with the handle the host returns.
+fn cas_add(bucket: &wasi_kv::Bucket, key: &str, times: u32) -> Result<Json, wasi_kv::Error> {
+    let mut conflicts = 0u32;
+    for _ in 0..times {
+        let mut cas = atomics::Cas::new(bucket, key)?;
+        loop {
+            let current: u64 = cas
+                .current()?
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .and_then(|text| text.parse().ok())
+                .unwrap_or(0);
+            match atomics::swap(cas, (current + 1).to_string().as_bytes()) {
+                Ok(()) => break,
+                Err(atomics::CasError::CasFailed(retry)) => {
+                    conflicts += 1;
+                    cas = retry;
+                }
+                Err(atomics::CasError::StoreError(error)) => return Err(error),
+            }
+        }
+    }
+    Ok(json!({ "conflicts": conflicts }))
+}
+
+fn sql(db: &str, body: &[u8]) -> Json {
+    let request: Json = serde_json::from_slice(body).unwrap_or_default();
+    let statement = request["statement"].as_str().unwrap_or_default();
+    let params: Vec<SqlValue> = request["params"]
+        .as_array()
+        .map(|values| values.iter().map(to_sql).collect())
+        .unwrap_or_default();
+    let db = if db.is_empty() { "default" } else { db };
+    match Connection::open(db).and_then(|c| c.execute(statement, &params).map(|r| (r, c))) {
+        Ok((result, connection)) => json!({
+            "columns": result.columns,
+            "rows": result.rows.iter().map(|row| row.values.iter().map(from_sql).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            "changes": connection.changes(),
+            "last_insert_rowid": connection.last_insert_rowid(),
+        }),
+        Err(error) => json!({ "error": format!("{error:?}") }),
+    }
+}
+
+/// Runs the statement inside a transaction that is never committed.
+fn abandon_transaction(body: &[u8]) -> Json {
+    let statement = String::from_utf8_lossy(body);
+    let result = Connection::open_default().and_then(|c| {
+        c.execute("BEGIN", &[])?;
+        c.execute(&statement, &[])
+    });
+    json!({ "ran": result.is_ok() })
+}
+
+fn to_sql(value: &Json) -> SqlValue {
+    match value {
+        Json::Null => SqlValue::Null,
+        Json::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Json::Number(n) => n.as_i64().map_or_else(
+            || SqlValue::Real(n.as_f64().unwrap_or(0.0)),
+            SqlValue::Integer,
+        ),
+        Json::String(s) => SqlValue::Text(s.clone()),
+        other => SqlValue::Blob(other.to_string().into_bytes()),
+    }
+}
+
+fn from_sql(value: &SqlValue) -> Json {
+    match value {
+        SqlValue::Null => Json::Null,
+        SqlValue::Integer(i) => json!(i),
+        SqlValue::Real(r) => json!(r),
+        SqlValue::Text(t) => json!(t),
+        SqlValue::Blob(b) => json!({ "blob": b }),
+    }
+}

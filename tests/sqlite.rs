@@ -1,0 +1,148 @@
+//! SQLite databases: statements and results, isolation of abandoned transactions, concurrent
+//! writers, persistence, labels and access control.
+
+use futures::future::join_all;
+use orderly_tests::TestApp;
+use serde_json::json;
+use std::sync::Arc;
+
+const SQL_APP: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "sql"
+[[trigger.http]]
+route = "/probe/..."
+component = "probe"
+[component.probe]
+source = "{wasm}/probe.wasm"
+sqlite_databases = ["default", "audit"]
+"#;
+
+async fn start(dir: Arc<tempfile::TempDir>) -> TestApp {
+    let config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sqlite_database.audit]\ntype = \"spin\"\npath = \"{}\"\n",
+            dir.path().join("audit.db").display()
+        ),
+    )
+    .unwrap();
+    TestApp::start_in(dir, SQL_APP, |options| {
+        options.runtime_config = Some(config)
+    })
+    .await
+    .unwrap()
+}
+
+async fn sql(
+    app: &TestApp,
+    db: &str,
+    statement: &str,
+    params: serde_json::Value,
+) -> serde_json::Value {
+    let body = json!({ "statement": statement, "params": params }).to_string();
+    app.post(&format!("/probe/sql?db={db}"), &body).await.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_round_trip_every_value_type() {
+    let app = start(Arc::new(tempfile::tempdir().unwrap())).await;
+    sql(
+        &app,
+        "default",
+        "CREATE TABLE t (i INTEGER, r REAL, s TEXT, n)",
+        json!([]),
+    )
+    .await;
+    let inserted = sql(
+        &app,
+        "default",
+        "INSERT INTO t VALUES (?, ?, ?, ?)",
+        json!([7, 1.5, "text", null]),
+    )
+    .await;
+    assert_eq!(inserted["changes"], 1, "{inserted}");
+    assert_eq!(inserted["last_insert_rowid"], 1);
+    let selected = sql(&app, "default", "SELECT i, r, s, n FROM t", json!([])).await;
+    assert_eq!(selected["columns"], json!(["i", "r", "s", "n"]));
+    assert_eq!(selected["rows"], json!([[7, 1.5, "text", null]]));
+    let error = sql(&app, "default", "SELECT * FROM missing", json!([])).await;
+    assert!(
+        error["error"].as_str().unwrap().contains("no such table"),
+        "{error}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_are_separate_databases_and_others_are_denied() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = start(Arc::clone(&dir)).await;
+    sql(&app, "audit", "CREATE TABLE audit (x)", json!([])).await;
+    let in_default = sql(&app, "default", "SELECT * FROM audit", json!([])).await;
+    assert!(
+        in_default["error"]
+            .as_str()
+            .unwrap()
+            .contains("no such table"),
+        "{in_default}"
+    );
+    assert!(dir.path().join("audit.db").is_file());
+    assert_eq!(
+        sql(&app, "other", "SELECT 1", json!([])).await["error"],
+        "Error::AccessDenied"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_transaction_is_rolled_back() {
+    let app = start(Arc::new(tempfile::tempdir().unwrap())).await;
+    sql(&app, "default", "CREATE TABLE t (x)", json!([])).await;
+    assert_eq!(
+        app.post("/probe/sql/abandon", "INSERT INTO t VALUES (1)")
+            .await
+            .json()["ran"],
+        true
+    );
+    assert_eq!(
+        sql(&app, "default", "SELECT count(*) FROM t", json!([])).await["rows"],
+        json!([[0]])
+    );
+    let written = sql(&app, "default", "INSERT INTO t VALUES (2)", json!([])).await;
+    assert_eq!(
+        written["changes"], 1,
+        "the database is not left locked: {written}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_all_land_and_survive_a_restart() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = start(Arc::clone(&dir)).await;
+    sql(&app, "default", "CREATE TABLE t (x INTEGER)", json!([])).await;
+    let writers = (0..50).map(|i| {
+        let client = app.client.clone();
+        tokio::spawn(async move {
+            let body =
+                json!({ "statement": "INSERT INTO t VALUES (?)", "params": [i] }).to_string();
+            client.post("/probe/sql?db=default", &body).await.json()
+        })
+    });
+    for written in join_all(writers).await {
+        assert_eq!(written.unwrap()["changes"], 1);
+    }
+    app.stop().await;
+    assert!(
+        !dir.path().join(".spin/sqlite_db.db-wal").exists(),
+        "a clean stop checkpoints the WAL"
+    );
+    let app = start(dir).await;
+    assert_eq!(
+        sql(&app, "default", "SELECT count(*), sum(x) FROM t", json!([])).await["rows"],
+        json!([[50, 1225]])
+    );
+    app.stop().await;
+}

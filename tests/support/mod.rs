@@ -1,0 +1,198 @@
+//! Test support: start a Spin app from a manifest in the real host, in-process, and talk to it
+//! over HTTP.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use orderly_host::{App, LoadOptions, RunningApp, StartError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tempfile::TempDir;
+
+pub mod native_server;
+
+/// Where the components under test were built.
+pub fn wasm_dir() -> PathBuf {
+    PathBuf::from(env!("ORDERLY_TEST_WASM_DIR"))
+}
+
+/// The repository root (for the real `spin.toml`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("ORDERLY_REPO_ROOT"))
+}
+
+/// Fills `{wasm}` in a manifest with the folder of built components.
+pub fn manifest(text: &str) -> String {
+    text.replace("{wasm}", &wasm_dir().display().to_string())
+}
+
+/// The repository's `spin.toml`, with its sources pointed at the components built for tests.
+pub fn real_manifest() -> String {
+    let text =
+        std::fs::read_to_string(repo_root().join("spin.toml")).expect("spin.toml at the root");
+    text.replace(
+        "target/wasm32-wasip2/release",
+        &wasm_dir().display().to_string(),
+    )
+}
+
+/// Load options for a manifest written into `dir`, with the shared compile cache.
+pub fn options(dir: &Path) -> LoadOptions {
+    let mut options = LoadOptions::new(dir.join("spin.toml"));
+    options.cache_dir = Some(PathBuf::from(env!("ORDERLY_TEST_CACHE_DIR")));
+    options.echo_component_output = false;
+    options
+}
+
+/// A running application and a client for it (`TestApp` derefs to its [`HttpClient`]).
+/// Dropping it without [`TestApp::stop`] leaves the server running until the test ends.
+pub struct TestApp {
+    /// A client for the app.
+    pub client: HttpClient,
+    /// The folder holding the manifest and the state dir (`.spin`).
+    pub dir: Arc<TempDir>,
+    running: RunningApp,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = HttpClient;
+
+    fn deref(&self) -> &HttpClient {
+        &self.client
+    }
+}
+
+/// An HTTP client bound to one app's address; cheap to clone into tasks.
+#[derive(Clone)]
+pub struct HttpClient {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON (panics, showing the body, if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestApp {
+    /// Writes `manifest` (see [`manifest`]) into a new folder and starts it.
+    pub async fn start(manifest_text: &str) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::start_in(dir, manifest_text, |_| {})
+            .await
+            .unwrap_or_else(|e| panic!("start failed: {e}"))
+    }
+
+    /// Writes `manifest` into `dir` and starts it, after `adjust` edits the options.
+    pub async fn start_in(
+        dir: Arc<TempDir>,
+        manifest_text: &str,
+        adjust: impl FnOnce(&mut LoadOptions),
+    ) -> Result<Self, StartError> {
+        std::fs::write(dir.path().join("spin.toml"), manifest(manifest_text))
+            .expect("write manifest");
+        let mut options = options(dir.path());
+        adjust(&mut options);
+        let app = App::load(&options).await?;
+        let running = RunningApp::start(app, "127.0.0.1:0".parse().expect("address")).await?;
+        Ok(Self {
+            client: HttpClient {
+                base: format!("http://{}", running.address()),
+                client: Client::builder(TokioExecutor::new()).build_http(),
+            },
+            dir,
+            running,
+        })
+    }
+
+    /// Stops the app gracefully (closing its databases).
+    pub async fn stop(self) {
+        self.running.shutdown().await;
+    }
+}
+
+impl HttpClient {
+    /// GET `path`.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, &[], "").await
+    }
+
+    /// POST `body` to `path`.
+    pub async fn post(&self, path: &str, body: &str) -> Reply {
+        self.send(Method::POST, path, &[], body).await
+    }
+
+    /// Sends a request with extra headers.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Reply {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("request");
+        let response = self
+            .client
+            .request(request)
+            .await
+            .expect("the host answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// Expects loading `manifest_text` to fail, and returns the error message.
+pub async fn start_error(manifest_text: &str) -> String {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    match TestApp::start_in(dir, manifest_text, |_| {}).await {
+        Ok(_) => panic!("expected the app to fail to start"),
+        Err(error) => error.to_string(),
+    }
+}
