@@ -58,7 +58,7 @@ impl Databases {
                         format!("sqlite_databases = [\"{label}\"]"),
                         format!("unknown SQLite database label `{label}` (used by {})", users.join(", ")),
                         format!(
-                            "define it in runtime-config.toml: [sqlite_database.{label}] type = \"spin\" path = \"{label}.db\""
+                            "define it in a runtime config file passed with --runtime-config-file: [sqlite_database.{label}] type = \"spin\" path = \"{label}.db\""
                         ),
                     ));
                     continue;

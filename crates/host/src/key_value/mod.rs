@@ -71,7 +71,7 @@ impl KeyValueStores {
                             users.join(", ")
                         ),
                         format!(
-                            "define it in runtime-config.toml: [key_value_store.{label}] type = \"spin\" path = \"{label}.db\""
+                            "define it in a runtime config file passed with --runtime-config-file: [key_value_store.{label}] type = \"spin\" path = \"{label}.db\""
                         ),
                     ));
                     continue;

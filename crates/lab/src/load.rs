@@ -1,0 +1,147 @@
+//! A closed-loop load generator: each connection sends its next request when the previous
+//! answer arrives, over HTTP/1.1 keep-alive; latencies are recorded per request.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// What one load run measured.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// Successful requests.
+    pub requests: u64,
+    /// Failed requests (transport errors or non-2xx).
+    pub errors: u64,
+    /// How long the measurement ran.
+    pub elapsed: Duration,
+    /// Every successful request's latency, in microseconds.
+    latencies_us: Vec<u32>,
+}
+
+impl LoadReport {
+    /// Requests per second.
+    pub fn requests_per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The latency at percentile `p` (0–100), in milliseconds.
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+        f64::from(sorted[index]) / 1000.0
+    }
+
+    /// Several runs as one.
+    pub fn merge(reports: &[LoadReport]) -> LoadReport {
+        let mut merged = LoadReport::default();
+        for report in reports {
+            merged.requests += report.requests;
+            merged.errors += report.errors;
+            merged.elapsed += report.elapsed;
+            merged.latencies_us.extend_from_slice(&report.latencies_us);
+        }
+        merged
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  ({} requests, {} errors)",
+            self.requests_per_second(),
+            self.percentile_ms(50.0),
+            self.percentile_ms(99.0),
+            self.requests,
+            self.errors
+        )
+    }
+}
+
+/// Loads `path` on `address` with `connections` connections for `duration`, after a one-second
+/// warm-up that is not counted.
+pub async fn run(
+    address: SocketAddr,
+    path: &str,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<LoadReport> {
+    let warm_until = Instant::now() + Duration::from_secs(1);
+    let end = warm_until + duration;
+    let mut workers = Vec::new();
+    for _ in 0..connections {
+        let path = path.to_owned();
+        workers.push(tokio::spawn(async move {
+            connection(address, path, warm_until, end).await
+        }));
+    }
+    let mut report = LoadReport {
+        elapsed: duration,
+        ..LoadReport::default()
+    };
+    for worker in workers {
+        let part = worker.await??;
+        report.requests += part.requests;
+        report.errors += part.errors;
+        report.latencies_us.extend(part.latencies_us);
+    }
+    Ok(report)
+}
+
+async fn connection(
+    address: SocketAddr,
+    path: String,
+    warm_until: Instant,
+    end: Instant,
+) -> anyhow::Result<LoadReport> {
+    let mut report = LoadReport::default();
+    let mut sender = connect(address).await?;
+    loop {
+        let started = Instant::now();
+        if started >= end {
+            return Ok(report);
+        }
+        let request = http::Request::get(&path)
+            .header(http::header::HOST, address.to_string())
+            .body(Empty::<Bytes>::new())?;
+        let outcome = match sender.send_request(request).await {
+            Ok(response) => {
+                let ok = response.status().is_success();
+                let body = response.into_body().collect().await;
+                ok && body.is_ok()
+            }
+            Err(_) => false,
+        };
+        let counted = started >= warm_until;
+        if outcome {
+            if counted {
+                report.requests += 1;
+                report
+                    .latencies_us
+                    .push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            }
+        } else {
+            if counted {
+                report.errors += 1;
+            }
+            sender = connect(address).await?;
+        }
+    }
+}
+
+async fn connect(
+    address: SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}

@@ -1,0 +1,186 @@
+//! `orderly-lab`: experiments that measure Orderly, reported as ratios taken in one run so the
+//! noise of a shared machine cancels out.
+
+mod load;
+mod native;
+mod process;
+
+use clap::{Parser, Subcommand};
+use load::LoadReport;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "orderly-lab",
+    about = "Measure Orderly: load and start-up experiments"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Requests/s and latency of a trivial component under `orderly up`, next to a minimal
+    /// native hyper server in the same run; plus cold-start and warm-restart times.
+    HttpOverhead {
+        /// Seconds of load per measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Rounds of (native, orderly) measurements, interleaved.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Start-ups timed for each of cold start and warm restart.
+        #[arg(long, default_value_t = 5)]
+        starts: usize,
+    },
+    /// Load a running server (closed loop, keep-alive) and report requests/s and latency.
+    Load {
+        /// The server, e.g. 127.0.0.1:3000.
+        #[arg(long)]
+        address: SocketAddr,
+        /// The path to GET.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+    },
+    /// Serve the native baseline (used by http-overhead).
+    #[command(hide = true)]
+    NativeServer {
+        /// Where to listen.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::NativeServer { listen } => native::serve(listen),
+        Command::HttpOverhead {
+            seconds,
+            connections,
+            rounds,
+            starts,
+        } => generator()?.block_on(http_overhead(
+            Duration::from_secs(seconds),
+            connections,
+            rounds,
+            starts,
+        )),
+        Command::Load {
+            address,
+            path,
+            seconds,
+            connections,
+        } => {
+            let report = generator()?.block_on(load::run(
+                address,
+                &path,
+                connections,
+                Duration::from_secs(seconds),
+            ))?;
+            println!("{report}");
+            Ok(())
+        }
+    }
+}
+
+/// The load generator's runtime: one thread, leaving the other cores to the server under test.
+fn generator() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+async fn http_overhead(
+    duration: Duration,
+    connections: usize,
+    rounds: usize,
+    starts: usize,
+) -> anyhow::Result<()> {
+    let hello = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("apps/hello/spin.toml");
+    let orderly = process::Orderly::locate()?;
+    orderly.build(&hello)?;
+
+    println!("## Start-up of `orderly up` (trivial app), {starts} runs each");
+    let (cold, warm) = process::startup_times(&orderly, &hello, starts).await?;
+    println!(
+        "cold start (empty compile cache): median {:.0} ms (min {:.0}, max {:.0})",
+        median(&cold),
+        min(&cold),
+        max(&cold)
+    );
+    println!(
+        "warm restart (cached component):  median {:.0} ms (min {:.0}, max {:.0})",
+        median(&warm),
+        min(&warm),
+        max(&warm)
+    );
+
+    println!(
+        "\n## Throughput: {connections} keep-alive connections, {}s per measurement, {rounds} interleaved rounds",
+        duration.as_secs()
+    );
+    let state = tempfile::tempdir()?;
+    let mut native_reports = Vec::new();
+    let mut orderly_reports = Vec::new();
+    for round in 1..=rounds {
+        let server = process::Server::native().await?;
+        let report = load::run(server.address(), "/", connections, duration).await?;
+        println!("round {round} native hyper:  {report}");
+        native_reports.push(report);
+        server.stop().await;
+
+        let server = process::Server::orderly(&orderly, &hello, state.path()).await?;
+        let report = load::run(server.address(), "/", connections, duration).await?;
+        println!("round {round} orderly up:    {report}");
+        orderly_reports.push(report);
+        server.stop().await;
+    }
+    let native = LoadReport::merge(&native_reports);
+    let served = LoadReport::merge(&orderly_reports);
+    println!("\n| server | requests/s | p50 | p99 | errors |");
+    println!("|---|---|---|---|---|");
+    for (name, report) in [
+        ("native hyper", &native),
+        ("orderly up (hello.wasm)", &served),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+            report.requests_per_second(),
+            report.percentile_ms(50.0),
+            report.percentile_ms(99.0),
+            report.errors
+        );
+    }
+    println!(
+        "\norderly/native: throughput {:.2}x, p99 {:.2}x",
+        served.requests_per_second() / native.requests_per_second(),
+        served.percentile_ms(99.0) / native.percentile_ms(99.0)
+    );
+    Ok(())
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+fn min(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn max(values: &[f64]) -> f64 {
+    values.iter().copied().fold(0.0, f64::max)
+}

@@ -1,0 +1,146 @@
+//! Servers under test as separate processes: the `orderly` binary and the native baseline.
+
+use anyhow::{Context as _, bail};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// The `orderly` binary built beside this one.
+pub struct Orderly {
+    binary: PathBuf,
+}
+
+impl Orderly {
+    /// Finds `orderly` next to the running lab binary.
+    pub fn locate() -> anyhow::Result<Self> {
+        let binary = std::env::current_exe()?.with_file_name("orderly");
+        if !binary.is_file() {
+            bail!(
+                "{} not found\n    fix: build it with the same profile first: cargo build --release -p orderly",
+                binary.display()
+            );
+        }
+        Ok(Self { binary })
+    }
+
+    /// `orderly build -f manifest`.
+    pub fn build(&self, manifest: &Path) -> anyhow::Result<()> {
+        let status = std::process::Command::new(&self.binary)
+            .args(["build", "-f"])
+            .arg(manifest)
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("building {} failed", manifest.display());
+        }
+        Ok(())
+    }
+}
+
+/// A server process and the address it listens on.
+pub struct Server {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Server {
+    /// Starts the native baseline and waits until it answers.
+    pub async fn native() -> anyhow::Result<Self> {
+        let address = free_address()?;
+        let child = Command::new(std::env::current_exe()?)
+            .args(["native-server", "--listen", &address.to_string()])
+            .kill_on_drop(true)
+            .spawn()?;
+        let server = Self { child, address };
+        wait_ready(address, Duration::from_secs(30)).await?;
+        Ok(server)
+    }
+
+    /// Starts `orderly up` on `manifest` with `state_dir` and waits until it answers.
+    pub async fn orderly(
+        orderly: &Orderly,
+        manifest: &Path,
+        state_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        Ok(Self::start_orderly(orderly, manifest, state_dir).await?.0)
+    }
+
+    async fn start_orderly(
+        orderly: &Orderly,
+        manifest: &Path,
+        state_dir: &Path,
+    ) -> anyhow::Result<(Self, Duration)> {
+        let address = free_address()?;
+        let started = Instant::now();
+        let child = Command::new(&orderly.binary)
+            .args(["up", "--quiet", "-f"])
+            .arg(manifest)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .args(["--listen", &address.to_string()])
+            .env("ORDERLY_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start orderly")?;
+        let server = Self { child, address };
+        wait_ready(address, Duration::from_secs(120)).await?;
+        Ok((server, started.elapsed()))
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Stops the process.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Times `starts` cold starts (empty state dir, so nothing is cached) and as many warm restarts
+/// (the same state dir again), in milliseconds until the first successful response.
+pub async fn startup_times(
+    orderly: &Orderly,
+    manifest: &Path,
+    starts: usize,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    for _ in 0..starts {
+        let state = tempfile::tempdir()?;
+        for times in [&mut cold, &mut warm] {
+            let (server, elapsed) = Server::start_orderly(orderly, manifest, state.path()).await?;
+            times.push(elapsed.as_secs_f64() * 1000.0);
+            server.stop().await;
+        }
+    }
+    Ok((cold, warm))
+}
+
+fn free_address() -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+async fn wait_ready(address: SocketAddr, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(address).await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let request = format!("GET / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+            if stream.write_all(request.as_bytes()).await.is_ok() {
+                let mut head = [0u8; 12];
+                if stream.read_exact(&mut head).await.is_ok() && head.starts_with(b"HTTP/1.1 200") {
+                    return Ok(());
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("nothing answered on {address} within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
