@@ -219,3 +219,29 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let refused = tokio::net::TcpStream::connect(&address).await;
     assert!(refused.is_err(), "no new connections after shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_components_do_not_starve_other_requests() {
+    let app = TestApp::start(ROUTES).await;
+    // One busy guest per worker thread: without preemption nothing else could run.
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let client = app.client.clone();
+            tokio::spawn(async move {
+                client.get("/probe/busy?ms=1500").await;
+                Instant::now()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let quick = app.get("/probe/echo").await;
+    let answered = Instant::now();
+    assert_eq!(quick.status, 200);
+    for task in busy {
+        assert!(
+            task.await.unwrap() > answered,
+            "the quick request waited for a busy one to finish"
+        );
+    }
+    app.stop().await;
+}

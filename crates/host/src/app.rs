@@ -218,10 +218,7 @@ impl App {
 
     /// A component by id.
     pub(crate) fn component(&self, id: &str) -> Option<&ComponentRuntime> {
-        self.components
-            .iter()
-            .find(|(key, _)| key.as_str() == id)
-            .map(|(_, runtime)| runtime)
+        self.components.get(id)
     }
 
     /// A fresh store for one instance of `component`.
@@ -251,7 +248,9 @@ impl App {
             sqlite: component.sqlite.clone(),
             variables: component.variables.clone(),
         };
-        Store::new(&self.engine, state)
+        let mut store = Store::new(&self.engine, state);
+        store.epoch_deadline_async_yield_and_update(1);
+        store
     }
 
     /// The HTTP triggers, for the start-up listing: `(route, component)`.

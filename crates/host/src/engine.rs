@@ -34,19 +34,44 @@ pub fn new_engine() -> anyhow::Result<Engine> {
         .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-    match Engine::new(&config) {
-        Ok(engine) => Ok(engine),
+    let engine = match Engine::new(&config) {
+        Ok(engine) => engine,
         Err(error) => {
             tracing::warn!(%error, "pooling allocator unavailable; allocating instances on demand");
-            Engine::new(&base_config()).map_err(anyhow::Error::from)
+            Engine::new(&base_config())?
         }
-    }
+    };
+    start_epoch_ticker(&engine);
+    Ok(engine)
 }
+
+/// How often a running guest yields to other work.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
 
 fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // Guests yield every tick (see `App::new_store`), so one busy guest cannot starve the
+    // requests that share its thread.
+    config.epoch_interruption(true);
     config
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("orderly-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start the epoch thread; busy guests will not yield");
+    }
 }
 
 /// Compiled components, cached on disk by content hash and engine, so a restart does not

@@ -75,6 +75,12 @@ fn check_spin_id(text: &str, delimiter: char, wrong_delimiter: char) -> Result<(
     Ok(())
 }
 
+impl std::borrow::Borrow<str> for ComponentId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for ComponentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

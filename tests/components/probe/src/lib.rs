@@ -95,6 +95,16 @@ fn handle(request: Request) -> Response {
             std::thread::sleep(std::time::Duration::from_millis(ms));
             (200, json!({ "slept_ms": ms }))
         }
+        "/busy" => {
+            // Burns CPU without ever calling the host in a way that would yield.
+            let ms = param("ms").parse().unwrap_or(0);
+            let started = std::time::Instant::now();
+            let mut spins = 0u64;
+            while started.elapsed() < std::time::Duration::from_millis(ms) {
+                spins = spins.wrapping_add(1);
+            }
+            (200, json!({ "busy_ms": ms, "spins": spins }))
+        }
         "/print" => {
             println!("{}", param("text"));
             eprintln!("err: {}", param("text"));
