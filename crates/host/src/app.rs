@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Component, InstancePre, Linker};
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -249,7 +249,15 @@ impl App {
             variables: component.variables.clone(),
         };
         let mut store = Store::new(&self.engine, state);
-        store.epoch_deadline_async_yield_and_update(1);
+        // At every epoch tick a running guest yields through tokio's `yield_now`, which lets
+        // the I/O driver and other tasks run before the guest resumes.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| {
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        });
         store
     }
 
