@@ -23,11 +23,7 @@ type = "spin"
 "#;
 
 async fn start(dir: Arc<tempfile::TempDir>) -> TestApp {
-    std::fs::write(dir.path().join("runtime-config.toml"), RUNTIME_CONFIG).unwrap();
-    let config = dir.path().join("runtime-config.toml");
-    TestApp::start_in(dir, KV_APP, |options| options.runtime_config = Some(config))
-        .await
-        .unwrap()
+    TestApp::start_with_runtime_config(dir, KV_APP, RUNTIME_CONFIG).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,20 +19,12 @@ sqlite_databases = ["default", "audit"]
 "#;
 
 async fn start(dir: Arc<tempfile::TempDir>) -> TestApp {
-    let config = dir.path().join("runtime-config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sqlite_database.audit]\ntype = \"spin\"\npath = \"{}\"\n",
-            dir.path().join("audit.db").display()
-        ),
-    )
-    .unwrap();
-    TestApp::start_in(dir, SQL_APP, |options| {
-        options.runtime_config = Some(config)
-    })
-    .await
-    .unwrap()
+    let audit = dir.path().join("audit.db");
+    let config = format!(
+        "[sqlite_database.audit]\ntype = \"spin\"\npath = {:?}\n",
+        audit.display().to_string()
+    );
+    TestApp::start_with_runtime_config(dir, SQL_APP, &config).await
 }
 
 async fn sql(

@@ -133,6 +133,21 @@ impl TestApp {
         })
     }
 
+    /// Writes `runtime_config` beside the manifest and starts with it (`--runtime-config-file`).
+    pub async fn start_with_runtime_config(
+        dir: Arc<TempDir>,
+        manifest_text: &str,
+        runtime_config: &str,
+    ) -> Self {
+        let config = dir.path().join("runtime-config.toml");
+        std::fs::write(&config, runtime_config).expect("write runtime config");
+        Self::start_in(dir, manifest_text, |options| {
+            options.runtime_config = Some(config)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("start failed: {e}"))
+    }
+
     /// Stops the app gracefully (closing its databases).
     pub async fn stop(self) {
         self.running.shutdown().await;

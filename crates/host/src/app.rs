@@ -142,20 +142,14 @@ impl App {
             &labels(&manifest, |c| &c.key_value_stores),
             &runtime_config,
             state_dir.as_deref(),
-        )
-        .unwrap_or_else(|found| {
-            problems.extend(found);
-            KeyValueStores::default()
-        });
+        );
+        let key_value = keep_problems(key_value, &mut problems);
         let sqlite = Databases::open(
             &labels(&manifest, |c| &c.sqlite_databases),
             &runtime_config,
             state_dir.as_deref(),
-        )
-        .unwrap_or_else(|found| {
-            problems.extend(found);
-            Databases::default()
-        });
+        );
+        let sqlite = keep_problems(sqlite, &mut problems);
         let (key_value, sqlite) = (Arc::new(key_value), Arc::new(sqlite));
 
         let router = build_router(&manifest, &mut problems);
@@ -275,6 +269,15 @@ impl App {
         self.key_value.close();
         self.sqlite.close();
     }
+}
+
+/// The value, or (moving its problems to `problems`) an empty default, so loading goes on to
+/// find every other problem too.
+fn keep_problems<T: Default>(result: Result<T, Vec<Problem>>, problems: &mut Vec<Problem>) -> T {
+    result.unwrap_or_else(|found| {
+        problems.extend(found);
+        T::default()
+    })
 }
 
 /// Label → ids of the components that list it.

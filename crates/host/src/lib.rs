@@ -7,6 +7,7 @@ mod app;
 mod bindings;
 mod build;
 mod engine;
+mod grant;
 mod http_trigger;
 mod instance;
 mod key_value;

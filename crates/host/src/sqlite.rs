@@ -2,9 +2,10 @@
 //! connection of its own (as in Spin), taken from a per-database pool so opening is cheap.
 
 use crate::bindings::spin::sqlite::sqlite as wit;
+use crate::grant::Grant;
 use orderly_manifest::{Problem, RuntimeConfig, SqliteDatabaseConfig};
 use rusqlite::types::{Value as SqlValue, ValueRef};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -205,21 +206,7 @@ pub struct GuestConnection {
 }
 
 /// The SQLite databases one component instance may open.
-#[derive(Clone)]
-pub struct SqliteAccess {
-    databases: Arc<Databases>,
-    granted: Arc<BTreeSet<String>>,
-}
-
-impl SqliteAccess {
-    /// Access to the `granted` labels (the component's `sqlite_databases`).
-    pub fn new(databases: Arc<Databases>, granted: &[String]) -> Self {
-        Self {
-            databases,
-            granted: Arc::new(granted.iter().cloned().collect()),
-        }
-    }
-}
+pub type SqliteAccess = Grant<Databases>;
 
 /// [`HasData`] for `spin:sqlite`.
 pub struct Sqlite;
@@ -250,10 +237,10 @@ impl wit::Host for SqliteView<'_> {}
 
 impl wit::HostConnection for SqliteView<'_> {
     async fn open(&mut self, database: String) -> WasmResult<Resource<GuestConnection>> {
-        if !self.access.granted.contains(&database) {
+        let Some(databases) = self.access.open(&database) else {
             return Ok(Err(wit::Error::AccessDenied));
-        }
-        let Some(db) = self.access.databases.by_label.get(&database) else {
+        };
+        let Some(db) = databases.by_label.get(&database) else {
             return Ok(Err(wit::Error::NoSuchDatabase));
         };
         match db.checkout().await {

@@ -8,9 +8,10 @@ pub use backend::{Backend, StoreError};
 
 use crate::bindings::fermyon::spin2_0_0::key_value as spin_kv;
 use crate::bindings::wasi::keyvalue::{atomics, batch, store as wasi_kv};
+use crate::grant::Grant;
 use orderly_manifest::{KeyValueStoreConfig, Problem, RuntimeConfig};
 use sqlite::SqliteKvFile;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
@@ -105,26 +106,13 @@ fn describe(path: Option<&Path>) -> String {
 }
 
 /// The key-value stores one component instance may open.
-#[derive(Clone)]
-pub struct KeyValueAccess {
-    stores: Arc<KeyValueStores>,
-    granted: Arc<BTreeSet<String>>,
-}
+pub type KeyValueAccess = Grant<KeyValueStores>;
 
-impl KeyValueAccess {
-    /// Access to the `granted` labels (the component's `key_value_stores`).
-    pub fn new(stores: Arc<KeyValueStores>, granted: &[String]) -> Self {
-        Self {
-            stores,
-            granted: Arc::new(granted.iter().cloned().collect()),
-        }
-    }
-
-    fn open(&self, label: &str) -> Result<Arc<dyn Backend>, OpenError> {
-        if !self.granted.contains(label) {
-            return Err(OpenError::AccessDenied);
-        }
-        self.stores
+impl KeyValueStores {
+    /// The backend for `label`, if this component may open it.
+    fn open_for(access: &KeyValueAccess, label: &str) -> Result<Arc<dyn Backend>, OpenError> {
+        let stores = access.open(label).ok_or(OpenError::AccessDenied)?;
+        stores
             .by_label
             .get(label)
             .cloned()
@@ -223,7 +211,7 @@ impl spin_kv::Host for KeyValueView<'_> {}
 
 impl spin_kv::HostStore for KeyValueView<'_> {
     async fn open(&mut self, label: String) -> WasmResult<Resource<SpinStore>, spin_kv::Error> {
-        match self.access.open(&label) {
+        match KeyValueStores::open_for(self.access, &label) {
             Ok(backend) => Ok(Ok(self.table.push(SpinStore(backend))?)),
             Err(OpenError::AccessDenied) => Ok(Err(spin_kv::Error::AccessDenied)),
             Err(OpenError::NoSuchStore) => Ok(Err(spin_kv::Error::NoSuchStore)),
@@ -290,7 +278,7 @@ impl spin_kv::HostStore for KeyValueView<'_> {
 
 impl wasi_kv::Host for KeyValueView<'_> {
     async fn open(&mut self, identifier: String) -> WasmResult<Resource<Bucket>, wasi_kv::Error> {
-        match self.access.open(&identifier) {
+        match KeyValueStores::open_for(self.access, &identifier) {
             Ok(backend) => Ok(Ok(self.table.push(Bucket(backend))?)),
             Err(OpenError::AccessDenied) => Ok(Err(wasi_kv::Error::AccessDenied)),
             Err(OpenError::NoSuchStore) => Ok(Err(wasi_kv::Error::NoSuchStore)),
