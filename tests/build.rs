@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PACKAGES: [&str; 3] = ["orders", "external-sim", "probe"];
+const PACKAGES: [&str; 5] = ["orders", "external-sim", "probe", "subscriber", "ticker"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -58,7 +58,8 @@ fn main() {
         .expect("cannot run cargo to build the test components");
     assert!(
         status.success(),
-        "building the test components failed; run `cargo build --release --target wasm32-wasip2 -p orders -p external-sim -p probe` to see why (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)"
+        "building the test components failed; run `cargo build --release --target wasm32-wasip2 -p {}` to see why (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)",
+        PACKAGES.join(" -p ")
     );
     let wasm_dir = target.join("wasm32-wasip2").join("release");
     println!(

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tempfile::TempDir;
 
+pub mod logs;
 pub mod native_server;
+pub mod process;
+pub mod redis_server;
 
 /// Where the components under test were built.
 pub fn wasm_dir() -> PathBuf {
@@ -124,10 +127,7 @@ impl TestApp {
         let app = App::load(&options).await?;
         let running = RunningApp::start(app, "127.0.0.1:0".parse().expect("address")).await?;
         Ok(Self {
-            client: HttpClient {
-                base: format!("http://{}", running.address()),
-                client: Client::builder(TokioExecutor::new()).build_http(),
-            },
+            client: HttpClient::new(format!("http://{}", running.address())),
             dir,
             running,
         })
@@ -155,6 +155,42 @@ impl TestApp {
 }
 
 impl HttpClient {
+    /// A client for the server at `base` (`http://host:port`).
+    pub fn new(base: String) -> Self {
+        Self {
+            base,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Whether `path` answers 200 (connection errors are `false`).
+    pub async fn answers(&self, path: &str) -> bool {
+        let Ok(request) =
+            Request::get(format!("{}{path}", self.base)).body(Full::new(Bytes::new()))
+        else {
+            return false;
+        };
+        matches!(self.client.request(request).await, Ok(response) if response.status() == 200)
+    }
+
+    /// Polls `probe` every 50 ms until `done` accepts its value or `limit` passes; returns
+    /// the last value.
+    pub async fn wait_for<T>(
+        &self,
+        limit: std::time::Duration,
+        mut probe: impl AsyncFnMut(&HttpClient) -> T,
+        done: impl Fn(&T) -> bool,
+    ) -> T {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let value = probe(self).await;
+            if done(&value) || std::time::Instant::now() > deadline {
+                return value;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// GET `path`.
     pub async fn get(&self, path: &str) -> Reply {
         self.send(Method::GET, path, &[], "").await

@@ -1,14 +1,16 @@
-//! A loaded application: manifest validated, components compiled and linked, stores opened.
+//! A loaded application: manifest validated, variables resolved, stores opened, components
+//! compiled and linked, triggers resolved.
 
-use crate::allowed_hosts::AllowedHosts;
-use crate::engine::{self, ComponentCache, Loaded};
+use crate::component::{ComponentContext, ComponentRuntime, Triggers, compile_all};
+use crate::cron::{CronJob, CronSchedule};
+use crate::engine::{self, ComponentCache};
 use crate::http_trigger::routes::{RoutePattern, Router};
 use crate::instance::{self, InstanceState};
-use crate::key_value::{KeyValueAccess, KeyValueStores};
+use crate::key_value::KeyValueStores;
 use crate::outbound_http::OutboundHttp;
-use crate::sqlite::{Databases, SqliteAccess};
-use crate::stdio::{ComponentOutput, Terminal};
-use crate::variables::ComponentVariables;
+use crate::redis::trigger::Subscription;
+use crate::redis::{ConnectionPool, RedisAddress, RedisHub, RedisMode};
+use crate::sqlite::Databases;
 use orderly_manifest::{
     App as Manifest, ComponentId, ComponentSpec, HttpRoute, LoadError, Problem, ResolvedVariables,
     RuntimeConfig, VariableSources,
@@ -16,12 +18,9 @@ use orderly_manifest::{
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
-use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpCtx;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// How to load an application.
 #[derive(Debug, Clone)]
@@ -41,7 +40,14 @@ pub struct LoadOptions {
     pub env: Vec<(String, String)>,
     /// Whether component output is echoed to the terminal (it always goes to the log files).
     pub echo_component_output: bool,
+    /// Who serves the Redis triggers' addresses (`--redis`).
+    pub redis_mode: RedisMode,
+    /// How many Redis messages are handled at once (`--redis-concurrency`).
+    pub redis_concurrency: usize,
 }
+
+/// Redis messages handled at once, unless configured.
+pub const DEFAULT_REDIS_CONCURRENCY: usize = 64;
 
 impl LoadOptions {
     /// Options for the manifest at `manifest`, everything else default.
@@ -54,6 +60,8 @@ impl LoadOptions {
             variables: BTreeMap::new(),
             env: Vec::new(),
             echo_component_output: true,
+            redis_mode: RedisMode::default(),
+            redis_concurrency: DEFAULT_REDIS_CONCURRENCY,
         }
     }
 }
@@ -86,27 +94,54 @@ pub struct App {
     pub(crate) engine: Engine,
     components: BTreeMap<ComponentId, ComponentRuntime>,
     pub(crate) router: Router<ComponentId>,
+    redis_subscriptions: Vec<Subscription>,
+    redis_concurrency: usize,
+    cron_jobs: Vec<CronJob>,
+    redis: Arc<RedisHub>,
     key_value: Arc<KeyValueStores>,
     sqlite: Arc<Databases>,
 }
 
-/// A component, compiled and linked, with what each of its instances gets.
-pub(crate) struct ComponentRuntime {
-    pub(crate) id: ComponentId,
-    pub(crate) http: Option<ProxyPre<InstanceState>>,
-    environment: Vec<(String, String)>,
-    mounts: Vec<(PathBuf, String)>,
-    stdout: ComponentOutput,
-    stderr: ComponentOutput,
-    key_value: KeyValueAccess,
-    sqlite: SqliteAccess,
-    variables: ComponentVariables,
-    allowed_hosts: Arc<AllowedHosts>,
+/// Where state, logs and compiled components live.
+struct Folders {
+    state: Option<PathBuf>,
+    logs: Option<PathBuf>,
+    cache: PathBuf,
+}
+
+impl Folders {
+    fn resolve(
+        options: &LoadOptions,
+        manifest: &Manifest,
+        config: &RuntimeConfig,
+    ) -> anyhow::Result<Self> {
+        let state = match &options.state_dir {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => Some(std::path::absolute(dir)?),
+            None => Some(
+                config
+                    .state_dir
+                    .clone()
+                    .unwrap_or_else(|| manifest.dir.join(".spin")),
+            ),
+        };
+        let logs = config
+            .log_dir
+            .clone()
+            .or_else(|| state.as_ref().map(|dir| dir.join("logs")));
+        let cache = options
+            .cache_dir
+            .clone()
+            .or_else(|| state.as_ref().map(|dir| dir.join("cache")))
+            .unwrap_or_else(|| std::env::temp_dir().join("orderly-cache"));
+        Ok(Self { state, logs, cache })
+    }
 }
 
 impl App {
     /// Loads the application described by `options`: reads and checks the manifest, resolves
-    /// variables, opens stores, compiles (or loads cached) components and links them.
+    /// variables, opens stores, decides who serves Redis, compiles (or loads cached)
+    /// components and links them. Every problem found is reported at once.
     pub async fn load(options: &LoadOptions) -> Result<Arc<Self>, StartError> {
         let manifest = Manifest::load(&options.manifest)?;
         let runtime_config = match &options.runtime_config {
@@ -117,49 +152,51 @@ impl App {
             options.variables.clone(),
         ))?;
         manifest.check_sources()?;
-        let state_dir = match &options.state_dir {
-            Some(dir) if dir.as_os_str().is_empty() => None,
-            Some(dir) => Some(std::path::absolute(dir).map_err(anyhow::Error::from)?),
-            None => Some(
-                runtime_config
-                    .state_dir
-                    .clone()
-                    .unwrap_or_else(|| manifest.dir.join(".spin")),
-            ),
-        };
-        let log_dir = runtime_config
-            .log_dir
-            .clone()
-            .or_else(|| state_dir.as_ref().map(|dir| dir.join("logs")));
-        let cache_dir = options
-            .cache_dir
-            .clone()
-            .or_else(|| state_dir.as_ref().map(|dir| dir.join("cache")))
-            .unwrap_or_else(|| std::env::temp_dir().join("orderly-cache"));
+        let folders = Folders::resolve(options, &manifest, &runtime_config)?;
 
         let mut problems = Vec::new();
-        let key_value = KeyValueStores::open(
-            &labels(&manifest, |c| &c.key_value_stores),
-            &runtime_config,
-            state_dir.as_deref(),
+        let pool = Arc::new(ConnectionPool::default());
+        let key_value = keep_problems(
+            KeyValueStores::open(
+                &labels(&manifest, |c| &c.key_value_stores),
+                &runtime_config,
+                folders.state.as_deref(),
+                &pool,
+            ),
+            &mut problems,
         );
-        let key_value = keep_problems(key_value, &mut problems);
-        let sqlite = Databases::open(
-            &labels(&manifest, |c| &c.sqlite_databases),
-            &runtime_config,
-            state_dir.as_deref(),
+        let sqlite = keep_problems(
+            Databases::open(
+                &labels(&manifest, |c| &c.sqlite_databases),
+                &runtime_config,
+                folders.state.as_deref(),
+            ),
+            &mut problems,
         );
-        let sqlite = keep_problems(sqlite, &mut problems);
         let (key_value, sqlite) = (Arc::new(key_value), Arc::new(sqlite));
-
         let router = build_router(&manifest, &mut problems);
+        let (redis_subscriptions, redis_addresses) =
+            redis_subscriptions(&manifest, &variables, &mut problems);
+        let cron_jobs = cron_jobs(&manifest, &mut problems);
+        let redis = Arc::new(RedisHub::start(options.redis_mode, &redis_addresses, pool).await);
+
         let engine = engine::new_engine()?;
         let linker = instance::linker(&engine)
             .map_err(|error| anyhow::anyhow!("cannot set up the host interfaces: {error:?}"))?;
-        let compiled = compile_all(&engine, &manifest, ComponentCache::new(cache_dir)).await;
+        let context = ComponentContext {
+            linker: &linker,
+            variables: &variables,
+            key_value: &key_value,
+            sqlite: &sqlite,
+            redis: &redis,
+            log_dir: folders.logs.as_deref(),
+            echo_output: options.echo_component_output,
+            extra_env: &options.env,
+        };
         let mut components = BTreeMap::new();
-        for (id, compiled) in compiled {
-            let spec = &manifest.components[&id];
+        for (id, compiled) in
+            compile_all(&engine, &manifest, ComponentCache::new(folders.cache)).await
+        {
             let component = match compiled {
                 Ok(component) => component,
                 Err(error) => {
@@ -171,16 +208,8 @@ impl App {
                     continue;
                 }
             };
-            let context = ComponentContext {
-                linker: &linker,
-                variables: &variables,
-                key_value: &key_value,
-                sqlite: &sqlite,
-                log_dir: log_dir.as_deref(),
-                options,
-                serves_http: serves_http(&manifest, &id),
-            };
-            match context.runtime(spec, &component) {
+            let triggers = Triggers::of(&manifest, &id);
+            match context.runtime(&manifest.components[&id], &component, triggers) {
                 Ok(runtime) => {
                     components.insert(id, runtime);
                 }
@@ -200,6 +229,10 @@ impl App {
             engine,
             components,
             router,
+            redis_subscriptions,
+            redis_concurrency: options.redis_concurrency.max(1),
+            cron_jobs,
+            redis,
             key_value,
             sqlite,
         }))
@@ -213,6 +246,26 @@ impl App {
     /// A component by id.
     pub(crate) fn component(&self, id: &str) -> Option<&ComponentRuntime> {
         self.components.get(id)
+    }
+
+    /// The Redis trigger's subscriptions.
+    pub(crate) fn redis_subscriptions(&self) -> &[Subscription] {
+        &self.redis_subscriptions
+    }
+
+    /// How many Redis messages may be handled at once.
+    pub(crate) fn redis_concurrency(&self) -> usize {
+        self.redis_concurrency
+    }
+
+    /// Who serves Redis.
+    pub(crate) fn redis_hub(&self) -> &Arc<RedisHub> {
+        &self.redis
+    }
+
+    /// The cron trigger's jobs.
+    pub(crate) fn cron_jobs(&self) -> &[CronJob] {
+        &self.cron_jobs
     }
 
     /// A fresh store for one instance of `component`.
@@ -240,6 +293,7 @@ impl App {
             ),
             key_value: component.key_value.clone(),
             sqlite: component.sqlite.clone(),
+            redis: component.redis_access.clone(),
             variables: component.variables.clone(),
         };
         let mut store = Store::new(&self.engine, state);
@@ -261,6 +315,27 @@ impl App {
             .http_triggers
             .iter()
             .map(|trigger| (&trigger.route, &trigger.component))
+    }
+
+    /// The Redis subscriptions, for the start-up listing: `(address, channel, component)`, with
+    /// whether the embedded broker serves the address.
+    pub fn redis_channels(&self) -> impl Iterator<Item = (&str, &str, &ComponentId, bool)> {
+        self.redis_subscriptions.iter().map(|s| {
+            (
+                s.address.url.as_str(),
+                s.channel.as_str(),
+                &s.component,
+                self.redis.is_embedded(&s.address),
+            )
+        })
+    }
+
+    /// The cron jobs, for the start-up listing: `(expression, component)`.
+    pub fn cron_schedules(&self) -> impl Iterator<Item = (&str, &ComponentId)> {
+        self.manifest
+            .cron_triggers
+            .iter()
+            .map(|trigger| (trigger.cron_expression.as_str(), &trigger.component))
     }
 
     /// Closes the stores and databases, checkpointing SQLite write-ahead logs. Call once every
@@ -297,10 +372,6 @@ fn labels(
     labels
 }
 
-fn serves_http(manifest: &Manifest, id: &ComponentId) -> bool {
-    manifest.http_triggers.iter().any(|t| &t.component == id)
-}
-
 fn build_router(manifest: &Manifest, problems: &mut Vec<Problem>) -> Router<ComponentId> {
     let mut routes = Vec::new();
     for trigger in &manifest.http_triggers {
@@ -326,156 +397,80 @@ fn build_router(manifest: &Manifest, problems: &mut Vec<Problem>) -> Router<Comp
     router
 }
 
-/// Compiles (or loads from cache) every component, concurrently.
-async fn compile_all(
-    engine: &Engine,
+/// Resolves each `[[trigger.redis]]` (address and channel templates), and lists every address
+/// the application configures: the triggers' and `[application.trigger.redis]`'s.
+fn redis_subscriptions(
     manifest: &Manifest,
-    cache: ComponentCache,
-) -> Vec<(ComponentId, anyhow::Result<Component>)> {
-    let tasks: Vec<_> = manifest
-        .components
-        .values()
-        .map(|spec| {
-            let (engine, cache, id, source) = (
-                engine.clone(),
-                cache.clone(),
-                spec.id.clone(),
-                spec.source.clone(),
-            );
-            tokio::task::spawn_blocking(move || {
-                let started = Instant::now();
-                let loaded = cache.load(&engine, &source);
-                if let Ok((_, how)) = &loaded {
-                    let how = match how {
-                        Loaded::Cached => "loaded from cache",
-                        Loaded::Compiled => "compiled",
-                    };
-                    tracing::info!(component = %id, ms = started.elapsed().as_millis() as u64, "{how}");
-                }
-                (id, loaded.map(|(component, _)| component))
-            })
-        })
-        .collect();
-    let mut compiled = Vec::new();
-    for task in tasks {
-        match task.await {
-            Ok(result) => compiled.push(result),
-            Err(error) => tracing::error!(%error, "a compile task failed"),
-        }
-    }
-    compiled
-}
-
-/// What building a [`ComponentRuntime`] needs from the application.
-struct ComponentContext<'a> {
-    linker: &'a Linker<InstanceState>,
-    variables: &'a ResolvedVariables,
-    key_value: &'a Arc<KeyValueStores>,
-    sqlite: &'a Arc<Databases>,
-    log_dir: Option<&'a std::path::Path>,
-    options: &'a LoadOptions,
-    serves_http: bool,
-}
-
-impl ComponentContext<'_> {
-    fn runtime(
-        &self,
-        spec: &ComponentSpec,
-        component: &Component,
-    ) -> Result<ComponentRuntime, Vec<Problem>> {
-        let id = &spec.id;
-        let location = format!("[component.{id}]");
-        let mut problems = Vec::new();
-        let pre: Option<InstancePre<InstanceState>> = match self.linker.instantiate_pre(component) {
-            Ok(pre) => Some(pre),
-            Err(error) => {
+    variables: &ResolvedVariables,
+    problems: &mut Vec<Problem>,
+) -> (Vec<Subscription>, Vec<RedisAddress>) {
+    let parse =
+        |template: &orderly_manifest::Template, location: String, problems: &mut Vec<Problem>| {
+            let url = variables.render(template);
+            let parsed = RedisAddress::parse(&url);
+            if parsed.is_none() {
                 problems.push(Problem::new(
-                    format!("{location} source"),
-                    format!("cannot link the component: {error:#}"),
-                    "use only the interfaces orderly up provides (WASI 0.2, wasi:http, Spin key-value, SQLite, variables), or run with real Spin",
+                    location,
+                    format!("{url:?} is not a Redis address"),
+                    "write it as redis://host:port, e.g. redis://127.0.0.1:6379",
+                ));
+            }
+            parsed
+        };
+    let app_address = manifest.redis_address.as_ref().and_then(|template| {
+        parse(
+            template,
+            "[application.trigger.redis] address".into(),
+            problems,
+        )
+    });
+    let mut addresses: Vec<RedisAddress> = app_address.iter().cloned().collect();
+    let mut subscriptions = Vec::new();
+    for trigger in &manifest.redis_triggers {
+        let location = format!("[[trigger.redis]] for `{}`", trigger.component);
+        let address = match &trigger.address {
+            Some(template) => parse(template, format!("{location} address"), problems),
+            None if app_address.is_some() => app_address.clone(),
+            None => {
+                problems.push(Problem::new(
+                    location.clone(),
+                    "has no Redis address".to_owned(),
+                    "set address on the trigger, or [application.trigger.redis] address = \"redis://127.0.0.1:6379\"",
                 ));
                 None
             }
         };
-        let http = match (&pre, self.serves_http) {
-            (Some(pre), true) => match ProxyPre::new(pre.clone()) {
-                Ok(proxy) => Some(proxy),
-                Err(error) => {
+        if let Some(address) = address {
+            addresses.push(address.clone());
+            subscriptions.push(Subscription {
+                address,
+                channel: variables.render(&trigger.channel),
+                component: trigger.component.clone(),
+            });
+        }
+    }
+    (subscriptions, addresses)
+}
+
+fn cron_jobs(manifest: &Manifest, problems: &mut Vec<Problem>) -> Vec<CronJob> {
+    manifest
+        .cron_triggers
+        .iter()
+        .filter_map(
+            |trigger| match trigger.cron_expression.parse::<CronSchedule>() {
+                Ok(schedule) => Some(CronJob {
+                    component: trigger.component.clone(),
+                    schedule,
+                }),
+                Err(reason) => {
                     problems.push(Problem::new(
-                        format!("{location} source"),
-                        format!("an HTTP trigger runs it, but it does not export wasi:http/incoming-handler@0.2.x: {error:#}"),
-                        "build it as an HTTP component (#[http_component] in spin-sdk)",
-                    ));
+                    format!("[[trigger.cron]] for `{}` cron_expression", trigger.component),
+                    reason,
+                    "use six fields, seconds first: sec min hour day-of-month month day-of-week",
+                ));
                     None
                 }
             },
-            _ => None,
-        };
-        let hosts: Vec<String> = spec
-            .allowed_outbound_hosts
-            .iter()
-            .map(|template| self.variables.render(template))
-            .collect();
-        let allowed_hosts = AllowedHosts::parse(&hosts).unwrap_or_else(|error| {
-            problems.push(Problem::new(
-                format!("{location} allowed_outbound_hosts"),
-                error.to_string(),
-                "write entries as scheme://host[:port], e.g. \"https://api.example.com\" or \"http://orders.spin.internal\"",
-            ));
-            AllowedHosts::default()
-        });
-        let output = |stream: &str, terminal: Terminal| {
-            let terminal = if self.options.echo_component_output {
-                terminal
-            } else {
-                Terminal::Quiet
-            };
-            ComponentOutput::new(id.as_str(), stream, self.log_dir, terminal)
-        };
-        let (stdout, stderr) = match (
-            output("stdout", Terminal::Stdout),
-            output("stderr", Terminal::Stderr),
-        ) {
-            (Ok(stdout), Ok(stderr)) => (stdout, stderr),
-            (Err(error), _) | (_, Err(error)) => {
-                problems.push(Problem::new(
-                    "--state-dir",
-                    format!("cannot create the log files for `{id}`: {error}"),
-                    "make the state dir writable, or pass another --state-dir",
-                ));
-                return Err(problems);
-            }
-        };
-        let (Some(_), true) = (pre, problems.is_empty()) else {
-            return Err(problems);
-        };
-        let mut environment: Vec<(String, String)> = spec
-            .environment
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        environment.extend(self.options.env.iter().cloned());
-        Ok(ComponentRuntime {
-            id: id.clone(),
-            http,
-            environment,
-            mounts: spec
-                .files
-                .iter()
-                .map(|mount| (mount.source.clone(), mount.destination.clone()))
-                .collect(),
-            stdout,
-            stderr,
-            key_value: KeyValueAccess::new(Arc::clone(self.key_value), &spec.key_value_stores),
-            sqlite: SqliteAccess::new(Arc::clone(self.sqlite), &spec.sqlite_databases),
-            variables: ComponentVariables::new(
-                id.as_str(),
-                spec.variables
-                    .iter()
-                    .map(|(name, template)| (name.to_string(), self.variables.render(template)))
-                    .collect(),
-            ),
-            allowed_hosts: Arc::new(allowed_hosts),
-        })
-    }
+        )
+        .collect()
 }

@@ -2,6 +2,7 @@
 
 use crate::key_value::{self, KeyValueAccess, KeyValueView};
 use crate::outbound_http::OutboundHttp;
+use crate::redis::{self, RedisAccess, RedisView};
 use crate::sqlite::{self, SqliteAccess, SqliteView};
 use crate::variables::{self, ComponentVariables};
 use wasmtime::Engine;
@@ -17,6 +18,7 @@ pub struct InstanceState {
     pub(crate) outbound: OutboundHttp,
     pub(crate) key_value: KeyValueAccess,
     pub(crate) sqlite: SqliteAccess,
+    pub(crate) redis: RedisAccess,
     pub(crate) variables: ComponentVariables,
 }
 
@@ -39,6 +41,10 @@ impl WasiHttpView for InstanceState {
     }
 }
 
+// The interfaces of types only that the trigger exports use have no functions to implement.
+impl crate::bindings::fermyon::spin::redis_types::Host for InstanceState {}
+impl crate::bindings::fermyon::spin_cron::cron_types::Host for InstanceState {}
+
 /// A linker with WASI 0.2, `wasi:http` and the Spin interfaces `orderly up` implements.
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<InstanceState>> {
     let mut linker = Linker::<InstanceState>::new(engine);
@@ -52,6 +58,19 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<InstanceState>> {
         table: &mut state.table,
         access: &state.sqlite,
     })?;
+    redis::add_to_linker(&mut linker, |state| RedisView {
+        table: &mut state.table,
+        access: &state.redis,
+    })?;
     variables::add_to_linker(&mut linker, |state| &state.variables)?;
+    // Interfaces of types only (used by the trigger exports) still need their instances.
+    crate::bindings::fermyon::spin::redis_types::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        &mut linker,
+        |state| state,
+    )?;
+    crate::bindings::fermyon::spin_cron::cron_types::add_to_linker::<
+        _,
+        wasmtime::component::HasSelf<_>,
+    >(&mut linker, |state| state)?;
     Ok(linker)
 }

@@ -1,23 +1,28 @@
 //! `orderly up`: a Spin-compatible host on wasmtime. It reads a `spin.toml`, compiles the
-//! components (caching the result), opens their key-value stores and SQLite databases, and
-//! serves the HTTP trigger, each request in a fresh instance, as Spin does.
+//! components (caching the result), opens their key-value stores and SQLite databases, and runs
+//! the HTTP, Redis and cron triggers, each request, message or run in a fresh instance, as Spin
+//! does.
 
 mod allowed_hosts;
 mod app;
 mod bindings;
 mod build;
+mod component;
+mod cron;
 mod engine;
 mod grant;
 mod http_trigger;
 mod instance;
 mod key_value;
 mod outbound_http;
+mod redis;
 mod sqlite;
 mod stdio;
 mod variables;
 
-pub use app::{App, LoadOptions, StartError};
+pub use app::{App, DEFAULT_REDIS_CONCURRENCY, LoadOptions, StartError};
 pub use build::{BuildError, build_all};
+pub use redis::RedisMode;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,16 +33,17 @@ use tokio::net::TcpListener;
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A running application: the HTTP trigger listening, until [`RunningApp::shutdown`].
+/// A running application: its triggers (HTTP, Redis, cron) at work until
+/// [`RunningApp::shutdown`].
 pub struct RunningApp {
     app: Arc<App>,
     address: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<()>,
+    triggers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningApp {
-    /// Starts serving `app` on `listen` (port 0 picks a free port).
+    /// Starts the triggers; the HTTP trigger listens on `listen` (port 0 picks a free port).
     pub async fn start(app: Arc<App>, listen: SocketAddr) -> Result<Self, StartError> {
         let listener = TcpListener::bind(listen).await.map_err(|error| {
             anyhow::anyhow!(
@@ -45,20 +51,32 @@ impl RunningApp {
             )
         })?;
         let address = listener.local_addr().map_err(anyhow::Error::from)?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(http_trigger::serve(
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let mut http_stop = stopped.clone();
+        let redis = redis::trigger::start(
             Arc::clone(&app),
-            listener,
-            async {
-                let _ = stopped.await;
-            },
+            app.redis_concurrency(),
+            stopped.clone(),
             DRAIN_TIMEOUT,
-        ));
+        )
+        .await;
+        let triggers = vec![
+            redis,
+            tokio::spawn(http_trigger::serve(
+                Arc::clone(&app),
+                listener,
+                async move {
+                    let _ = http_stop.changed().await;
+                },
+                DRAIN_TIMEOUT,
+            )),
+            tokio::spawn(cron::run(Arc::clone(&app), stopped, DRAIN_TIMEOUT)),
+        ];
         Ok(Self {
             app,
             address,
             stop,
-            server,
+            triggers,
         })
     }
 
@@ -72,18 +90,20 @@ impl RunningApp {
         &self.app
     }
 
-    /// Serves until `signal` completes, then shuts down gracefully.
+    /// Runs until `signal` completes, then shuts down gracefully.
     pub async fn run_until(self, signal: impl Future<Output = ()>) {
         signal.await;
         self.shutdown().await;
     }
 
-    /// Stops accepting connections, lets in-flight requests finish (up to [`DRAIN_TIMEOUT`]),
-    /// then closes the stores and databases.
+    /// Stops the triggers (no new requests, messages or cron runs), lets what is in flight
+    /// finish (up to [`DRAIN_TIMEOUT`]), then closes the stores and databases.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
-        if let Err(error) = self.server.await {
-            tracing::error!(%error, "the HTTP server task failed");
+        for trigger in self.triggers {
+            if let Err(error) = trigger.await {
+                tracing::error!(%error, "a trigger task failed");
+            }
         }
         self.app.close();
         tracing::info!("stopped");

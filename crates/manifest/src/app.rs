@@ -97,8 +97,8 @@ pub struct HttpTrigger {
 /// `[[trigger.redis]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisTrigger {
-    /// The channel subscribed to.
-    pub channel: String,
+    /// The channel subscribed to (variables allowed, as in Spin).
+    pub channel: Template,
     /// The component run for each message.
     pub component: ComponentId,
     /// The trigger's own address, overriding `[application.trigger.redis] address`.
@@ -585,10 +585,13 @@ impl Validator<'_> {
                     let address = raw.address.as_deref().and_then(|address| {
                         self.template(address, &format!("{location} address"), &app.variables)
                     });
+                    let channel =
+                        self.template(&raw.channel, &format!("{location} channel"), &app.variables);
                     if let Some(component) = self.trigger_component(&raw.component, app, &location)
+                        && let Some(channel) = channel
                     {
                         app.redis_triggers.push(RedisTrigger {
-                            channel: raw.channel,
+                            channel,
                             component,
                             address,
                         });

@@ -3,7 +3,8 @@
 
 pub mod routes;
 
-use crate::app::{App, ComponentRuntime};
+use crate::app::App;
+use crate::component::ComponentRuntime;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};

@@ -5,10 +5,8 @@ use async_trait::async_trait;
 /// A failure of the storage behind a store, reported to the guest as `error::other`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    /// `increment` found a value that is not an 8-byte little-endian integer.
-    #[error(
-        "the value at {key:?} is not a counter (increment needs an 8-byte little-endian i64; it was written with set)"
-    )]
+    /// `increment` found a value that is not a counter (it was written with `set`).
+    #[error("the value at {key:?} is not a counter (it was written with set, not increment)")]
     NotACounter {
         /// The key.
         key: String,
@@ -43,8 +41,9 @@ pub trait Backend: Send + Sync {
     async fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
     /// Removes every key.
     async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError>;
-    /// Adds `delta` to the counter at `key` (absent = 0) and returns the new value. Counters are
-    /// stored as 8-byte little-endian i64, as in Spin.
+    /// Adds `delta` to the counter at `key` (absent = 0) and returns the new value. As in Spin,
+    /// the `spin` backend stores counters as 8-byte little-endian i64 and the `redis` backend as
+    /// Redis integers: components must not read counters with `get`.
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
     /// Sets `key` to `value` only if it still holds `expected`; returns whether it did.
     async fn swap_if(&self, key: &str, expected: &[u8], value: &[u8]) -> Result<bool, StoreError>;

@@ -2,6 +2,7 @@
 //! `@0.2.0-draft2`, both views over the same backends, opened by label.
 
 mod backend;
+mod redis_store;
 mod sqlite;
 
 pub use backend::{Backend, StoreError};
@@ -9,6 +10,7 @@ pub use backend::{Backend, StoreError};
 use crate::bindings::fermyon::spin2_0_0::key_value as spin_kv;
 use crate::bindings::wasi::keyvalue::{atomics, batch, store as wasi_kv};
 use crate::grant::Grant;
+use crate::redis::{ConnectionPool, RedisAddress};
 use orderly_manifest::{KeyValueStoreConfig, Problem, RuntimeConfig};
 use sqlite::SqliteKvFile;
 use std::collections::BTreeMap;
@@ -30,6 +32,7 @@ impl KeyValueStores {
         labels: &BTreeMap<String, Vec<String>>,
         config: &RuntimeConfig,
         state_dir: Option<&Path>,
+        pool: &Arc<ConnectionPool>,
     ) -> Result<Self, Vec<Problem>> {
         let mut stores = Self::default();
         let mut files: BTreeMap<Option<PathBuf>, Arc<SqliteKvFile>> = BTreeMap::new();
@@ -57,12 +60,15 @@ impl KeyValueStores {
                     Arc::new(file.store(label))
                 }
                 Some(KeyValueStoreConfig::Redis { url }) => {
-                    problems.push(Problem::new(
-                        format!("[key_value_store.{label}]"),
-                        format!("Redis-backed key-value stores ({url}) are not available yet"),
-                        "use type = \"spin\" for now",
-                    ));
-                    continue;
+                    if RedisAddress::parse(&url).is_none() {
+                        problems.push(Problem::new(
+                            format!("[key_value_store.{label}] url"),
+                            format!("{url:?} is not a Redis URL"),
+                            "write it as redis://host:port (optionally with /db)",
+                        ));
+                        continue;
+                    }
+                    Arc::new(redis_store::RedisStore::new(Arc::clone(pool), &url))
                 }
                 None => {
                     problems.push(Problem::new(

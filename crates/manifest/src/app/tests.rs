@@ -88,7 +88,7 @@ fn loads_a_full_manifest() {
     );
     assert_eq!(app.http_triggers.len(), 2);
     assert_eq!(app.http_triggers[1].route, HttpRoute::Private);
-    assert_eq!(app.redis_triggers[0].channel, "orders");
+    assert_eq!(app.redis_triggers[0].channel.to_string(), "orders");
     assert_eq!(app.cron_triggers[0].cron_expression, "*/5 * * * * *");
     assert!(app.redis_address.is_some());
 }

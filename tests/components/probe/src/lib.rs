@@ -89,6 +89,20 @@ fn handle(request: Request) -> Response {
         ),
         "/sql" => (200, sql(&param("db"), request.body())),
         "/sql/abandon" => (200, abandon_transaction(request.body())),
+        "/redis/publish" => redis(&param("address"), |c| {
+            c.publish(&param("channel"), request.body())?;
+            Ok(json!("published"))
+        }),
+        "/redis/burst" => redis(&param("address"), |c| {
+            let count: u32 = param("count").parse().unwrap_or(0);
+            for n in 0..count {
+                c.publish(&param("channel"), n.to_string().as_bytes())?;
+            }
+            Ok(json!(count))
+        }),
+        "/redis/cmd" => redis(&param("address"), |c| {
+            redis_command(c, &param("op"), &param("key"), request.body())
+        }),
         "/trap" => panic!("the probe was asked to trap"),
         "/sleep" => {
             let ms = param("ms").parse().unwrap_or(0);
@@ -180,6 +194,73 @@ fn wasi_kv(
         Ok(value) => (200, json!({ "value": value })),
         Err(error) => (200, json!({ "error": format!("{error:?}") })),
     }
+}
+
+fn redis(
+    address: &str,
+    work: impl FnOnce(&spin_sdk::redis::Connection) -> Result<Json, spin_sdk::redis::Error>,
+) -> (u16, Json) {
+    match spin_sdk::redis::Connection::open(address).and_then(|connection| work(&connection)) {
+        Ok(value) => (200, json!({ "value": value })),
+        Err(error) => (200, json!({ "error": format!("{error:?}") })),
+    }
+}
+
+/// One outbound Redis call; `body` is the value, or space-separated members for sets.
+fn redis_command(
+    connection: &spin_sdk::redis::Connection,
+    op: &str,
+    key: &str,
+    body: &[u8],
+) -> Result<Json, spin_sdk::redis::Error> {
+    use spin_sdk::redis::{RedisParameter, RedisResult};
+    let members = || {
+        String::from_utf8_lossy(body)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    Ok(match op {
+        "get" => json!(
+            connection
+                .get(key)?
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+        ),
+        "set" => {
+            connection.set(key, body)?;
+            json!("ok")
+        }
+        "incr" => json!(connection.incr(key)?),
+        "del" => json!(connection.del(&[key.to_owned()])?),
+        "sadd" => json!(connection.sadd(key, &members())?),
+        "srem" => json!(connection.srem(key, &members())?),
+        "smembers" => json!(connection.smembers(key)?),
+        "execute" => {
+            let words = members();
+            let (command, args) = words.split_first().expect("a command");
+            let args: Vec<RedisParameter> = args
+                .iter()
+                .map(|a| {
+                    a.parse().map_or_else(
+                        |_| RedisParameter::Binary(a.as_bytes().to_vec()),
+                        RedisParameter::Int64,
+                    )
+                })
+                .collect();
+            let results: Vec<Json> = connection
+                .execute(command, &args)?
+                .into_iter()
+                .map(|r| match r {
+                    RedisResult::Nil => Json::Null,
+                    RedisResult::Status(s) => json!({ "status": s }),
+                    RedisResult::Int64(n) => json!(n),
+                    RedisResult::Binary(b) => json!(String::from_utf8_lossy(&b)),
+                })
+                .collect();
+            json!(results)
+        }
+        other => json!({ "unknown op": other }),
+    })
 }
 
 /// Adds 1 to the decimal counter at `key`, `times` times, with compare-and-swap; retries lost

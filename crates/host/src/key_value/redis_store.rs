@@ -1,0 +1,160 @@
+//! The `redis` key-value backend (`type = "redis"`, `url`): several hosts share one store, so
+//! breaker and rate-limit state holds across a fleet. As in Spin, every label on one server
+//! shares its keyspace, and counters are Redis integers (`INCRBY`). Compare-and-swap runs as one
+//! Lua script, so it is atomic on the server.
+
+use super::backend::{Backend, StoreError};
+use crate::redis::ConnectionPool;
+use async_trait::async_trait;
+use redis::Value;
+use std::sync::{Arc, LazyLock};
+
+/// Sets KEYS[1] to ARGV[2] if it holds ARGV[1]; returns 1 if it did.
+static SWAP_IF: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 else return 0 end",
+    )
+});
+
+/// A store on a Redis server.
+pub struct RedisStore {
+    pool: Arc<ConnectionPool>,
+    url: String,
+}
+
+impl RedisStore {
+    /// The store at `url`, connected on first use through `pool`.
+    pub fn new(pool: Arc<ConnectionPool>, url: &str) -> Self {
+        Self {
+            pool,
+            url: url.to_owned(),
+        }
+    }
+
+    async fn run(&self, args: Vec<Vec<u8>>) -> Result<Value, StoreError> {
+        self.pool
+            .command(&self.url, &args)
+            .await
+            .map_err(|error| StoreError::Backend(error.to_string()))
+    }
+}
+
+fn arg(text: &str) -> Vec<u8> {
+    text.as_bytes().to_vec()
+}
+
+fn optional_bytes(value: Value) -> Result<Option<Vec<u8>>, StoreError> {
+    match value {
+        Value::Nil => Ok(None),
+        Value::BulkString(bytes) => Ok(Some(bytes)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn integer(value: Value) -> Result<i64, StoreError> {
+    match value {
+        Value::Int(n) => Ok(n),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn unexpected(value: &Value) -> StoreError {
+    StoreError::Backend(format!("unexpected reply from Redis: {value:?}"))
+}
+
+#[async_trait]
+impl Backend for RedisStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        optional_bytes(self.run(vec![arg("GET"), arg(key)]).await?)
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.run(vec![arg("SET"), arg(key), value.to_vec()])
+            .await
+            .map(drop)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.run(vec![arg("DEL"), arg(key)]).await.map(drop)
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(integer(self.run(vec![arg("EXISTS"), arg(key)]).await?)? > 0)
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, StoreError> {
+        match self.run(vec![arg("KEYS"), arg("*")]).await? {
+            Value::Array(items) | Value::Set(items) => {
+                let mut keys: Vec<String> = items
+                    .into_iter()
+                    .map(|item| match item {
+                        Value::BulkString(bytes) => String::from_utf8(bytes)
+                            .map_err(|_| StoreError::Backend("a key is not UTF-8".into())),
+                        other => Err(unexpected(&other)),
+                    })
+                    .collect::<Result<_, _>>()?;
+                keys.sort();
+                Ok(keys)
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let args = std::iter::once(arg("MGET"))
+            .chain(keys.iter().map(|k| arg(k)))
+            .collect();
+        match self.run(args).await? {
+            Value::Array(items) => items.into_iter().map(optional_bytes).collect(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec![arg("MSET")];
+        for (key, value) in pairs {
+            args.push(arg(key));
+            args.push(value.clone());
+        }
+        self.run(args).await.map(drop)
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let args = std::iter::once(arg("DEL"))
+            .chain(keys.iter().map(|k| arg(k)))
+            .collect();
+        self.run(args).await.map(drop)
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        match self
+            .run(vec![arg("INCRBY"), arg(key), arg(&delta.to_string())])
+            .await
+        {
+            Err(StoreError::Backend(message)) if message.contains("not an integer") => {
+                Err(StoreError::NotACounter {
+                    key: key.to_owned(),
+                })
+            }
+            other => integer(other?),
+        }
+    }
+
+    async fn swap_if(&self, key: &str, expected: &[u8], value: &[u8]) -> Result<bool, StoreError> {
+        let reply = self
+            .pool
+            .script(&self.url, &SWAP_IF, &[key], &[expected, value])
+            .await
+            .map_err(|error| StoreError::Backend(error.to_string()))?;
+        Ok(integer(reply)? == 1)
+    }
+}

@@ -1,0 +1,83 @@
+//! Redis addresses (`redis://[user[:password]@]host[:port][/db]`): the parts the allow-list and
+//! the broker choice need.
+
+/// A parsed Redis address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RedisAddress {
+    /// `redis` or `rediss`.
+    pub scheme: String,
+    /// The host, lowercase (IPv6 in brackets).
+    pub host: String,
+    /// The port (6379 when not given).
+    pub port: u16,
+    /// The address as written, for connecting.
+    pub url: String,
+}
+
+impl RedisAddress {
+    /// Parses an address; `None` when it is not a `redis://` or `rediss://` URL with a host.
+    pub fn parse(url: &str) -> Option<Self> {
+        let (scheme, rest) = url.split_once("://")?;
+        if scheme != "redis" && scheme != "rediss" {
+            return None;
+        }
+        let authority = rest.split(['/', '?']).next()?;
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+        let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
+            let close = bracketed.find(']')?;
+            let port = bracketed[close + 1..].strip_prefix(':');
+            (&host_port[..close + 2], port)
+        } else {
+            match host_port.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (host_port, None),
+            }
+        };
+        if host.is_empty() {
+            return None;
+        }
+        let port = match port {
+            Some(port) => port.parse().ok()?,
+            None => 6379,
+        };
+        Some(Self {
+            scheme: scheme.to_owned(),
+            host: host.to_ascii_lowercase(),
+            port,
+            url: url.to_owned(),
+        })
+    }
+
+    /// `host:port`, the identity of the server.
+    pub fn server(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_forms_spin_accepts() {
+        let plain = RedisAddress::parse("redis://127.0.0.1").unwrap();
+        assert_eq!((plain.host.as_str(), plain.port), ("127.0.0.1", 6379));
+        let full = RedisAddress::parse("redis://user:p%40ss@Cache.Example:6380/2").unwrap();
+        assert_eq!((full.host.as_str(), full.port), ("cache.example", 6380));
+        assert_eq!(full.server(), "cache.example:6380");
+        let v6 = RedisAddress::parse("rediss://[::1]:7000").unwrap();
+        assert_eq!(
+            (v6.scheme.as_str(), v6.host.as_str(), v6.port),
+            ("rediss", "[::1]", 7000)
+        );
+        for bad in [
+            "127.0.0.1:6379",
+            "http://x",
+            "redis://",
+            "redis://:6379",
+            "redis://h:port",
+        ] {
+            assert!(RedisAddress::parse(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The Redis trigger: every message on a subscribed channel runs each component listening on it,
+//! each in a fresh instance. Unlike Spin, messages are handled concurrently (up to a bound), and
+//! a lost connection is re-established with backoff instead of ending the trigger.
+
+use super::{RedisAddress, RedisHub};
+use crate::app::App;
+use crate::component::ComponentRuntime;
+use bytes::Bytes;
+use futures::StreamExt;
+use orderly_manifest::ComponentId;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+/// The first wait before reconnecting; it doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// The longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// One `[[trigger.redis]]`, with its address and channel resolved.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// The server.
+    pub address: RedisAddress,
+    /// The channel.
+    pub channel: String,
+    /// The component run for each message.
+    pub component: ComponentId,
+}
+
+struct Message {
+    channel: String,
+    payload: Bytes,
+    components: Arc<[ComponentId]>,
+}
+
+/// Starts the trigger: subscribes to every channel (waiting for each address's first attempt,
+/// so messages published once this returns are not missed while Redis is up), then handles
+/// messages until `stop` changes. The returned task ends after the messages already received
+/// are handled and running handlers finish (up to `drain`).
+pub async fn start(
+    app: Arc<App>,
+    concurrency: usize,
+    stop: watch::Receiver<()>,
+    drain: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let (queue, received) = mpsc::unbounded_channel::<Message>();
+    let mut by_address: BTreeMap<RedisAddress, BTreeMap<String, Vec<ComponentId>>> =
+        BTreeMap::new();
+    for subscription in app.redis_subscriptions() {
+        by_address
+            .entry(subscription.address.clone())
+            .or_default()
+            .entry(subscription.channel.clone())
+            .or_default()
+            .push(subscription.component.clone());
+    }
+    let mut listeners = Vec::new();
+    let mut attempts = Vec::new();
+    for (address, channels) in by_address {
+        let channels = channels
+            .into_iter()
+            .map(|(channel, components)| (channel, Arc::from(components)))
+            .collect();
+        let (attempted, first_attempt) = oneshot::channel();
+        attempts.push(first_attempt);
+        listeners.push(tokio::spawn(listen(
+            Arc::clone(app.redis_hub()),
+            address,
+            channels,
+            queue.clone(),
+            stop.clone(),
+            attempted,
+        )));
+    }
+    drop(queue);
+    for attempt in attempts {
+        let _ = attempt.await;
+    }
+    tokio::spawn(dispatch(app, received, listeners, concurrency, drain))
+}
+
+/// Runs handlers for received messages, at most `concurrency` at once, until the queue closes
+/// (every listener stopped); then waits for running handlers.
+async fn dispatch(
+    app: Arc<App>,
+    mut received: mpsc::UnboundedReceiver<Message>,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
+    concurrency: usize,
+    drain: Duration,
+) {
+    let permits = Arc::new(Semaphore::new(concurrency));
+    while let Some(message) = received.recv().await {
+        for id in message.components.iter() {
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                return;
+            };
+            let (app, id, channel, payload) = (
+                Arc::clone(&app),
+                id.clone(),
+                message.channel.clone(),
+                message.payload.clone(),
+            );
+            tokio::spawn(async move {
+                if let Some(component) = app.component(id.as_str()) {
+                    deliver(&app, component, &channel, payload).await;
+                }
+                drop(permit);
+            });
+        }
+    }
+    for listener in listeners {
+        let _ = listener.await;
+    }
+    let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+    if tokio::time::timeout(drain, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            seconds = drain.as_secs(),
+            "Redis handlers did not finish in time"
+        );
+    }
+}
+
+/// Subscribes to `channels` at `address` and forwards every message to `queue`, reconnecting
+/// with backoff whenever the connection is lost, until `stop` changes.
+async fn listen(
+    hub: Arc<RedisHub>,
+    address: RedisAddress,
+    channels: BTreeMap<String, Arc<[ComponentId]>>,
+    queue: mpsc::UnboundedSender<Message>,
+    mut stop: watch::Receiver<()>,
+    attempted: oneshot::Sender<()>,
+) {
+    let mut attempted = Some(attempted);
+    let names: Vec<String> = channels.keys().cloned().collect();
+    let mut backoff = MIN_BACKOFF;
+    let mut down_since: Option<Instant> = None;
+    loop {
+        let subscribed = tokio::select! {
+            subscribed = hub.subscribe(&address, &names) => subscribed,
+            _ = stop.changed() => return,
+        };
+        if let Some(attempted) = attempted.take() {
+            let _ = attempted.send(());
+        }
+        match subscribed {
+            Ok(mut stream) => {
+                match down_since.take() {
+                    Some(since) => tracing::info!(
+                        address = %address.url,
+                        channels = ?names,
+                        ms = since.elapsed().as_millis() as u64,
+                        "reconnected to Redis"
+                    ),
+                    None => tracing::info!(address = %address.url, channels = ?names, "subscribed"),
+                }
+                backoff = MIN_BACKOFF;
+                loop {
+                    let next = tokio::select! {
+                        next = stream.next() => next,
+                        _ = stop.changed() => return,
+                    };
+                    let Some((channel, payload)) = next else {
+                        break;
+                    };
+                    if let Some(components) = channels.get(&channel) {
+                        let message = Message {
+                            channel,
+                            payload,
+                            components: Arc::clone(components),
+                        };
+                        if queue.send(message).is_err() {
+                            return;
+                        }
+                    }
+                }
+                tracing::warn!(address = %address.url, "lost the connection to Redis; reconnecting");
+                down_since = Some(Instant::now());
+            }
+            Err(error) => {
+                if down_since.is_none() {
+                    tracing::warn!(address = %address.url, %error, "cannot subscribe; retrying with backoff");
+                    down_since = Some(Instant::now());
+                } else {
+                    tracing::debug!(address = %address.url, %error, "still cannot subscribe");
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Runs `component`'s handler on one message in a fresh instance; failures are logged with the
+/// component, channel and message size.
+async fn deliver(app: &Arc<App>, component: &ComponentRuntime, channel: &str, payload: Bytes) {
+    let Some(pre) = component.redis.clone() else {
+        return;
+    };
+    let started = Instant::now();
+    let mut store = app.new_store(component);
+    let result = async {
+        let handler = pre.instantiate_async(&mut store).await?;
+        handler
+            .fermyon_spin_inbound_redis()
+            .call_handle_message(&mut store, &payload.to_vec())
+            .await
+    }
+    .await;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    match result {
+        Ok(Ok(())) => tracing::debug!(
+            target: "orderly::redis",
+            component = %component.id, channel, bytes = payload.len(), ms, "message handled"
+        ),
+        Ok(Err(error)) => tracing::error!(
+            target: "orderly::redis",
+            component = %component.id, channel, bytes = payload.len(), ?error,
+            "the Redis handler returned an error"
+        ),
+        Err(error) => tracing::error!(
+            target: "orderly::redis",
+            component = %component.id, channel, bytes = payload.len(),
+            "the Redis handler failed: {error:?}"
+        ),
+    }
+}
