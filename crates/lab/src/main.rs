@@ -2,6 +2,7 @@
 //! noise of a shared machine cancels out.
 
 mod load;
+mod messaging;
 mod native;
 mod process;
 
@@ -38,6 +39,19 @@ enum Command {
         /// Start-ups timed for each of cold start and warm restart.
         #[arg(long, default_value_t = 5)]
         starts: usize,
+    },
+    /// Messages/s through publish → Redis trigger → handler, on a Redis server and on the
+    /// embedded broker; and the time from a Redis restart to the first handled message.
+    Messaging {
+        /// Messages per measurement.
+        #[arg(long, default_value_t = 5000)]
+        messages: u32,
+        /// Measurements per mode, interleaved.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Redis restarts timed.
+        #[arg(long, default_value_t = 5)]
+        restarts: usize,
     },
     /// Load a running server (closed loop, keep-alive) and report requests/s and latency.
     Load {
@@ -77,6 +91,11 @@ fn main() -> anyhow::Result<()> {
             rounds,
             starts,
         )),
+        Command::Messaging {
+            messages,
+            rounds,
+            restarts,
+        } => generator()?.block_on(messaging_experiment(messages, rounds, restarts)),
         Command::Load {
             address,
             path,
@@ -141,7 +160,7 @@ async fn http_overhead(
         native_reports.push(report);
         server.stop().await;
 
-        let server = process::Server::orderly(&orderly, &hello, state.path()).await?;
+        let server = process::Server::orderly(&orderly, &hello, state.path(), &[]).await?;
         let report = load::run(server.address(), "/", connections, duration).await?;
         println!("round {round} orderly up:    {report}");
         orderly_reports.push(report);
@@ -168,6 +187,56 @@ async fn http_overhead(
         served.requests_per_second() / native.requests_per_second(),
         served.percentile_ms(99.0) / native.percentile_ms(99.0)
     );
+    Ok(())
+}
+
+async fn messaging_experiment(messages: u32, rounds: usize, restarts: usize) -> anyhow::Result<()> {
+    let orderly = process::Orderly::locate()?;
+    orderly.build(&messaging::manifest())?;
+    let mut redis = messaging::RedisServer::start()?;
+    let url = redis.url();
+    let (server_state, broker_state) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let with_server = messaging::start(&orderly, server_state.path(), &url, "server").await?;
+    let with_broker = messaging::start(&orderly, broker_state.path(), &url, "embedded").await?;
+
+    println!(
+        "## Publish → Redis trigger → handler: {messages} messages per run, {rounds} interleaved rounds"
+    );
+    let (mut server_rates, mut broker_rates) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        for (name, server, rates) in [
+            ("redis-server", &with_server, &mut server_rates),
+            ("embedded broker", &with_broker, &mut broker_rates),
+        ] {
+            let before = messaging::handled(server.address()).await?;
+            let rate = messaging::throughput(server, &url, messages, before).await?;
+            println!("round {round} {name:<16} {rate:>8.0} messages/s");
+            rates.push(rate);
+        }
+    }
+    println!(
+        "median: redis-server {:.0} messages/s, embedded broker {:.0} messages/s (broker/server {:.2}x)",
+        median(&server_rates),
+        median(&broker_rates),
+        median(&broker_rates) / median(&server_rates)
+    );
+    with_broker.stop().await;
+
+    println!("\n## Redis restart → first handled message, {restarts} restarts");
+    let mut times = Vec::new();
+    for _ in 0..restarts {
+        let elapsed = messaging::restart_to_first_message(&with_server, &mut redis).await?;
+        times.push(elapsed.as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "median {:.0} ms (min {:.0}, max {:.0}); each: {:?}",
+        median(&times),
+        min(&times),
+        max(&times),
+        times.iter().map(|t| t.round() as u64).collect::<Vec<_>>()
+    );
+    with_server.stop().await;
     Ok(())
 }
 

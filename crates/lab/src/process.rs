@@ -58,19 +58,24 @@ impl Server {
         Ok(server)
     }
 
-    /// Starts `orderly up` on `manifest` with `state_dir` and waits until it answers.
+    /// Starts `orderly up` on `manifest` with `state_dir` (and `extra` flags) and waits until it
+    /// answers.
     pub async fn orderly(
         orderly: &Orderly,
         manifest: &Path,
         state_dir: &Path,
+        extra: &[&str],
     ) -> anyhow::Result<Self> {
-        Ok(Self::start_orderly(orderly, manifest, state_dir).await?.0)
+        Ok(Self::start_orderly(orderly, manifest, state_dir, extra)
+            .await?
+            .0)
     }
 
     async fn start_orderly(
         orderly: &Orderly,
         manifest: &Path,
         state_dir: &Path,
+        extra: &[&str],
     ) -> anyhow::Result<(Self, Duration)> {
         let address = free_address()?;
         let started = Instant::now();
@@ -80,6 +85,7 @@ impl Server {
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--listen", &address.to_string()])
+            .args(extra)
             .env("ORDERLY_LOG", "warn")
             .stdout(Stdio::null())
             .kill_on_drop(true)
@@ -112,7 +118,8 @@ pub async fn startup_times(
     for _ in 0..starts {
         let state = tempfile::tempdir()?;
         for times in [&mut cold, &mut warm] {
-            let (server, elapsed) = Server::start_orderly(orderly, manifest, state.path()).await?;
+            let (server, elapsed) =
+                Server::start_orderly(orderly, manifest, state.path(), &[]).await?;
             times.push(elapsed.as_secs_f64() * 1000.0);
             server.stop().await;
         }
@@ -130,7 +137,9 @@ async fn wait_ready(address: SocketAddr, limit: Duration) -> anyhow::Result<()> 
     loop {
         if let Ok(mut stream) = tokio::net::TcpStream::connect(address).await {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let request = format!("GET / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+            let request = format!(
+                "GET /.well-known/spin/health HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+            );
             if stream.write_all(request.as_bytes()).await.is_ok() {
                 let mut head = [0u8; 12];
                 if stream.read_exact(&mut head).await.is_ok() && head.starts_with(b"HTTP/1.1 200") {

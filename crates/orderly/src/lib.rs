@@ -181,6 +181,21 @@ fn print_routes(running: &RunningApp) {
             }
         }
     }
+    let mut channels = running.app().redis_channels().peekable();
+    if channels.peek().is_some() {
+        println!("Redis channels:");
+        for (address, channel, component, embedded) in channels {
+            let served = if embedded { " (embedded broker)" } else { "" };
+            println!("  {component}: {address} {channel}{served}");
+        }
+    }
+    let mut schedules = running.app().cron_schedules().peekable();
+    if schedules.peek().is_some() {
+        println!("Cron jobs:");
+        for (expression, component) in schedules {
+            println!("  {component}: {expression}");
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.
