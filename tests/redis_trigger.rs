@@ -2,7 +2,7 @@
 //! reconnection after a Redis restart, handler errors, and the same results from the embedded
 //! broker as from a real server.
 
-use orderly_tests::redis_server::{Redis, RedisServer, redis, unique};
+use orderly_tests::redis_server::{Redis, private_redis, redis, unique};
 use orderly_tests::{HttpClient, TestApp, logs};
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,7 +165,7 @@ async fn a_burst_of_1000_messages_loses_none_through_the_embedded_broker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_trigger_reconnects_when_redis_restarts() {
     let logs = logs::capture();
-    let Some(mut server) = RedisServer::start() else {
+    let Some(mut server) = private_redis() else {
         return;
     };
     let address = server.url();
@@ -179,7 +179,7 @@ async fn the_trigger_reconnects_when_redis_restarts() {
     publish(&app, &address, &channel, "before").await;
     assert_eq!(wait_for_count(&app, &names[0], 1).await, 1);
 
-    server.restart();
+    server.restart().expect("redis-server restarts");
     // Messages published before the trigger has resubscribed are lost (that is Redis pub/sub);
     // keep publishing until one is handled.
     let handled = app

@@ -19,6 +19,7 @@ mod redis;
 mod sqlite;
 mod stdio;
 mod variables;
+mod view;
 
 pub use app::{App, DEFAULT_REDIS_CONCURRENCY, LoadOptions, StartError};
 pub use build::{BuildError, build_all};

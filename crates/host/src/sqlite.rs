@@ -3,6 +3,7 @@
 
 use crate::bindings::spin::sqlite::sqlite as wit;
 use crate::grant::Grant;
+use crate::view::{View, ViewOf};
 use orderly_manifest::{Problem, RuntimeConfig, SqliteDatabaseConfig};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource};
 
 /// Most connections open at once to one database file.
 const MAX_CONNECTIONS: usize = 32;
@@ -208,27 +209,15 @@ pub struct GuestConnection {
 /// The SQLite databases one component instance may open.
 pub type SqliteAccess = Grant<Databases>;
 
-/// [`HasData`] for `spin:sqlite`.
-pub struct Sqlite;
-
-impl HasData for Sqlite {
-    type Data<'a> = SqliteView<'a>;
-}
-
 /// What the SQLite host functions see of an instance.
-pub struct SqliteView<'a> {
-    /// The instance's resource table.
-    pub table: &'a mut ResourceTable,
-    /// The databases it may open.
-    pub access: &'a SqliteAccess,
-}
+pub type SqliteView<'a> = View<'a, SqliteAccess>;
 
 /// Adds `spin:sqlite` to `linker`.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     view: fn(&mut T) -> SqliteView<'_>,
 ) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, Sqlite>(linker, view)
+    wit::add_to_linker::<T, ViewOf<SqliteAccess>>(linker, view)
 }
 
 type WasmResult<T> = wasmtime::Result<Result<T, wit::Error>>;

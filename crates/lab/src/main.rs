@@ -193,7 +193,9 @@ async fn http_overhead(
 async fn messaging_experiment(messages: u32, rounds: usize, restarts: usize) -> anyhow::Result<()> {
     let orderly = process::Orderly::locate()?;
     orderly.build(&messaging::manifest())?;
-    let mut redis = messaging::RedisServer::start()?;
+    let mut redis = redis_runner::RedisServer::start().map_err(|e| {
+        anyhow::anyhow!("cannot run redis-server ({e}); install it: apt-get install redis-server")
+    })?;
     let url = redis.url();
     let (server_state, broker_state) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let with_server = messaging::start(&orderly, server_state.path(), &url, "server").await?;

@@ -11,12 +11,13 @@ use crate::bindings::fermyon::spin2_0_0::key_value as spin_kv;
 use crate::bindings::wasi::keyvalue::{atomics, batch, store as wasi_kv};
 use crate::grant::Grant;
 use crate::redis::{ConnectionPool, RedisAddress};
+use crate::view::{View, ViewOf};
 use orderly_manifest::{KeyValueStoreConfig, Problem, RuntimeConfig};
 use sqlite::SqliteKvFile;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource};
 
 /// Every key-value store the application uses, by label, opened at start-up.
 #[derive(Default)]
@@ -145,30 +146,18 @@ pub struct Cas {
     snapshot: Option<Option<Vec<u8>>>,
 }
 
-/// [`HasData`] for the key-value interfaces.
-pub struct KeyValue;
-
-impl HasData for KeyValue {
-    type Data<'a> = KeyValueView<'a>;
-}
-
 /// What the key-value host functions see of an instance.
-pub struct KeyValueView<'a> {
-    /// The instance's resource table.
-    pub table: &'a mut ResourceTable,
-    /// The stores it may open.
-    pub access: &'a KeyValueAccess,
-}
+pub type KeyValueView<'a> = View<'a, KeyValueAccess>;
 
 /// Adds both key-value interfaces to `linker`.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     view: fn(&mut T) -> KeyValueView<'_>,
 ) -> wasmtime::Result<()> {
-    spin_kv::add_to_linker::<T, KeyValue>(linker, view)?;
-    wasi_kv::add_to_linker::<T, KeyValue>(linker, view)?;
-    atomics::add_to_linker::<T, KeyValue>(linker, view)?;
-    batch::add_to_linker::<T, KeyValue>(linker, view)?;
+    spin_kv::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
+    wasi_kv::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
+    atomics::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
+    batch::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
     Ok(())
 }
 

@@ -5,9 +5,10 @@
 use super::{RedisAddress, RedisError, RedisHub};
 use crate::allowed_hosts::AllowedHosts;
 use crate::bindings::fermyon::spin2_0_0::redis as wit;
+use crate::view::{View, ViewOf};
 use redis::Value;
 use std::sync::Arc;
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource};
 
 /// What one instance may reach.
 #[derive(Clone)]
@@ -26,27 +27,15 @@ impl RedisAccess {
 /// An open connection (the `connection` resource): the address it talks to.
 pub struct RedisConnection(RedisAddress);
 
-/// [`HasData`] for `fermyon:spin/redis`.
-pub struct Redis;
-
-impl HasData for Redis {
-    type Data<'a> = RedisView<'a>;
-}
-
 /// What the Redis host functions see of an instance.
-pub struct RedisView<'a> {
-    /// The instance's resource table.
-    pub table: &'a mut ResourceTable,
-    /// Where it may connect.
-    pub access: &'a RedisAccess,
-}
+pub type RedisView<'a> = View<'a, RedisAccess>;
 
 /// Adds `fermyon:spin/redis@2.0.0` to `linker`.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     view: fn(&mut T) -> RedisView<'_>,
 ) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, Redis>(linker, view)
+    wit::add_to_linker::<T, ViewOf<RedisAccess>>(linker, view)
 }
 
 impl From<RedisError> for wit::Error {
@@ -71,6 +60,25 @@ impl RedisView<'_> {
         let address = self.table.get(connection)?.0.clone();
         let hub = Arc::clone(&self.access.hub);
         Ok(async move { hub.command(&address, &args).await })
+    }
+}
+
+impl RedisView<'_> {
+    /// `SADD` or `SREM`: the number of members added or removed (`&mut self`, so the future
+    /// stays `Send`).
+    async fn members(
+        &mut self,
+        command: &str,
+        connection: &Resource<RedisConnection>,
+        key: &str,
+        values: &[String],
+    ) -> WasmResult<u32> {
+        let args = [bytes(command), bytes(key)]
+            .into_iter()
+            .chain(values.iter().map(|v| bytes(v)))
+            .collect();
+        let reply = self.run(connection, args)?;
+        Ok(reply.await.map_err(Into::into).and_then(count))
     }
 }
 
@@ -213,15 +221,7 @@ impl wit::HostConnection for RedisView<'_> {
         key: String,
         values: Vec<String>,
     ) -> WasmResult<u32> {
-        let args = [bytes("SADD"), bytes(&key)]
-            .into_iter()
-            .chain(values.iter().map(|v| bytes(v)))
-            .collect();
-        Ok(self
-            .run(&connection, args)?
-            .await
-            .map_err(Into::into)
-            .and_then(count))
+        self.members("SADD", &connection, &key, &values).await
     }
 
     async fn smembers(
@@ -249,15 +249,7 @@ impl wit::HostConnection for RedisView<'_> {
         key: String,
         values: Vec<String>,
     ) -> WasmResult<u32> {
-        let args = [bytes("SREM"), bytes(&key)]
-            .into_iter()
-            .chain(values.iter().map(|v| bytes(v)))
-            .collect();
-        Ok(self
-            .run(&connection, args)?
-            .await
-            .map_err(Into::into)
-            .and_then(count))
+        self.members("SREM", &connection, &key, &values).await
     }
 
     async fn execute(
