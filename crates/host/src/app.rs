@@ -80,9 +80,6 @@ pub enum StartError {
         /// Everything in the way.
         problems: Vec<Problem>,
     },
-    /// A component's build command failed.
-    #[error(transparent)]
-    Build(#[from] crate::build::BuildError),
     /// The host itself failed (engine, threads, listener).
     #[error("{0:#}")]
     Host(#[from] anyhow::Error),
@@ -236,11 +233,6 @@ impl App {
             key_value,
             sqlite,
         }))
-    }
-
-    /// The application's name (`[application] name`).
-    pub fn name(&self) -> &str {
-        &self.manifest.name
     }
 
     /// A component by id.
