@@ -200,21 +200,38 @@ async fn component_output_is_logged_per_component() {
     app.stop().await;
 }
 
+/// Waits until the probe has printed `line` at least `times` times (its stdout log file).
+async fn printed(app: &TestApp, line: &str, times: usize) {
+    let log = app.dir.path().join(".spin/logs/probe_stdout.txt");
+    let seen = app
+        .wait_for(
+            Duration::from_secs(30),
+            async |_| {
+                std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .matches(line)
+                    .count()
+            },
+            |count| *count >= times,
+        )
+        .await;
+    assert!(seen >= times, "the probe printed {line:?} {seen} times");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_in_flight_requests_finish() {
     let app = TestApp::start(ROUTES).await;
     let client = app.client.clone();
     let slow = tokio::spawn(async move { client.get("/probe/sleep?ms=700").await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let started = Instant::now();
+    printed(&app, "sleep started", 1).await;
     let address = app.base.trim_start_matches("http://").to_owned();
     app.stop().await;
     let reply = slow.await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.json()["slept_ms"], 700);
-    assert!(
-        started.elapsed() >= Duration::from_millis(300),
-        "stop waited for the request"
+    assert_eq!(
+        reply.json()["slept_ms"],
+        700,
+        "the request in flight completed"
     );
     let refused = tokio::net::TcpStream::connect(&address).await;
     assert!(refused.is_err(), "no new connections after shutdown");
@@ -233,7 +250,7 @@ async fn busy_components_do_not_starve_other_requests() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    printed(&app, "busy started", 2).await;
     let quick = app.get("/probe/echo").await;
     let answered = Instant::now();
     assert_eq!(quick.status, 200);

@@ -51,7 +51,7 @@ pub fn options(dir: &Path) -> LoadOptions {
 }
 
 /// A running application and a client for it (`TestApp` derefs to its [`HttpClient`]).
-/// Dropping it without [`TestApp::stop`] leaves the server running until the test ends.
+/// Dropping it without [`TestApp::stop`] stops the triggers but leaves the stores unclosed.
 pub struct TestApp {
     /// A client for the app.
     pub client: HttpClient,

@@ -34,8 +34,12 @@ impl HostProcess {
             child,
             client: HttpClient::new(format!("http://{listen}")),
         };
+        let mut process = process;
         let deadline = Instant::now() + Duration::from_secs(120);
         while !process.client.answers("/.well-known/spin/health").await {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("orderly up exited ({status}) before answering on {listen}");
+            }
             assert!(
                 Instant::now() < deadline,
                 "orderly up did not start on {listen}"

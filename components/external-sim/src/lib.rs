@@ -34,9 +34,10 @@ fn route(request: &Request) -> Result<Response, ApiError> {
         },
         "/configure" | "/set_failure_mode" => match method {
             Method::Post => configure(request.body()),
-            Method::Get if path == "/configure" => {
-                Ok(guest_kit::json(200, &FaultState::open()?.config()?))
-            }
+            Method::Get if path == "/configure" => Ok(guest_kit::json(
+                200,
+                &FaultState::open()?.snapshot()?.config,
+            )),
             _ if path == "/configure" => Err(ApiError::MethodNotAllowed("GET, POST")),
             _ => Err(ApiError::MethodNotAllowed("POST")),
         },
@@ -46,9 +47,10 @@ fn route(request: &Request) -> Result<Response, ApiError> {
 
 fn validate(body: &[u8]) -> Result<Response, ApiError> {
     let state = FaultState::open()?;
-    let config = state.config()?;
+    let snapshot = state.snapshot()?;
+    let config = &snapshot.config;
     let draw = if config.failure_rate > 0.0 {
-        state.next_draw()?
+        state.next_draw(&snapshot)?
     } else {
         0
     };
@@ -71,7 +73,7 @@ fn validate(body: &[u8]) -> Result<Response, ApiError> {
 }
 
 fn health() -> Result<Response, ApiError> {
-    let config = FaultState::open()?.config()?;
+    let config = FaultState::open()?.snapshot()?.config;
     let mode = serde_json::to_value(config.mode).unwrap_or_default();
     let (status, label) = match config.probe() {
         ProbeOutcome::Healthy => (200, "healthy"),
@@ -90,9 +92,7 @@ fn health() -> Result<Response, ApiError> {
 
 fn configure(body: &[u8]) -> Result<Response, ApiError> {
     let update = ConfigUpdate::parse(body)?;
-    let state = FaultState::open()?;
-    let config = state.config()?.apply(&update);
-    state.save(&config, update.seed.is_some())?;
+    let config = FaultState::open()?.update(&update)?;
     Ok(guest_kit::json(200, &config))
 }
 

@@ -1,14 +1,35 @@
-//! The fault configuration and the draw counter, in the key-value store (`default` label), so
+//! The fault configuration and the draw counters, in the key-value store (`default` label), so
 //! every instance of the simulator sees the same settings and numbers its calls in one
 //! sequence.
+//!
+//! Each time a seed is set the configuration's generation goes up, and the draws are counted
+//! under that generation's own key: a call is numbered in the sequence of the configuration it
+//! read, so replaying a seed never mixes two runs. Updates are compare-and-swap, so concurrent
+//! partial updates do not overwrite each other (except the very first write, which creates the
+//! key: a swap on a missing key is unconditional in Spin).
 
 use crate::api::ApiError;
-use simulator_core::FaultConfig;
-
 use guest_kit::keyvalue::{atomics, store};
+use serde::{Deserialize, Serialize};
+use simulator_core::{ConfigUpdate, FaultConfig};
 
 const CONFIG_KEY: &str = "external-sim/config";
-const DRAWS_KEY: &str = "external-sim/draws";
+
+/// The stored form: the configuration and its seed generation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    config: FaultConfig,
+    #[serde(default)]
+    generation: u64,
+}
+
+/// The configuration as one call reads it.
+pub struct Snapshot {
+    /// The fault settings.
+    pub config: FaultConfig,
+    generation: u64,
+}
 
 /// The simulator's shared state.
 pub struct FaultState {
@@ -24,29 +45,57 @@ impl FaultState {
     }
 
     /// The current configuration (the default when none was set).
-    pub fn config(&self) -> Result<FaultConfig, ApiError> {
-        match self.bucket.get(CONFIG_KEY).map_err(storage)? {
-            None => Ok(FaultConfig::default()),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| ApiError::Storage(format!("stored configuration is unreadable: {e}"))),
+    pub fn snapshot(&self) -> Result<Snapshot, ApiError> {
+        let stored = decode(self.bucket.get(CONFIG_KEY).map_err(storage)?)?;
+        Ok(Snapshot {
+            config: stored.config,
+            generation: stored.generation,
+        })
+    }
+
+    /// Applies `update` atomically and returns the new configuration; a new seed starts a new
+    /// generation, whose draws count from 0.
+    pub fn update(&self, update: &ConfigUpdate) -> Result<FaultConfig, ApiError> {
+        let next = |current: Stored| Stored {
+            config: current.config.apply(update),
+            generation: current.generation + u64::from(update.seed.is_some()),
+        };
+        if !self.bucket.exists(CONFIG_KEY).map_err(storage)? {
+            let created = next(Stored::default());
+            self.bucket
+                .set(CONFIG_KEY, &encode(&created)?)
+                .map_err(storage)?;
+            return Ok(created.config);
+        }
+        let mut cas = atomics::Cas::new(&self.bucket, CONFIG_KEY).map_err(storage)?;
+        loop {
+            let updated = next(decode(cas.current().map_err(storage)?)?);
+            match atomics::swap(cas, &encode(&updated)?) {
+                Ok(()) => return Ok(updated.config),
+                Err(atomics::CasError::CasFailed(retry)) => cas = retry,
+                Err(atomics::CasError::StoreError(error)) => return Err(storage(error)),
+            }
         }
     }
 
-    /// Stores `config`; a new seed restarts the draw sequence.
-    pub fn save(&self, config: &FaultConfig, new_seed: bool) -> Result<(), ApiError> {
-        let bytes = serde_json::to_vec(config).map_err(|e| ApiError::Storage(e.to_string()))?;
-        self.bucket.set(CONFIG_KEY, &bytes).map_err(storage)?;
-        if new_seed {
-            self.bucket.delete(DRAWS_KEY).map_err(storage)?;
-        }
-        Ok(())
-    }
-
-    /// The number of this validation call since the seed was set, counting from 0.
-    pub fn next_draw(&self) -> Result<u64, ApiError> {
-        let count = atomics::increment(&self.bucket, DRAWS_KEY, 1).map_err(storage)?;
+    /// The number of this validation call in `snapshot`'s generation, counting from 0.
+    pub fn next_draw(&self, snapshot: &Snapshot) -> Result<u64, ApiError> {
+        let key = format!("external-sim/draws/{}", snapshot.generation);
+        let count = atomics::increment(&self.bucket, &key, 1).map_err(storage)?;
         Ok(u64::try_from(count - 1).unwrap_or(0))
     }
+}
+
+fn decode(bytes: Option<Vec<u8>>) -> Result<Stored, ApiError> {
+    match bytes {
+        None => Ok(Stored::default()),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::Storage(format!("stored configuration is unreadable: {e}"))),
+    }
+}
+
+fn encode(stored: &Stored) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(stored).map_err(|e| ApiError::Storage(e.to_string()))
 }
 
 fn storage(error: store::Error) -> ApiError {

@@ -130,9 +130,18 @@ impl Folders {
             .cache_dir
             .clone()
             .or_else(|| state.as_ref().map(|dir| dir.join("cache")))
-            .unwrap_or_else(|| std::env::temp_dir().join("orderly-cache"));
+            .unwrap_or_else(user_cache_dir);
         Ok(Self { state, logs, cache })
     }
+}
+
+/// Without a state dir, compiled components go to the user's own cache folder (never a shared
+/// temporary folder, whose files another user could plant).
+fn user_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .map_or_else(|| PathBuf::from(".spin-cache"), |dir| dir.join("orderly"))
 }
 
 impl App {
@@ -227,7 +236,9 @@ impl App {
             components,
             router,
             redis_subscriptions,
-            redis_concurrency: options.redis_concurrency.max(1),
+            redis_concurrency: options
+                .redis_concurrency
+                .clamp(1, engine::MAX_INSTANCES as usize),
             cron_jobs,
             redis,
             key_value,
@@ -396,19 +407,20 @@ fn redis_subscriptions(
     variables: &ResolvedVariables,
     problems: &mut Vec<Problem>,
 ) -> (Vec<Subscription>, Vec<RedisAddress>) {
-    let parse =
-        |template: &orderly_manifest::Template, location: String, problems: &mut Vec<Problem>| {
-            let url = variables.render(template);
-            let parsed = RedisAddress::parse(&url);
-            if parsed.is_none() {
-                problems.push(Problem::new(
+    let parse = |template: &orderly_manifest::Template,
+                 location: String,
+                 problems: &mut Vec<Problem>| {
+        let url = variables.render(template);
+        let parsed = RedisAddress::parse(&url);
+        if parsed.is_none() {
+            problems.push(Problem::new(
                     location,
                     format!("{url:?} is not a Redis address"),
-                    "write it as redis://host:port, e.g. redis://127.0.0.1:6379",
+                    "write it as redis://host:port, e.g. redis://127.0.0.1:6379 (rediss://, Redis over TLS, is not supported)",
                 ));
-            }
-            parsed
-        };
+        }
+        parsed
+    };
     let app_address = manifest.redis_address.as_ref().and_then(|template| {
         parse(
             template,

@@ -127,6 +127,15 @@ impl ComponentContext<'_> {
             },
         );
 
+        for mount in &spec.files {
+            if !mount.source.is_dir() {
+                problems.push(Problem::new(
+                    format!("[component.{id}] files"),
+                    format!("{} is not a folder", mount.source.display()),
+                    "create the folder, or fix `source` (relative to spin.toml)",
+                ));
+            }
+        }
         let hosts: Vec<String> = spec
             .allowed_outbound_hosts
             .iter()

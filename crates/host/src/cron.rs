@@ -67,10 +67,15 @@ pub async fn run(app: Arc<App>, stop: watch::Receiver<()>, drain: Duration) {
 async fn schedule(app: Arc<App>, job: CronJob, mut stop: watch::Receiver<()>, drain: Duration) {
     let running = Arc::new(AtomicBool::new(false));
     let mut current: Option<tokio::task::JoinHandle<()>> = None;
+    // The last slot handled: a wall clock that steps back must not make it fire again.
+    let mut last: Option<DateTime<Utc>> = None;
     tracing::info!(component = %job.component, "cron job scheduled");
     loop {
         let now = Utc::now();
-        let Some(next) = job.schedule.next_after(now) else {
+        let Some(next) = job
+            .schedule
+            .next_after(last.map_or(now, |last| last.max(now)))
+        else {
             tracing::info!(component = %job.component, "the cron schedule has no further runs");
             break;
         };
@@ -79,6 +84,7 @@ async fn schedule(app: Arc<App>, job: CronJob, mut stop: watch::Receiver<()>, dr
             () = tokio::time::sleep(wait) => {}
             _ = stop.changed() => break,
         }
+        last = Some(next);
         if running.swap(true, Ordering::AcqRel) {
             tracing::warn!(
                 component = %job.component,

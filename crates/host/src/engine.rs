@@ -105,7 +105,8 @@ impl ComponentCache {
         let cached = self.dir.join(format!("{key}.cwasm"));
         if cached.is_file() {
             // SAFETY: the file was written by `Component::serialize` of an engine with the same
-            // compatibility hash (it is in the file name), into a folder only this host writes.
+            // compatibility hash (it is in the file name), into the state dir or the user's own
+            // cache folder, which only this user's hosts write.
             match unsafe { Component::deserialize_file(engine, &cached) } {
                 Ok(component) => return Ok((component, Loaded::Cached)),
                 Err(error) => tracing::warn!(
@@ -155,8 +156,15 @@ fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     format!("{hex}-{:016x}", engine_hash.finish())
 }
 
+/// A temporary name no other writer uses (several threads may compile the same file at once).
 fn tempfile_path(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
+    name.push(format!(
+        ".{}-{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     path.with_file_name(name)
 }

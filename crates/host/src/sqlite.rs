@@ -1,5 +1,6 @@
 //! `spin:sqlite/sqlite@3.0.0`: SQLite databases by label, in WAL mode. Each guest `open` gets a
-//! connection of its own (as in Spin), taken from a per-database pool so opening is cheap.
+//! fresh connection of its own, as in Spin, so nothing one guest sets on its connection (a
+//! pragma, an attached file, a temporary table, an open transaction) reaches another.
 
 use crate::bindings::spin::sqlite::sqlite as wit;
 use crate::grant::Grant;
@@ -8,12 +9,13 @@ use orderly_manifest::{Problem, RuntimeConfig, SqliteDatabaseConfig};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Linker, Resource};
 
-/// Most connections open at once to one database file.
+/// Most guest connections open at once to one database.
 const MAX_CONNECTIONS: usize = 32;
 /// How long `open` waits for a free connection before failing.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,13 +30,15 @@ pub struct Databases {
 
 struct Database {
     location: Location,
-    idle: Mutex<Vec<rusqlite::Connection>>,
+    /// Open while the database is in use: it keeps an in-memory database alive, and spares each
+    /// guest connection from being the last to close a file (which checkpoints the WAL).
+    anchor: Mutex<Option<rusqlite::Connection>>,
     permits: Arc<Semaphore>,
 }
 
 enum Location {
     File(PathBuf),
-    /// A shared-cache in-memory database, kept alive by its pooled connections.
+    /// An in-memory database (SQLite's `memdb` VFS), shared by this application's connections.
     Memory(String),
 }
 
@@ -51,10 +55,12 @@ impl Databases {
         for (label, users) in labels {
             let location = match config.sqlite_database(label, state_dir) {
                 Some(SqliteDatabaseConfig::Spin { path: Some(path) }) => Location::File(path),
-                Some(SqliteDatabaseConfig::Spin { path: None }) => Location::Memory(format!(
-                    "file:orderly-{label}-{}?mode=memory&cache=shared",
-                    std::process::id()
-                )),
+                Some(SqliteDatabaseConfig::Spin { path: None }) => {
+                    static NEXT: AtomicU64 = AtomicU64::new(0);
+                    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+                    let pid = std::process::id();
+                    Location::Memory(format!("file:/orderly-{pid}-{n}-{label}?vfs=memdb"))
+                }
                 None => {
                     problems.push(Problem::new(
                         format!("sqlite_databases = [\"{label}\"]"),
@@ -79,13 +85,12 @@ impl Databases {
             }
             let database = Database {
                 location,
-                idle: Mutex::new(Vec::new()),
+                anchor: Mutex::new(None),
                 permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             };
-            // Open one connection now: a bad path fails start-up, and an in-memory database
-            // lives as long as this pooled connection.
+            // Open the anchor now: a bad path fails start-up.
             match database.connect() {
-                Ok(connection) => database.release(connection),
+                Ok(connection) => *database.lock_anchor() = Some(connection),
                 Err(error) => {
                     problems.push(Problem::new(
                         format!("SQLite database `{label}`"),
@@ -104,14 +109,14 @@ impl Databases {
         }
     }
 
-    /// Closes every idle connection, checkpointing the write-ahead logs.
+    /// Closes the databases (with guests done, this checkpoints each write-ahead log).
     pub fn close(&self) {
         for database in self.by_label.values() {
-            let idle = std::mem::take(&mut *database.lock_idle());
-            for connection in idle {
-                if let Err((_, error)) = connection.close() {
-                    tracing::warn!(%error, "closing a SQLite database failed");
-                }
+            let anchor = database.lock_anchor().take();
+            if let Some(connection) = anchor
+                && let Err((_, error)) = connection.close()
+            {
+                tracing::warn!(%error, "closing a SQLite database failed");
             }
         }
     }
@@ -144,66 +149,41 @@ impl Database {
         Ok(connection)
     }
 
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<rusqlite::Connection>> {
-        self.idle
+    fn lock_anchor(&self) -> std::sync::MutexGuard<'_, Option<rusqlite::Connection>> {
+        self.anchor
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn release(&self, connection: rusqlite::Connection) {
-        if !connection.is_autocommit() {
-            // The guest left a transaction open: undo it before anyone else sees the connection.
-            if let Err(error) = connection.execute_batch("ROLLBACK") {
-                tracing::warn!(%error, "discarding a SQLite connection that would not roll back");
-                return;
-            }
-        }
-        self.lock_idle().push(connection);
-    }
-
-    async fn checkout(self: &Arc<Self>) -> Result<Pooled, wit::Error> {
+    /// A fresh connection for a guest, once one of [`MAX_CONNECTIONS`] is free.
+    async fn open(self: &Arc<Self>) -> Result<OpenConnection, wit::Error> {
         let permit = tokio::time::timeout(OPEN_TIMEOUT, Arc::clone(&self.permits).acquire_owned())
             .await
             .map_err(|_| wit::Error::Io("timed out waiting for a free database connection".into()))?
             .map_err(|_| wit::Error::Io("the database is closed".into()))?;
-        let idle = self.lock_idle().pop();
-        let connection = match idle {
-            Some(connection) => connection,
-            None => {
-                let database = Arc::clone(self);
-                tokio::task::spawn_blocking(move || database.connect())
-                    .await
-                    .map_err(|error| wit::Error::Io(error.to_string()))?
-                    .map_err(|error| wit::Error::Io(error.to_string()))?
-            }
-        };
-        Ok(Pooled {
-            connection: Some(connection),
-            database: Arc::clone(self),
+        let database = Arc::clone(self);
+        let connection = tokio::task::spawn_blocking(move || database.connect())
+            .await
+            .map_err(|error| wit::Error::Io(error.to_string()))?
+            .map_err(|error| wit::Error::Io(error.to_string()))?;
+        Ok(OpenConnection {
+            connection,
             _permit: permit,
         })
     }
 }
 
-/// A pooled connection; returns to its pool when dropped.
-struct Pooled {
-    connection: Option<rusqlite::Connection>,
-    database: Arc<Database>,
+/// A guest's connection and its place among [`MAX_CONNECTIONS`]; closing it (on drop) rolls
+/// back whatever transaction the guest left open.
+struct OpenConnection {
+    connection: rusqlite::Connection,
     _permit: OwnedSemaphorePermit,
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        if let Some(connection) = self.connection.take() {
-            self.database.release(connection);
-        }
-    }
 }
 
 /// A guest's open connection (`spin:sqlite` `connection` resource).
 pub struct GuestConnection {
     /// `None` only while a statement runs on a blocking thread.
-    pooled: Option<Pooled>,
+    open: Option<OpenConnection>,
 }
 
 /// The SQLite databases one component instance may open.
@@ -232,10 +212,8 @@ impl wit::HostConnection for SqliteView<'_> {
         let Some(db) = databases.by_label.get(&database) else {
             return Ok(Err(wit::Error::NoSuchDatabase));
         };
-        match db.checkout().await {
-            Ok(pooled) => Ok(Ok(self.table.push(GuestConnection {
-                pooled: Some(pooled),
-            })?)),
+        match db.open().await {
+            Ok(open) => Ok(Ok(self.table.push(GuestConnection { open: Some(open) })?)),
             Err(error) => Ok(Err(error)),
         }
     }
@@ -246,18 +224,15 @@ impl wit::HostConnection for SqliteView<'_> {
         statement: String,
         parameters: Vec<wit::Value>,
     ) -> WasmResult<wit::QueryResult> {
-        let Some(pooled) = self.table.get_mut(&connection)?.pooled.take() else {
+        let Some(open) = self.table.get_mut(&connection)?.open.take() else {
             return Ok(Err(wit::Error::InvalidConnection));
         };
-        let (pooled, result) = tokio::task::spawn_blocking(move || {
-            let result = match &pooled.connection {
-                Some(connection) => run_statement(connection, &statement, parameters),
-                None => Err(wit::Error::InvalidConnection),
-            };
-            (pooled, result)
+        let (open, result) = tokio::task::spawn_blocking(move || {
+            let result = run_statement(&open.connection, &statement, parameters);
+            (open, result)
         })
         .await?;
-        self.table.get_mut(&connection)?.pooled = Some(pooled);
+        self.table.get_mut(&connection)?.open = Some(open);
         Ok(result)
     }
 
@@ -287,10 +262,9 @@ fn with_connection<R: Default>(
     read: impl FnOnce(&rusqlite::Connection) -> R,
 ) -> R {
     guest
-        .pooled
+        .open
         .as_ref()
-        .and_then(|pooled| pooled.connection.as_ref())
-        .map(read)
+        .map(|open| read(&open.connection))
         .unwrap_or_default()
 }
 

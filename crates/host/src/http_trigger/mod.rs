@@ -6,7 +6,8 @@ pub mod routes;
 use crate::app::App;
 use crate::component::ComponentRuntime;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use http_problem::Problem;
 use hyper::body::Body;
@@ -23,6 +24,9 @@ use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{Error, WasiBody, WasiHttpView};
 
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The client address Spin reports for service-chained requests.
 const CHAINED_CLIENT: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
@@ -36,7 +40,12 @@ pub async fn serve(
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = hyper::server::conn::http1::Builder::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // A client gets this long to send a request's headers: idle and trickling connections
+    // cannot hold sockets (or a graceful shutdown) forever.
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -107,12 +116,13 @@ async fn handle(
                     .component(id.as_str())
                     .expect("routes name loaded components");
                 let route = found.raw_route.clone();
-                set_spin_headers(&mut request, &found, client);
-                (
-                    respond(&app, component, request, &request_id).await,
-                    Some(id.clone()),
-                    Some(route),
-                )
+                let response = match set_spin_headers(&mut request, &found, client) {
+                    Ok(()) => respond(&app, component, request, &request_id).await,
+                    Err(bad) => problem(Problem::new(400, "Bad Request").with_detail(format!(
+                        "the Host header {bad:?} is not a valid host[:port]"
+                    ))),
+                };
+                (response, Some(id.clone()), Some(route))
             }
         }
     };
@@ -148,7 +158,8 @@ pub(crate) async fn serve_chained(
         return Err(Error::DestinationNotFound);
     };
     let found = RouteMatch::chained(request.uri().path());
-    set_spin_headers(&mut request, &found, CHAINED_CLIENT);
+    // The Host header was removed above, so the authority is always the valid `localhost`.
+    let _ = set_spin_headers(&mut request, &found, CHAINED_CLIENT);
     let request_id = request_id(request.headers());
     Ok(respond(app, component, request, &request_id).await)
 }
@@ -224,23 +235,30 @@ where
 }
 
 /// Sets Spin's request headers (dropping any a client sent) and makes the URI absolute, as
-/// Spin does before handing a request to a component.
-fn set_spin_headers<B>(request: &mut Request<B>, found: &RouteMatch, client: SocketAddr) {
-    let host = request
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost")
-        .to_owned();
-    let path_and_query = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
-    let full_url = format!("http://{host}{path_and_query}");
-    if let Ok(uri) = full_url.parse() {
-        *request.uri_mut() = uri;
+/// Spin does before handing a request to a component. Fails (with the header) when the Host
+/// header is not a valid `host[:port]`.
+fn set_spin_headers<B>(
+    request: &mut Request<B>,
+    found: &RouteMatch,
+    client: SocketAddr,
+) -> Result<(), String> {
+    let host = match request.headers().get(http::header::HOST) {
+        Some(value) => value
+            .to_str()
+            .map_err(|_| String::from_utf8_lossy(value.as_bytes()).into_owned())?,
+        None => "localhost",
+    };
+    // A parsed authority, not text spliced into a URL: a Host header cannot change the path.
+    let authority: Authority = host.parse().map_err(|_| host.to_owned())?;
+    let mut parts = request.uri().clone().into_parts();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
     }
+    let uri = Uri::from_parts(parts).map_err(|_| host.to_owned())?;
+    let full_url = uri.to_string();
+    *request.uri_mut() = uri;
     let headers = request.headers_mut();
     let spoofed: Vec<HeaderName> = headers
         .keys()
@@ -274,6 +292,7 @@ fn set_spin_headers<B>(request: &mut Request<B>, found: &RouteMatch, client: Soc
             value,
         );
     }
+    Ok(())
 }
 
 /// `/.well-known/spin/health` and `/.well-known/spin/info`, as in Spin.

@@ -4,7 +4,7 @@
 /// A parsed Redis address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RedisAddress {
-    /// `redis` or `rediss`.
+    /// `redis` (`rediss://`, Redis over TLS, is not supported by this build).
     pub scheme: String,
     /// The host, lowercase (IPv6 in brackets).
     pub host: String,
@@ -15,10 +15,10 @@ pub struct RedisAddress {
 }
 
 impl RedisAddress {
-    /// Parses an address; `None` when it is not a `redis://` or `rediss://` URL with a host.
+    /// Parses an address; `None` when it is not a `redis://` URL with a host.
     pub fn parse(url: &str) -> Option<Self> {
         let (scheme, rest) = url.split_once("://")?;
-        if scheme != "redis" && scheme != "rediss" {
+        if scheme != "redis" {
             return None;
         }
         let authority = rest.split(['/', '?']).next()?;
@@ -65,17 +65,15 @@ mod tests {
         let full = RedisAddress::parse("redis://user:p%40ss@Cache.Example:6380/2").unwrap();
         assert_eq!((full.host.as_str(), full.port), ("cache.example", 6380));
         assert_eq!(full.server(), "cache.example:6380");
-        let v6 = RedisAddress::parse("rediss://[::1]:7000").unwrap();
-        assert_eq!(
-            (v6.scheme.as_str(), v6.host.as_str(), v6.port),
-            ("rediss", "[::1]", 7000)
-        );
+        let v6 = RedisAddress::parse("redis://[::1]:7000").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("[::1]", 7000));
         for bad in [
             "127.0.0.1:6379",
             "http://x",
             "redis://",
             "redis://:6379",
             "redis://h:port",
+            "rediss://tls.example",
         ] {
             assert!(RedisAddress::parse(bad).is_none(), "{bad}");
         }

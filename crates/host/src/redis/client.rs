@@ -58,35 +58,70 @@ impl ConnectionPool {
             .map_err(|error| self.failed(url, error))
     }
 
-    /// Subscribes to `channels` on a connection of its own; the stream ends when the
-    /// connection drops.
+    /// Subscribes to `channels` on a connection of its own. The stream ends when the
+    /// connection drops, or when the server stops answering the heartbeat PING (a connection
+    /// that died without closing, e.g. behind a NAT or after a failover).
     pub async fn subscribe(
         url: &str,
         channels: &[String],
     ) -> Result<impl Stream<Item = Delivery> + Send + use<>, RedisError> {
+        let timed_out = || RedisError::Other(format!("subscribing at {url} timed out"));
         let client = client(url)?;
-        let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
+        let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
             .await
-            .map_err(|_| RedisError::Other(format!("connecting to {url} timed out")))?
+            .map_err(|_| timed_out())?
             .map_err(RedisError::from)?;
+        let (mut sink, stream) = pubsub.split();
         for channel in channels {
-            pubsub.subscribe(channel).await.map_err(RedisError::from)?;
+            tokio::time::timeout(CONNECT_TIMEOUT, sink.subscribe(channel))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(RedisError::from)?;
         }
-        Ok(pubsub.into_on_message().map(|message| {
-            (
-                message.get_channel_name().to_owned(),
-                Bytes::copy_from_slice(message.get_payload_bytes()),
-            )
-        }))
+        let (dead, died) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(heartbeat(sink, dead));
+        Ok(stream
+            .map(|message| {
+                (
+                    message.get_channel_name().to_owned(),
+                    Bytes::copy_from_slice(message.get_payload_bytes()),
+                )
+            })
+            .take_until(died))
     }
 
-    /// Whether a server answers PING at `url` within [`CONNECT_TIMEOUT`].
-    pub async fn answers(&self, url: &str) -> bool {
-        let ping = [b"PING".to_vec()];
-        matches!(
-            tokio::time::timeout(CONNECT_TIMEOUT, self.command(url, &ping)).await,
-            Ok(Ok(_))
+    /// Whether a server is there at `url`: something accepted the connection within
+    /// [`CONNECT_TIMEOUT`]. A server that refuses the handshake or answers PING with an error
+    /// (wrong password, still loading) is there too: the error is logged, and the server, not
+    /// the embedded broker, is used.
+    pub async fn reachable(&self, url: &str) -> bool {
+        let Ok(client) = client(url) else {
+            return false;
+        };
+        let config = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
+        let connected = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            client.get_multiplexed_async_connection_with_config(&config),
         )
+        .await;
+        let mut connection = match connected {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error))
+                if !(error.is_io_error()
+                    || error.is_connection_refusal()
+                    || error.is_timeout()) =>
+            {
+                tracing::warn!(%url, %error, "a Redis server is there but refused the connection");
+                return true;
+            }
+            _ => return false,
+        };
+        let answered: redis::RedisResult<Value> =
+            redis::cmd("PING").query_async(&mut connection).await;
+        if let Err(error) = answered {
+            tracing::warn!(%url, %error, "the Redis server answered PING with an error");
+        }
+        true
     }
 
     async fn connection(&self, url: &str) -> Result<MultiplexedConnection, RedisError> {
@@ -112,6 +147,25 @@ impl ConnectionPool {
             lock(&self.connections).remove(url);
         }
         RedisError::from(error)
+    }
+}
+
+/// How often a subscription connection is checked, and how long the answer may take.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// PINGs the subscription connection every [`HEARTBEAT`]; reports (through `dead`) the first
+/// PING that fails or goes unanswered, and stops when the subscription is dropped.
+async fn heartbeat(mut sink: redis::aio::PubSubSink, mut dead: tokio::sync::oneshot::Sender<()>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(HEARTBEAT) => {}
+            () = dead.closed() => return,
+        }
+        let answered = tokio::time::timeout(HEARTBEAT, sink.ping::<Value>()).await;
+        if !matches!(answered, Ok(Ok(_))) {
+            let _ = dead.send(());
+            return;
+        }
     }
 }
 

@@ -82,7 +82,7 @@ impl RedisHub {
             let use_broker = match mode {
                 RedisMode::Embedded => true,
                 RedisMode::Server => false,
-                RedisMode::Auto => !pool.answers(&address.url).await,
+                RedisMode::Auto => !pool.reachable(&address.url).await,
             };
             if use_broker {
                 tracing::info!(

@@ -82,6 +82,55 @@ impl RedisView<'_> {
     }
 }
 
+/// Why `execute` refuses a command: connections are shared by every instance, so commands that
+/// change a connection's state, or block it, would reach other components.
+fn refused(command: &str) -> Option<&'static str> {
+    const STATEFUL: &[&str] = &[
+        "SELECT",
+        "MULTI",
+        "EXEC",
+        "DISCARD",
+        "WATCH",
+        "UNWATCH",
+        "AUTH",
+        "HELLO",
+        "CLIENT",
+        "RESET",
+        "QUIT",
+        "SUBSCRIBE",
+        "PSUBSCRIBE",
+        "SSUBSCRIBE",
+        "UNSUBSCRIBE",
+        "PUNSUBSCRIBE",
+        "SUNSUBSCRIBE",
+        "MONITOR",
+        "SYNC",
+        "PSYNC",
+        "READONLY",
+        "READWRITE",
+    ];
+    const BLOCKING: &[&str] = &[
+        "BLPOP",
+        "BRPOP",
+        "BRPOPLPUSH",
+        "BLMOVE",
+        "BLMPOP",
+        "BZPOPMIN",
+        "BZPOPMAX",
+        "BZMPOP",
+        "WAIT",
+        "WAITAOF",
+    ];
+    let command = command.to_ascii_uppercase();
+    if STATEFUL.contains(&command.as_str()) {
+        Some("it changes the state of a connection that other instances share")
+    } else if BLOCKING.contains(&command.as_str()) {
+        Some("it blocks a connection that other instances share")
+    } else {
+        None
+    }
+}
+
 fn bytes(value: &str) -> Vec<u8> {
     value.as_bytes().to_vec()
 }
@@ -258,6 +307,11 @@ impl wit::HostConnection for RedisView<'_> {
         command: String,
         arguments: Vec<wit::RedisParameter>,
     ) -> WasmResult<Vec<wit::RedisResult>> {
+        if let Some(reason) = refused(&command) {
+            return Ok(Err(wit::Error::Other(format!(
+                "{command} is not available through orderly up's outbound Redis: {reason}"
+            ))));
+        }
         let args = std::iter::once(bytes(&command))
             .chain(arguments.into_iter().map(|argument| match argument {
                 wit::RedisParameter::Int64(n) => n.to_string().into_bytes(),

@@ -17,6 +17,10 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// The longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Messages received but not yet handled, at most; beyond it the subscription waits.
+const QUEUE_CAPACITY: usize = 10_000;
+/// How long a message waits for a free instance slot before it is given up (and logged).
+const POOL_WAIT: Duration = Duration::from_secs(30);
 
 /// One `[[trigger.redis]]`, with its address and channel resolved.
 #[derive(Debug, Clone)]
@@ -45,7 +49,7 @@ pub async fn start(
     stop: watch::Receiver<()>,
     drain: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    let (queue, received) = mpsc::unbounded_channel::<Message>();
+    let (queue, received) = mpsc::channel::<Message>(QUEUE_CAPACITY);
     let mut by_address: BTreeMap<RedisAddress, BTreeMap<String, Vec<ComponentId>>> =
         BTreeMap::new();
     for subscription in app.redis_subscriptions() {
@@ -78,22 +82,41 @@ pub async fn start(
     for attempt in attempts {
         let _ = attempt.await;
     }
-    tokio::spawn(dispatch(app, received, listeners, concurrency, drain))
+    tokio::spawn(dispatch(app, received, listeners, concurrency, stop, drain))
 }
 
 /// Runs handlers for received messages, at most `concurrency` at once, until the queue closes
-/// (every listener stopped); then waits for running handlers.
+/// (every listener stopped). From `stop` on, it has `drain` in all to handle what was already
+/// received and let running handlers finish; what is left then is counted and logged.
 async fn dispatch(
     app: Arc<App>,
-    mut received: mpsc::UnboundedReceiver<Message>,
+    mut received: mpsc::Receiver<Message>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
     concurrency: usize,
+    mut stop: watch::Receiver<()>,
     drain: Duration,
 ) {
     let permits = Arc::new(Semaphore::new(concurrency));
-    while let Some(message) = received.recv().await {
+    let far_future = tokio::time::Instant::now() + Duration::from_secs(3600 * 24 * 365);
+    let mut deadline = far_future;
+    loop {
+        let message = tokio::select! {
+            message = received.recv() => message,
+            _ = stop.changed(), if deadline == far_future => {
+                deadline = tokio::time::Instant::now() + drain;
+                continue;
+            }
+        };
+        let Some(message) = message else { break };
         for id in message.components.iter() {
-            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            let Ok(Ok(permit)) =
+                tokio::time::timeout_at(deadline, Arc::clone(&permits).acquire_owned()).await
+            else {
+                let left = received.len() + 1;
+                tracing::warn!(
+                    left,
+                    "shutdown deadline: Redis messages received but not handled"
+                );
                 return;
             };
             let (app, id, channel, payload) = (
@@ -114,9 +137,12 @@ async fn dispatch(
         let _ = listener.await;
     }
     let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
-    if tokio::time::timeout(drain, permits.acquire_many(all))
-        .await
-        .is_err()
+    if tokio::time::timeout_at(
+        deadline.min(tokio::time::Instant::now() + drain),
+        permits.acquire_many(all),
+    )
+    .await
+    .is_err()
     {
         tracing::warn!(
             seconds = drain.as_secs(),
@@ -131,7 +157,7 @@ async fn listen(
     hub: Arc<RedisHub>,
     address: RedisAddress,
     channels: BTreeMap<String, Arc<[ComponentId]>>,
-    queue: mpsc::UnboundedSender<Message>,
+    queue: mpsc::Sender<Message>,
     mut stop: watch::Receiver<()>,
     attempted: oneshot::Sender<()>,
 ) {
@@ -173,7 +199,13 @@ async fn listen(
                             payload,
                             components: Arc::clone(components),
                         };
-                        if queue.send(message).is_err() {
+                        // A full queue holds the subscription back (Redis buffers for us)
+                        // rather than growing without bound.
+                        let sent = tokio::select! {
+                            sent = queue.send(message) => sent.is_ok(),
+                            _ = stop.changed() => false,
+                        };
+                        if !sent {
                             return;
                         }
                     }
@@ -205,15 +237,29 @@ async fn deliver(app: &Arc<App>, component: &ComponentRuntime, channel: &str, pa
         return;
     };
     let started = Instant::now();
-    let mut store = app.new_store(component);
-    let result = async {
-        let handler = pre.instantiate_async(&mut store).await?;
-        handler
+    let mut backoff = MIN_BACKOFF;
+    let result = loop {
+        let mut store = app.new_store(component);
+        let handler = match pre.instantiate_async(&mut store).await {
+            Ok(handler) => handler,
+            // Every instance slot is busy: wait for one instead of dropping the message.
+            Err(error)
+                if error
+                    .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                    .is_some()
+                    && started.elapsed() < POOL_WAIT =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            Err(error) => break Err(error),
+        };
+        break handler
             .fermyon_spin_inbound_redis()
             .call_handle_message(&mut store, &payload.to_vec())
-            .await
-    }
-    .await;
+            .await;
+    };
     let ms = started.elapsed().as_secs_f64() * 1e3;
     match result {
         Ok(Ok(())) => tracing::debug!(

@@ -106,12 +106,14 @@ fn handle(request: Request) -> Response {
         "/trap" => panic!("the probe was asked to trap"),
         "/sleep" => {
             let ms = param("ms").parse().unwrap_or(0);
+            println!("sleep started");
             std::thread::sleep(std::time::Duration::from_millis(ms));
             (200, json!({ "slept_ms": ms }))
         }
         "/busy" => {
             // Burns CPU without ever calling the host in a way that would yield.
             let ms = param("ms").parse().unwrap_or(0);
+            println!("busy started");
             let started = std::time::Instant::now();
             let mut spins = 0u64;
             while started.elapsed() < std::time::Duration::from_millis(ms) {
