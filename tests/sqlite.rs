@@ -1,5 +1,6 @@
-//! SQLite databases: statements and results, isolation of abandoned transactions, concurrent
-//! writers, persistence, labels and access control.
+//! SQLite databases: statements and results, isolation of abandoned transactions and of other
+//! connection state between guests, no access to other files, concurrent writers,
+//! persistence, labels and access control.
 
 use futures::future::join_all;
 use orderly_tests::TestApp;
@@ -107,6 +108,58 @@ async fn an_abandoned_transaction_is_rolled_back() {
         written["changes"], 1,
         "the database is not left locked: {written}"
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_guest_sets_on_its_connection_does_not_reach_the_next() {
+    let app = start(Arc::new(tempfile::tempdir().unwrap())).await;
+    let run = |statement: &'static str| sql(&app, "default", statement, json!([]));
+    run("CREATE TABLE t (x)").await;
+
+    run("PRAGMA foreign_keys = OFF").await;
+    assert_eq!(run("PRAGMA foreign_keys").await["rows"], json!([[1]]));
+
+    run("CREATE TEMP TABLE scratch (y)").await;
+    let scratch = run("SELECT * FROM scratch").await;
+    assert!(
+        scratch["error"].as_str().unwrap().contains("no such table"),
+        "{scratch}"
+    );
+
+    let inserted = run("INSERT INTO t VALUES (1)").await;
+    assert_eq!(
+        (&inserted["changes"], &inserted["last_insert_rowid"]),
+        (&json!(1), &json!(1))
+    );
+    let selected = run("SELECT count(*) FROM t").await;
+    assert_eq!(
+        (&selected["changes"], &selected["last_insert_rowid"]),
+        (&json!(0), &json!(0)),
+        "a later guest starts as on a fresh connection: {selected}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_cannot_attach_or_write_other_files() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = start(Arc::clone(&dir)).await;
+    let outside = dir.path().join("outside.db");
+    for statement in [
+        format!("ATTACH '{}' AS outside", outside.display()),
+        format!("VACUUM INTO '{}'", outside.display()),
+    ] {
+        let refused = sql(&app, "default", &statement, json!([])).await;
+        assert!(
+            refused["error"]
+                .as_str()
+                .unwrap()
+                .contains("too many attached databases"),
+            "{statement}: {refused}"
+        );
+    }
+    assert!(!outside.exists());
     app.stop().await;
 }
 
