@@ -110,6 +110,11 @@ impl AllowedHost {
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         let (host, port) = split_host_port(rest).map_err(|reason| fail(&reason))?;
         let host = HostPattern::parse(host).map_err(|reason| fail(&reason))?;
+        if port.is_none() && matches!(host, HostPattern::Network { .. }) {
+            return Err(fail(
+                "an IP range needs an explicit port, e.g. *://10.0.0.0/8:80",
+            ));
+        }
         let port = match port {
             None => match scheme.as_deref().and_then(well_known_port) {
                 Some(port) => PortPattern::Exact(port),
@@ -121,14 +126,6 @@ impl AllowedHost {
             },
             Some(port) => PortPattern::parse(port).map_err(|reason| fail(&reason))?,
         };
-        if matches!(host, HostPattern::Network { .. })
-            && matches!(port, PortPattern::Exact(_))
-            && !rest.contains(':')
-        {
-            return Err(fail(
-                "an IP range needs an explicit port, e.g. *://10.0.0.0/8:80",
-            ));
-        }
         Ok(Self { scheme, host, port })
     }
 
@@ -140,7 +137,7 @@ impl AllowedHost {
 }
 
 /// Splits `host[:port]`, keeping IPv6 brackets (`[::1]:80`) and CIDR ranges (`ff00::/8:80`) whole.
-fn split_host_port(rest: &str) -> Result<(&str, Option<&str>), String> {
+pub(crate) fn split_host_port(rest: &str) -> Result<(&str, Option<&str>), String> {
     if let Some(after_bracket) = rest.strip_prefix('[') {
         let close = after_bracket
             .find(']')
@@ -329,6 +326,8 @@ mod tests {
             "http://ex*ample.com",
             "http://example.com:abc",
             "*://10.0.0.0/8",
+            "http://10.0.0.0/8",
+            "http://ff00::/8",
             "*://example.com",
             "http://",
         ] {

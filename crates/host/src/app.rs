@@ -18,8 +18,9 @@ use orderly_manifest::{
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio_util::task::TaskTracker;
 use wasmtime::{Engine, Store, UpdateDeadline};
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 /// How to load an application.
@@ -97,6 +98,9 @@ pub struct App {
     redis: Arc<RedisHub>,
     key_value: Arc<KeyValueStores>,
     sqlite: Arc<Databases>,
+    /// The instances serving HTTP requests: one may still run (and write) after its response
+    /// went out, so shutdown waits for them before closing the stores.
+    pub(crate) http_instances: TaskTracker,
 }
 
 /// Where state, logs and compiled components live.
@@ -243,6 +247,7 @@ impl App {
             redis,
             key_value,
             sqlite,
+            http_instances: TaskTracker::new(),
         }))
     }
 
@@ -280,14 +285,11 @@ impl App {
         wasi.envs(&component.environment)
             .stdout(component.stdout.clone())
             .stderr(component.stderr.clone());
-        for (host, guest) in &component.mounts {
-            if let Err(error) = wasi.preopened_dir(host, guest, FsPerms::ReadOnly) {
-                tracing::warn!(component = %component.id, %error, dir = %host.display(), "cannot mount folder");
-            }
-        }
+        let mut wasi = wasi.build();
+        wasi.filesystem().clone_from(&component.mounts);
         let state = InstanceState {
             table: wasmtime::component::ResourceTable::new(),
-            wasi: wasi.build(),
+            wasi,
             http: WasiHttpCtx::new(),
             outbound: OutboundHttp::new(
                 Arc::clone(self),

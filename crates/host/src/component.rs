@@ -12,11 +12,13 @@ use crate::sqlite::{Databases, SqliteAccess};
 use crate::stdio::{ComponentOutput, Terminal};
 use crate::variables::ComponentVariables;
 use orderly_manifest::{App as Manifest, ComponentId, ComponentSpec, Problem, ResolvedVariables};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime_wasi::filesystem::WasiFilesystemCtx;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// A component, compiled and linked, with what each of its instances gets.
@@ -29,7 +31,8 @@ pub(crate) struct ComponentRuntime {
     /// Its cron handler, when a cron trigger runs it.
     pub(crate) cron: Option<SpinCronPre<InstanceState>>,
     pub(crate) environment: Vec<(String, String)>,
-    pub(crate) mounts: Vec<(PathBuf, String)>,
+    /// The `files` folders, opened once and shared read-only by every instance.
+    pub(crate) mounts: WasiFilesystemCtx,
     pub(crate) stdout: ComponentOutput,
     pub(crate) stderr: ComponentOutput,
     pub(crate) key_value: KeyValueAccess,
@@ -127,15 +130,25 @@ impl ComponentContext<'_> {
             },
         );
 
+        let mut mounts = WasiCtxBuilder::new();
         for mount in &spec.files {
-            if !mount.source.is_dir() {
+            let opened = if mount.source.is_dir() {
+                mounts
+                    .preopened_dir(&mount.source, &mount.destination, FsPerms::ReadOnly)
+                    .map(drop)
+                    .map_err(|error| format!("cannot open {}: {error}", mount.source.display()))
+            } else {
+                Err(format!("{} is not a folder", mount.source.display()))
+            };
+            if let Err(reason) = opened {
                 problems.push(Problem::new(
                     format!("[component.{id}] files"),
-                    format!("{} is not a folder", mount.source.display()),
+                    reason,
                     "create the folder, or fix `source` (relative to spin.toml)",
                 ));
             }
         }
+        let mounts = mounts.build().filesystem().clone();
         let hosts: Vec<String> = spec
             .allowed_outbound_hosts
             .iter()
@@ -171,7 +184,7 @@ impl ComponentContext<'_> {
                 return Err(problems);
             }
         };
-        if pre.is_none() || !problems.is_empty() {
+        if !problems.is_empty() {
             return Err(problems);
         }
         let mut environment: Vec<(String, String)> = spec
@@ -186,11 +199,7 @@ impl ComponentContext<'_> {
             redis,
             cron,
             environment,
-            mounts: spec
-                .files
-                .iter()
-                .map(|mount| (mount.source.clone(), mount.destination.clone()))
-                .collect(),
+            mounts,
             stdout,
             stderr,
             key_value: KeyValueAccess::new(Arc::clone(self.key_value), &spec.key_value_stores),

@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use orderly_manifest::ComponentId;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
@@ -65,7 +64,6 @@ pub async fn run(app: Arc<App>, stop: watch::Receiver<()>, drain: Duration) {
 }
 
 async fn schedule(app: Arc<App>, job: CronJob, mut stop: watch::Receiver<()>, drain: Duration) {
-    let running = Arc::new(AtomicBool::new(false));
     let mut current: Option<tokio::task::JoinHandle<()>> = None;
     // The last slot handled: a wall clock that steps back must not make it fire again.
     let mut last: Option<DateTime<Utc>> = None;
@@ -85,7 +83,7 @@ async fn schedule(app: Arc<App>, job: CronJob, mut stop: watch::Receiver<()>, dr
             _ = stop.changed() => break,
         }
         last = Some(next);
-        if running.swap(true, Ordering::AcqRel) {
+        if current.as_ref().is_some_and(|run| !run.is_finished()) {
             tracing::warn!(
                 component = %job.component,
                 scheduled = %next,
@@ -93,16 +91,11 @@ async fn schedule(app: Arc<App>, job: CronJob, mut stop: watch::Receiver<()>, dr
             );
             continue;
         }
-        let (app, id, flag) = (
-            Arc::clone(&app),
-            job.component.clone(),
-            Arc::clone(&running),
-        );
+        let (app, id) = (Arc::clone(&app), job.component.clone());
         current = Some(tokio::spawn(async move {
             if let Some(component) = app.component(id.as_str()) {
                 fire(&app, component, next).await;
             }
-            flag.store(false, Ordering::Release);
         }));
     }
     if let Some(run) = current

@@ -3,7 +3,6 @@
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -116,18 +115,12 @@ impl ComponentCache {
                 ),
             }
         }
-        let started = Instant::now();
         let component = Component::new(engine, &bytes).map_err(|error| {
             anyhow::anyhow!(
                 "{} is not a valid WebAssembly component: {error:#}\n    fix: build it for wasm32-wasip2 (cargo build --target wasm32-wasip2 --release)",
                 wasm_path.display()
             )
         })?;
-        tracing::debug!(
-            file = %wasm_path.display(),
-            ms = started.elapsed().as_millis() as u64,
-            "compiled component"
-        );
         if let Err(error) = self.store(&cached, &component) {
             tracing::warn!(%error, "could not write the component cache");
         }

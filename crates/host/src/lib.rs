@@ -14,6 +14,7 @@ mod grant;
 mod http_trigger;
 mod instance;
 mod key_value;
+mod lock;
 mod outbound_http;
 mod redis;
 mod sqlite;
@@ -54,13 +55,7 @@ impl RunningApp {
         let address = listener.local_addr().map_err(anyhow::Error::from)?;
         let (stop, stopped) = tokio::sync::watch::channel(());
         let mut http_stop = stopped.clone();
-        let redis = redis::trigger::start(
-            Arc::clone(&app),
-            app.redis_concurrency(),
-            stopped.clone(),
-            DRAIN_TIMEOUT,
-        )
-        .await;
+        let redis = redis::trigger::start(Arc::clone(&app), stopped.clone(), DRAIN_TIMEOUT).await;
         let triggers = vec![
             redis,
             tokio::spawn(http_trigger::serve(

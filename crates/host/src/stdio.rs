@@ -1,6 +1,7 @@
 //! Component stdout and stderr: each line goes to the host's terminal prefixed with the component
 //! id, and unchanged to `<log-dir>/<component>_{stdout,stderr}.txt` (as Spin writes them).
 
+use crate::lock::lock;
 use bytes::Bytes;
 use std::fs::File;
 use std::io::Write;
@@ -74,9 +75,7 @@ impl ComponentOutput {
 impl Sink {
     fn write_file(&self, bytes: &[u8]) {
         if let Some(file) = &self.file {
-            let mut file = file
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut file = lock(file);
             // Losing a log line must not fail the guest.
             let _ = file.write_all(bytes);
         }

@@ -77,10 +77,12 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: finishing in-flight requests");
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let finished = async {
+        graceful.shutdown().await;
+        app.http_instances.close();
+        app.http_instances.wait().await;
+    };
+    if tokio::time::timeout(drain, finished).await.is_err() {
         tracing::warn!(
             seconds = drain.as_secs(),
             "in-flight requests did not finish in time"
@@ -116,8 +118,11 @@ async fn handle(
                     .component(id.as_str())
                     .expect("routes name loaded components");
                 let route = found.raw_route.clone();
-                let response = match set_spin_headers(&mut request, &found, client) {
-                    Ok(()) => respond(&app, component, request, &request_id).await,
+                let response = match host_authority(request.headers()) {
+                    Ok(authority) => {
+                        set_spin_headers(&mut request, &found, client, authority);
+                        respond(&app, component, request, &request_id).await
+                    }
                     Err(bad) => problem(Problem::new(400, "Bad Request").with_detail(format!(
                         "the Host header {bad:?} is not a valid host[:port]"
                     ))),
@@ -158,8 +163,12 @@ pub(crate) async fn serve_chained(
         return Err(Error::DestinationNotFound);
     };
     let found = RouteMatch::chained(request.uri().path());
-    // The Host header was removed above, so the authority is always the valid `localhost`.
-    let _ = set_spin_headers(&mut request, &found, CHAINED_CLIENT);
+    set_spin_headers(
+        &mut request,
+        &found,
+        CHAINED_CLIENT,
+        Authority::from_static("localhost"),
+    );
     let request_id = request_id(request.headers());
     Ok(respond(app, component, request, &request_id).await)
 }
@@ -176,6 +185,7 @@ where
     B::Error: Into<Error>,
 {
     let Some(proxy) = component.http.clone() else {
+        // Only a chained request can reach one: loading checks every routed component.
         return problem(
             Problem::new(500, "Internal Server Error")
                 .with_detail("the component does not handle HTTP"),
@@ -185,7 +195,7 @@ where
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let id = component.id.clone();
     let instance_id = request_id.to_owned();
-    let task = tokio::spawn(async move {
+    let task = app.http_instances.spawn(async move {
         let result = async {
             let request = store
                 .data_mut()
@@ -234,29 +244,34 @@ where
     }
 }
 
-/// Sets Spin's request headers (dropping any a client sent) and makes the URI absolute, as
-/// Spin does before handing a request to a component. Fails (with the header) when the Host
-/// header is not a valid `host[:port]`.
+/// The request's Host header as an authority (`localhost` without one); the header's text when
+/// it is not a valid `host[:port]`.
+fn host_authority(headers: &HeaderMap) -> Result<Authority, String> {
+    let Some(value) = headers.get(http::header::HOST) else {
+        return Ok(Authority::from_static("localhost"));
+    };
+    let host = value
+        .to_str()
+        .map_err(|_| String::from_utf8_lossy(value.as_bytes()).into_owned())?;
+    host.parse().map_err(|_| host.to_owned())
+}
+
+/// Sets Spin's request headers (dropping any a client sent) and makes the URI absolute at
+/// `authority`, as Spin does before handing a request to a component. A parsed authority, not
+/// text spliced into a URL: a Host header cannot change the path.
 fn set_spin_headers<B>(
     request: &mut Request<B>,
     found: &RouteMatch,
     client: SocketAddr,
-) -> Result<(), String> {
-    let host = match request.headers().get(http::header::HOST) {
-        Some(value) => value
-            .to_str()
-            .map_err(|_| String::from_utf8_lossy(value.as_bytes()).into_owned())?,
-        None => "localhost",
-    };
-    // A parsed authority, not text spliced into a URL: a Host header cannot change the path.
-    let authority: Authority = host.parse().map_err(|_| host.to_owned())?;
+    authority: Authority,
+) {
     let mut parts = request.uri().clone().into_parts();
     parts.scheme = Some(http::uri::Scheme::HTTP);
     parts.authority = Some(authority);
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(PathAndQuery::from_static("/"));
     }
-    let uri = Uri::from_parts(parts).map_err(|_| host.to_owned())?;
+    let uri = Uri::from_parts(parts).expect("scheme, authority and path make a valid URI");
     let full_url = uri.to_string();
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
@@ -268,31 +283,39 @@ fn set_spin_headers<B>(
     for name in spoofed {
         headers.remove(name);
     }
-    let mut set = |name: &str, value: &str| {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
+    let mut set = |name: HeaderName, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(name, value);
         }
     };
-    set("spin-full-url", &full_url);
-    set("spin-path-info", &found.path_info);
-    set("spin-matched-route", &found.based_route);
-    set("spin-raw-component-route", &found.raw_route);
-    set("spin-component-route", &found.component_route);
-    set("spin-base-path", "/");
-    set("spin-client-addr", &client.to_string());
+    set(HeaderName::from_static("spin-full-url"), &full_url);
+    set(HeaderName::from_static("spin-path-info"), &found.path_info);
+    set(
+        HeaderName::from_static("spin-matched-route"),
+        &found.based_route,
+    );
+    set(
+        HeaderName::from_static("spin-raw-component-route"),
+        &found.raw_route,
+    );
+    set(
+        HeaderName::from_static("spin-component-route"),
+        &found.component_route,
+    );
+    set(HeaderName::from_static("spin-base-path"), "/");
+    set(
+        HeaderName::from_static("spin-client-addr"),
+        &client.to_string(),
+    );
     for (name, value) in &found.captures {
-        set(
-            &format!(
-                "spin-path-match-{}",
-                name.replace('_', "-").to_ascii_lowercase()
-            ),
-            value,
+        let header = format!(
+            "spin-path-match-{}",
+            name.replace('_', "-").to_ascii_lowercase()
         );
+        if let Ok(header) = HeaderName::from_bytes(header.as_bytes()) {
+            set(header, value);
+        }
     }
-    Ok(())
 }
 
 /// `/.well-known/spin/health` and `/.well-known/spin/info`, as in Spin.

@@ -18,8 +18,18 @@ pub struct RouteError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutePattern {
     raw: String,
+    /// The normalised route (`spin-matched-route`).
+    based: String,
+    /// The raw route without its `/...` suffix (`spin-component-route`).
+    component_route: String,
     segments: Vec<Segment>,
     wildcard: bool,
+}
+
+/// What matching a path against one pattern finds.
+struct Captured {
+    path_info: String,
+    captures: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +101,8 @@ impl RoutePattern {
         }
         Ok(Self {
             raw: raw.to_owned(),
+            based: based(&segments, wildcard),
+            component_route: raw.strip_suffix("/...").unwrap_or(raw).to_owned(),
             segments,
             wildcard,
         })
@@ -101,25 +113,19 @@ impl RoutePattern {
         &self.raw
     }
 
-    fn based(&self) -> String {
-        let mut based: String = self
-            .segments
-            .iter()
-            .map(|segment| match segment {
-                Segment::Literal(text) => format!("/{text}"),
-                Segment::Capture(name) => format!("/:{name}"),
-            })
-            .collect();
-        if self.wildcard {
-            based.push_str("/...");
-        } else if based.is_empty() {
-            based.push('/');
+    /// What the component is told when this pattern wins.
+    fn told(&self, captured: Captured) -> RouteMatch {
+        RouteMatch {
+            raw_route: self.raw.clone(),
+            based_route: self.based.clone(),
+            component_route: self.component_route.clone(),
+            path_info: captured.path_info,
+            captures: captured.captures,
         }
-        based
     }
 
-    /// Matches a request path (without query), returning what the component is told.
-    pub fn matches(&self, path: &str) -> Option<RouteMatch> {
+    /// Matches a request path (without query).
+    fn capture(&self, path: &str) -> Option<Captured> {
         let mut rest = path;
         let mut captures = Vec::new();
         for segment in &self.segments {
@@ -142,14 +148,7 @@ impl RoutePattern {
         } else {
             return None;
         };
-        Some(RouteMatch {
-            raw_route: self.raw.clone(),
-            based_route: self.based(),
-            component_route: self
-                .raw
-                .strip_suffix("/...")
-                .unwrap_or(&self.raw)
-                .to_owned(),
+        Some(Captured {
             path_info,
             captures,
         })
@@ -172,6 +171,22 @@ impl RoutePattern {
             longer => longer,
         }
     }
+}
+
+fn based(segments: &[Segment], wildcard: bool) -> String {
+    let mut based: String = segments
+        .iter()
+        .map(|segment| match segment {
+            Segment::Literal(text) => format!("/{text}"),
+            Segment::Capture(name) => format!("/:{name}"),
+        })
+        .collect();
+    if wildcard {
+        based.push_str("/...");
+    } else if based.is_empty() {
+        based.push('/');
+    }
+    based
 }
 
 fn rank(segment: &Segment) -> u8 {
@@ -208,9 +223,9 @@ impl<T> Router<T> {
 
     /// The most specific route matching `path`, with its target (first declared wins a tie).
     pub fn route(&self, path: &str) -> Option<(&T, RouteMatch)> {
-        let mut best: Option<(&RoutePattern, &T, RouteMatch)> = None;
+        let mut best: Option<(&RoutePattern, &T, Captured)> = None;
         for (pattern, target) in &self.routes {
-            let Some(found) = pattern.matches(path) else {
+            let Some(found) = pattern.capture(path) else {
                 continue;
             };
             let better = best
@@ -220,13 +235,17 @@ impl<T> Router<T> {
                 best = Some((pattern, target, found));
             }
         }
-        best.map(|(_, target, found)| (target, found))
+        best.map(|(pattern, target, found)| (target, pattern.told(found)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn matches(pattern: &RoutePattern, path: &str) -> Option<RouteMatch> {
+        pattern.capture(path).map(|captured| pattern.told(captured))
+    }
 
     fn router(routes: &[&str]) -> Router<String> {
         let pairs = routes
@@ -294,7 +313,7 @@ mod tests {
     #[test]
     fn path_info_follows_spin() {
         let pattern = RoutePattern::parse("/foo/...").unwrap();
-        let info = |path| pattern.matches(path).map(|m| m.path_info);
+        let info = |path| matches(&pattern, path).map(|m| m.path_info);
         assert_eq!(info("/foo").as_deref(), Some(""));
         assert_eq!(info("/foo/").as_deref(), Some("/"));
         assert_eq!(info("/foo/bar").as_deref(), Some("/bar"));
@@ -304,16 +323,17 @@ mod tests {
 
     #[test]
     fn headers_for_a_capture_route() {
-        let found = RoutePattern::parse("/foo/:userid/...")
-            .unwrap()
-            .matches("/foo/42/bar")
-            .unwrap();
+        let found = matches(
+            &RoutePattern::parse("/foo/:userid/...").unwrap(),
+            "/foo/42/bar",
+        )
+        .unwrap();
         assert_eq!(found.based_route, "/foo/:userid/...");
         assert_eq!(found.raw_route, "/foo/:userid/...");
         assert_eq!(found.component_route, "/foo/:userid");
         assert_eq!(found.path_info, "/bar");
         assert_eq!(found.captures, [("userid".to_string(), "42".to_string())]);
-        let root = RoutePattern::parse("/...").unwrap().matches("/x").unwrap();
+        let root = matches(&RoutePattern::parse("/...").unwrap(), "/x").unwrap();
         assert_eq!(root.component_route, "");
         assert_eq!(root.based_route, "/...");
     }
@@ -335,9 +355,6 @@ mod tests {
         for bad in ["/a/.../b", "/:", "/a//b", "/*/x"] {
             assert!(RoutePattern::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(
-            RoutePattern::parse("no-slash").unwrap().based(),
-            "/no-slash"
-        );
+        assert_eq!(RoutePattern::parse("no-slash").unwrap().based, "/no-slash");
     }
 }

@@ -143,7 +143,8 @@ pub struct Bucket(Arc<dyn Backend>);
 pub struct Cas {
     backend: Arc<dyn Backend>,
     key: String,
-    snapshot: Option<Option<Vec<u8>>>,
+    /// The value `current` read, if it read one.
+    expected: Option<Vec<u8>>,
 }
 
 /// What the key-value host functions see of an instance.
@@ -197,7 +198,7 @@ impl KeyValueView<'_> {
         Ok(Ok(self.table.push(Cas {
             backend,
             key,
-            snapshot: Some(current),
+            expected: current,
         })?))
     }
 }
@@ -364,9 +365,9 @@ impl atomics::Host for KeyValueView<'_> {
         value: Vec<u8>,
     ) -> WasmResult<(), atomics::CasError> {
         let cas = self.table.delete(cas)?;
-        let outcome = match &cas.snapshot {
-            Some(Some(expected)) => cas.backend.swap_if(&cas.key, expected, &value).await,
-            _ => cas.backend.set(&cas.key, &value).await.map(|()| true),
+        let outcome = match &cas.expected {
+            Some(expected) => cas.backend.swap_if(&cas.key, expected, &value).await,
+            None => cas.backend.set(&cas.key, &value).await.map(|()| true),
         };
         match outcome {
             Ok(true) => Ok(Ok(())),
@@ -389,7 +390,7 @@ impl atomics::HostCas for KeyValueView<'_> {
         Ok(Ok(self.table.push(Cas {
             backend,
             key,
-            snapshot: None,
+            expected: None,
         })?))
     }
 
@@ -402,7 +403,7 @@ impl atomics::HostCas for KeyValueView<'_> {
             Ok(current) => current,
             Err(error) => return Ok(Err(error.into())),
         };
-        self.table.get_mut(&cas)?.snapshot = Some(current.clone());
+        self.table.get_mut(&cas)?.expected.clone_from(&current);
         Ok(Ok(current))
     }
 

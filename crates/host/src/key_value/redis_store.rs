@@ -4,7 +4,7 @@
 //! Lua script, so it is atomic on the server.
 
 use super::backend::{Backend, StoreError};
-use crate::redis::ConnectionPool;
+use crate::redis::{ConnectionPool, RedisError};
 use async_trait::async_trait;
 use redis::Value;
 use std::sync::{Arc, LazyLock};
@@ -32,11 +32,12 @@ impl RedisStore {
     }
 
     async fn run(&self, args: Vec<Vec<u8>>) -> Result<Value, StoreError> {
-        self.pool
-            .command(&self.url, &args)
-            .await
-            .map_err(|error| StoreError::Backend(error.to_string()))
+        self.pool.command(&self.url, &args).await.map_err(backend)
     }
+}
+
+fn backend(error: RedisError) -> StoreError {
+    StoreError::Backend(error.to_string())
 }
 
 fn arg(text: &str) -> Vec<u8> {
@@ -136,16 +137,12 @@ impl Backend for RedisStore {
     }
 
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        match self
-            .run(vec![arg("INCRBY"), arg(key), arg(&delta.to_string())])
-            .await
-        {
-            Err(StoreError::Backend(message)) if message.contains("not an integer") => {
-                Err(StoreError::NotACounter {
-                    key: key.to_owned(),
-                })
-            }
-            other => integer(other?),
+        let args = [arg("INCRBY"), arg(key), arg(&delta.to_string())];
+        match self.pool.command(&self.url, &args).await {
+            Err(RedisError::Type(_)) => Err(StoreError::NotACounter {
+                key: key.to_owned(),
+            }),
+            other => integer(other.map_err(backend)?),
         }
     }
 
@@ -154,7 +151,7 @@ impl Backend for RedisStore {
             .pool
             .script(&self.url, &SWAP_IF, &[key], &[expected, value])
             .await
-            .map_err(|error| StoreError::Backend(error.to_string()))?;
+            .map_err(backend)?;
         Ok(integer(reply)? == 1)
     }
 }

@@ -2,12 +2,16 @@
 //! real Spin reads the same here and back.
 
 use super::backend::{Backend, StoreError, add_to_counter};
+use crate::lock::lock;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// One SQLite key-value file, shared by every label stored in it and every instance.
+/// One SQLite key-value file, shared by every label stored in it and every instance. Its one
+/// connection serialises the calls in process: a lock queue instead of SQLite's busy handler,
+/// which sleeps between retries when connections contend for the write lock (every `increment`
+/// writes).
 pub struct SqliteKvFile {
     connection: Mutex<Option<Connection>>,
 }
@@ -26,14 +30,10 @@ impl SqliteKvFile {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                let connection = Connection::open(path)?;
-                connection.pragma_update(None, "journal_mode", "WAL")?;
-                connection.pragma_update(None, "synchronous", "NORMAL")?;
-                connection
+                crate::sqlite::open_file(path)?
             }
             None => Connection::open_in_memory()?,
         };
-        connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.execute_batch(
             "CREATE TABLE IF NOT EXISTS spin_key_value (
                 store TEXT NOT NULL,
@@ -65,11 +65,9 @@ impl SqliteKvFile {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Connection>> {
-        // A panic while holding the lock cannot leave SQLite inconsistent: every write is a
-        // single statement or a transaction that rolls back when dropped.
-        self.connection
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        // A panic cannot leave SQLite inconsistent: every write is a single statement or a
+        // transaction that rolls back when dropped.
+        lock(&self.connection)
     }
 }
 
@@ -97,6 +95,8 @@ fn backend(error: rusqlite::Error) -> StoreError {
     StoreError::Backend(error.to_string())
 }
 
+const GET: &str = "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2";
+
 const UPSERT: &str = "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
      ON CONFLICT (store, key) DO UPDATE SET value = excluded.value";
 
@@ -105,7 +105,7 @@ impl Backend for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_owned();
         self.run(move |c, label| {
-            c.prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")
+            c.prepare_cached(GET)
                 .and_then(|mut s| {
                     s.query_row(params![label, key], |row| row.get(0))
                         .optional()
@@ -163,9 +163,7 @@ impl Backend for SqliteStore {
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let keys = keys.to_vec();
         self.run(move |c, label| {
-            let mut statement = c
-                .prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")
-                .map_err(backend)?;
+            let mut statement = c.prepare_cached(GET).map_err(backend)?;
             keys.iter()
                 .map(|key| {
                     statement
@@ -221,15 +219,15 @@ impl Backend for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
             let current: Option<Vec<u8>> = tx
-                .query_row(
-                    "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                    params![label, key],
-                    |row| row.get(0),
-                )
-                .optional()
+                .prepare_cached(GET)
+                .and_then(|mut s| {
+                    s.query_row(params![label, key], |row| row.get(0))
+                        .optional()
+                })
                 .map_err(backend)?;
             let next = add_to_counter(&key, current.as_deref(), delta)?;
-            tx.execute(UPSERT, params![label, key, next.to_le_bytes().to_vec()])
+            tx.prepare_cached(UPSERT)
+                .and_then(|mut s| s.execute(params![label, key, next.to_le_bytes().to_vec()]))
                 .map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(next)

@@ -1,11 +1,12 @@
 //! Redis addresses (`redis://[user[:password]@]host[:port][/db]`): the parts the allow-list and
-//! the broker choice need.
+//! the broker choice need. Only `redis://`: `rediss://`, Redis over TLS, is not supported by
+//! this build.
+
+use crate::allowed_hosts::{split_host_port, well_known_port};
 
 /// A parsed Redis address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RedisAddress {
-    /// `redis` (`rediss://`, Redis over TLS, is not supported by this build).
-    pub scheme: String,
     /// The host, lowercase (IPv6 in brackets).
     pub host: String,
     /// The port (6379 when not given).
@@ -17,40 +18,27 @@ pub struct RedisAddress {
 impl RedisAddress {
     /// Parses an address; `None` when it is not a `redis://` URL with a host.
     pub fn parse(url: &str) -> Option<Self> {
-        let (scheme, rest) = url.split_once("://")?;
-        if scheme != "redis" {
-            return None;
-        }
+        let rest = url.strip_prefix("redis://")?;
         let authority = rest.split(['/', '?']).next()?;
         let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-        let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
-            let close = bracketed.find(']')?;
-            let port = bracketed[close + 1..].strip_prefix(':');
-            (&host_port[..close + 2], port)
-        } else {
-            match host_port.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (host_port, None),
-            }
-        };
+        let (host, port) = split_host_port(host_port).ok()?;
         if host.is_empty() {
             return None;
         }
         let port = match port {
             Some(port) => port.parse().ok()?,
-            None => 6379,
+            None => well_known_port("redis")?,
         };
         Some(Self {
-            scheme: scheme.to_owned(),
             host: host.to_ascii_lowercase(),
             port,
             url: url.to_owned(),
         })
     }
 
-    /// `host:port`, the identity of the server.
-    pub fn server(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+    /// Whether both name the same server (`host:port`).
+    pub fn same_server(&self, other: &Self) -> bool {
+        self.host == other.host && self.port == other.port
     }
 }
 
@@ -64,7 +52,7 @@ mod tests {
         assert_eq!((plain.host.as_str(), plain.port), ("127.0.0.1", 6379));
         let full = RedisAddress::parse("redis://user:p%40ss@Cache.Example:6380/2").unwrap();
         assert_eq!((full.host.as_str(), full.port), ("cache.example", 6380));
-        assert_eq!(full.server(), "cache.example:6380");
+        assert!(full.same_server(&RedisAddress::parse("redis://cache.example:6380/0").unwrap()));
         let v6 = RedisAddress::parse("redis://[::1]:7000").unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("[::1]", 7000));
         for bad in [
@@ -74,6 +62,7 @@ mod tests {
             "redis://:6379",
             "redis://h:port",
             "rediss://tls.example",
+            "redis://[::1]junk",
         ] {
             assert!(RedisAddress::parse(bad).is_none(), "{bad}");
         }

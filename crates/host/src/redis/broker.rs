@@ -4,6 +4,7 @@
 //! and nothing survives a restart.
 
 use super::RedisError;
+use crate::lock::lock;
 use bytes::Bytes;
 use redis::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -163,13 +164,6 @@ impl EmbeddedBroker {
             ))),
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every update above completes before the guard drops, so a poisoned lock holds valid data.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn wrong_type() -> RedisError {

@@ -3,6 +3,7 @@
 
 use super::RedisError;
 use super::broker::Delivery;
+use crate::lock::lock;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use redis::aio::MultiplexedConnection;
@@ -173,25 +174,18 @@ fn client(url: &str) -> Result<Client, RedisError> {
     Client::open(url).map_err(|_| RedisError::InvalidAddress(url.to_owned()))
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The map is only read or replaced whole; a poisoned lock still holds a valid map.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl From<redis::RedisError> for RedisError {
     fn from(error: redis::RedisError) -> Self {
         // Spin's contract: a value of the wrong kind, or a string that is not an integer for
         // INCR, is a type error.
-        let not_an_integer = error.to_string().contains("not an integer");
+        let message = error.to_string();
         if error.code() == Some("WRONGTYPE")
             || error.kind() == redis::ErrorKind::UnexpectedReturnType
-            || not_an_integer
+            || message.contains("not an integer")
         {
-            Self::Type(error.to_string())
+            Self::Type(message)
         } else {
-            Self::Other(error.to_string())
+            Self::Other(message)
         }
     }
 }

@@ -64,8 +64,8 @@ impl FromStr for RedisMode {
 pub struct RedisHub {
     pool: Arc<ConnectionPool>,
     broker: EmbeddedBroker,
-    /// `host:port` of the servers the embedded broker stands in for.
-    embedded: BTreeSet<String>,
+    /// The servers the embedded broker stands in for.
+    embedded: Vec<RedisAddress>,
 }
 
 impl RedisHub {
@@ -76,7 +76,7 @@ impl RedisHub {
         configured: &[RedisAddress],
         pool: Arc<ConnectionPool>,
     ) -> Self {
-        let mut embedded = BTreeSet::new();
+        let mut embedded = Vec::new();
         let servers: BTreeSet<&RedisAddress> = configured.iter().collect();
         for address in servers {
             let use_broker = match mode {
@@ -89,7 +89,7 @@ impl RedisHub {
                     address = %address.url,
                     "no Redis server in use at this address: the embedded broker serves it (in-process pub/sub and data; nothing is shared with other processes)"
                 );
-                embedded.insert(address.server());
+                embedded.push(address.clone());
             } else {
                 tracing::info!(address = %address.url, "using the Redis server at this address");
             }
@@ -103,7 +103,9 @@ impl RedisHub {
 
     /// Whether the embedded broker serves `address`.
     pub fn is_embedded(&self, address: &RedisAddress) -> bool {
-        self.embedded.contains(&address.server())
+        self.embedded
+            .iter()
+            .any(|served| served.same_server(address))
     }
 
     /// Runs one command (`["GET", key]`) at `address`.

@@ -185,7 +185,7 @@ impl wit::HostConnection for RedisView<'_> {
         if !self
             .access
             .allowed
-            .allows(&parsed.scheme, &parsed.host, Some(parsed.port))
+            .allows("redis", &parsed.host, Some(parsed.port))
         {
             tracing::warn!(%address, "outbound Redis denied: the address is not in allowed_outbound_hosts");
             return Ok(Err(wit::Error::InvalidAddress));

@@ -45,10 +45,10 @@ struct Message {
 /// are handled and running handlers finish (up to `drain`).
 pub async fn start(
     app: Arc<App>,
-    concurrency: usize,
     stop: watch::Receiver<()>,
     drain: Duration,
 ) -> tokio::task::JoinHandle<()> {
+    let concurrency = app.redis_concurrency();
     let (queue, received) = mpsc::channel::<Message>(QUEUE_CAPACITY);
     let mut by_address: BTreeMap<RedisAddress, BTreeMap<String, Vec<ComponentId>>> =
         BTreeMap::new();
@@ -238,8 +238,8 @@ async fn deliver(app: &Arc<App>, component: &ComponentRuntime, channel: &str, pa
     };
     let started = Instant::now();
     let mut backoff = MIN_BACKOFF;
+    let mut store = app.new_store(component);
     let result = loop {
-        let mut store = app.new_store(component);
         let handler = match pre.instantiate_async(&mut store).await {
             Ok(handler) => handler,
             // Every instance slot is busy: wait for one instead of dropping the message.

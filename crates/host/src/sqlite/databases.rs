@@ -10,13 +10,14 @@
 //! database file.
 
 use crate::bindings::spin::sqlite::sqlite as wit;
+use crate::lock::lock;
 use orderly_manifest::{Problem, RuntimeConfig, SqliteDatabaseConfig};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::limits::Limit;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -24,6 +25,19 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const MAX_CONNECTIONS: usize = 32;
 /// How long `open` waits for a free connection before failing.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a statement waits for another connection's lock on the file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the SQLite file at `path` as every Orderly file is used: WAL mode with
+/// `synchronous = NORMAL` (see the README on durability), waiting up to [`BUSY_TIMEOUT`] for
+/// another connection's lock.
+pub(crate) fn open_file(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let connection = rusqlite::Connection::open(path)?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(connection)
+}
 
 /// Every SQLite database the application uses, by label.
 #[derive(Default)]
@@ -125,6 +139,7 @@ impl Databases {
     /// connection a guest still holds is closed when the guest lets it go.
     pub fn close(&self) {
         for database in self.by_label.values() {
+            database.permits.close();
             drop(lock(&database.idle).take());
             let anchor = lock(&database.anchor).take();
             if let Some(connection) = anchor
@@ -148,18 +163,16 @@ impl std::fmt::Display for Location {
 impl Database {
     fn connect(&self) -> rusqlite::Result<rusqlite::Connection> {
         let connection = match &self.location {
-            Location::File(path) => {
-                let connection = rusqlite::Connection::open(path)?;
-                connection.pragma_update(None, "journal_mode", "WAL")?;
-                connection.pragma_update(None, "synchronous", "NORMAL")?;
+            Location::File(path) => open_file(path)?,
+            Location::Memory(uri) => {
+                let connection = rusqlite::Connection::open_with_flags(
+                    uri,
+                    rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+                )?;
+                connection.busy_timeout(BUSY_TIMEOUT)?;
                 connection
             }
-            Location::Memory(uri) => rusqlite::Connection::open_with_flags(
-                uri,
-                rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_URI,
-            )?,
         };
-        connection.busy_timeout(Duration::from_secs(5))?;
         // ATTACH (and VACUUM INTO, which attaches its target) would let a guest read and write
         // any file the host can reach: outside its sandbox.
         connection.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
@@ -293,10 +306,6 @@ impl Drop for Lease {
             idle.push(reusable);
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 mod databases;
 
 pub use databases::Databases;
+pub(crate) use databases::open_file;
 
 use crate::bindings::spin::sqlite::sqlite as wit;
 use crate::grant::Grant;

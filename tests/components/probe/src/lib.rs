@@ -103,6 +103,10 @@ fn handle(request: Request) -> Response {
         "/redis/cmd" => redis(&param("address"), |c| {
             redis_command(c, &param("op"), &param("key"), request.body())
         }),
+        "/file" => match std::fs::read_to_string(param("path")) {
+            Ok(content) => (200, json!({ "content": content })),
+            Err(error) => (200, json!({ "error": error.to_string() })),
+        },
         "/trap" => panic!("the probe was asked to trap"),
         "/sleep" => {
             let ms = param("ms").parse().unwrap_or(0);
