@@ -43,48 +43,28 @@ impl From<ConfigError> for ApiError {
 impl ApiError {
     /// The problem response for this error.
     pub fn into_response(self) -> Response {
-        let (problem, allow) = match self {
-            Self::BadRequest(detail) => (
-                Problem::new(400, "Bad Request")
-                    .with_type("/problems/malformed-request")
-                    .with_detail(detail),
-                None,
-            ),
-            Self::Invalid { field, detail } => (
-                Problem::new(422, "Unprocessable Content")
-                    .with_type("/problems/invalid-field")
-                    .with_detail(format!("{field}: {detail}"))
-                    .with("field", field),
-                None,
-            ),
-            Self::NotFound(path) => (
-                Problem::new(404, "Not Found")
-                    .with_detail(format!("external-sim has no endpoint {path}")),
-                None,
-            ),
-            Self::MethodNotAllowed(allow) => (
-                Problem::new(405, "Method Not Allowed").with_detail(format!("use {allow}")),
-                Some(allow),
-            ),
-            Self::InjectedFault => (
-                Problem::new(500, "Internal Server Error")
-                    .with_type("/problems/injected-fault")
-                    .with_detail("simulated failure (fault injection is on; see GET /configure)"),
-                None,
-            ),
-            Self::SimulatedOutage => (
-                Problem::new(503, "Service Unavailable")
-                    .with_type("/problems/simulated-outage")
-                    .with_detail("the validator is down (mode \"down\"; see GET /configure)"),
-                None,
-            ),
-            Self::Storage(detail) => (
-                Problem::new(500, "Internal Server Error")
-                    .with_type("/problems/storage")
-                    .with_detail(format!("key-value store: {detail}")),
-                None,
-            ),
+        let problem = match self {
+            Self::BadRequest(detail) => Problem::new(400, "Bad Request")
+                .with_type("/problems/malformed-request")
+                .with_detail(detail),
+            Self::Invalid { field, detail } => Problem::new(422, "Unprocessable Content")
+                .with_type("/problems/invalid-field")
+                .with_detail(format!("{field}: {detail}"))
+                .with("field", field),
+            Self::NotFound(path) => {
+                return guest_kit::not_found(format!("external-sim has no endpoint {path}"));
+            }
+            Self::MethodNotAllowed(allow) => return guest_kit::method_not_allowed(allow),
+            Self::InjectedFault => Problem::new(500, "Internal Server Error")
+                .with_type("/problems/injected-fault")
+                .with_detail("simulated failure (fault injection is on; see GET /configure)"),
+            Self::SimulatedOutage => Problem::new(503, "Service Unavailable")
+                .with_type("/problems/simulated-outage")
+                .with_detail("the validator is down (mode \"down\"; see GET /configure)"),
+            Self::Storage(detail) => Problem::new(500, "Internal Server Error")
+                .with_type("/problems/storage")
+                .with_detail(format!("key-value store: {detail}")),
         };
-        guest_kit::problem(&problem, allow)
+        guest_kit::problem(&problem)
     }
 }

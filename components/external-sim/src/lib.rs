@@ -49,7 +49,7 @@ fn validate(body: &[u8]) -> Result<Response, ApiError> {
     let state = FaultState::open()?;
     let snapshot = state.snapshot()?;
     let config = &snapshot.config;
-    let draw = if config.failure_rate > 0.0 {
+    let draw = if config.needs_draw() {
         state.next_draw(&snapshot)?
     } else {
         0

@@ -6,7 +6,7 @@
 //! under that generation's own key: a call is numbered in the sequence of the configuration it
 //! read, so replaying a seed never mixes two runs. Updates are compare-and-swap, so concurrent
 //! partial updates do not overwrite each other (except the very first write, which creates the
-//! key: a swap on a missing key is unconditional in Spin).
+//! key: a swap after `current()` found nothing is unconditional in Spin).
 
 use crate::api::ApiError;
 use guest_kit::keyvalue::{atomics, store};
@@ -15,19 +15,14 @@ use simulator_core::{ConfigUpdate, FaultConfig};
 
 const CONFIG_KEY: &str = "external-sim/config";
 
-/// The stored form: the configuration and its seed generation.
+/// The configuration as stored and as one call reads it: the fault settings and their seed
+/// generation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Stored {
-    #[serde(flatten)]
-    config: FaultConfig,
-    #[serde(default)]
-    generation: u64,
-}
-
-/// The configuration as one call reads it.
 pub struct Snapshot {
     /// The fault settings.
+    #[serde(flatten)]
     pub config: FaultConfig,
+    #[serde(default)]
     generation: u64,
 }
 
@@ -46,30 +41,20 @@ impl FaultState {
 
     /// The current configuration (the default when none was set).
     pub fn snapshot(&self) -> Result<Snapshot, ApiError> {
-        let stored = decode(self.bucket.get(CONFIG_KEY).map_err(storage)?)?;
-        Ok(Snapshot {
-            config: stored.config,
-            generation: stored.generation,
-        })
+        decode(self.bucket.get(CONFIG_KEY).map_err(storage)?)
     }
 
     /// Applies `update` atomically and returns the new configuration; a new seed starts a new
-    /// generation, whose draws count from 0.
+    /// generation, whose draws count from 0. On a missing key the first pass reads the default
+    /// and its swap simply writes.
     pub fn update(&self, update: &ConfigUpdate) -> Result<FaultConfig, ApiError> {
-        let next = |current: Stored| Stored {
-            config: current.config.apply(update),
-            generation: current.generation + u64::from(update.seed.is_some()),
-        };
-        if !self.bucket.exists(CONFIG_KEY).map_err(storage)? {
-            let created = next(Stored::default());
-            self.bucket
-                .set(CONFIG_KEY, &encode(&created)?)
-                .map_err(storage)?;
-            return Ok(created.config);
-        }
         let mut cas = atomics::Cas::new(&self.bucket, CONFIG_KEY).map_err(storage)?;
         loop {
-            let updated = next(decode(cas.current().map_err(storage)?)?);
+            let current = decode(cas.current().map_err(storage)?)?;
+            let updated = Snapshot {
+                config: current.config.apply(update),
+                generation: current.generation + u64::from(update.seed.is_some()),
+            };
             match atomics::swap(cas, &encode(&updated)?) {
                 Ok(()) => return Ok(updated.config),
                 Err(atomics::CasError::CasFailed(retry)) => cas = retry,
@@ -86,16 +71,16 @@ impl FaultState {
     }
 }
 
-fn decode(bytes: Option<Vec<u8>>) -> Result<Stored, ApiError> {
+fn decode(bytes: Option<Vec<u8>>) -> Result<Snapshot, ApiError> {
     match bytes {
-        None => Ok(Stored::default()),
+        None => Ok(Snapshot::default()),
         Some(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::Storage(format!("stored configuration is unreadable: {e}"))),
     }
 }
 
-fn encode(stored: &Stored) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(stored).map_err(|e| ApiError::Storage(e.to_string()))
+fn encode(snapshot: &Snapshot) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(snapshot).map_err(|e| ApiError::Storage(e.to_string()))
 }
 
 fn storage(error: store::Error) -> ApiError {

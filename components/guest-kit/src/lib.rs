@@ -21,17 +21,58 @@ pub mod keyvalue {
     pub use bindings::wasi::keyvalue::{atomics, batch, store};
 }
 
-/// The request path below the component's route (`spin-path-info`), `/` when empty.
+/// The request path below the component's route (`spin-path-info`), `/` when empty. Spin and
+/// `orderly up` set the header on every HTTP request, so a missing one is treated as empty
+/// (never the full request path, which would still hold the route's prefix).
 pub fn path_info(request: &Request) -> String {
-    let info = request
+    match request
         .header("spin-path-info")
         .and_then(|value| value.as_str())
-        .unwrap_or_else(|| request.path());
-    if info.is_empty() {
-        "/".to_owned()
-    } else {
-        info.to_owned()
+    {
+        None | Some("") => "/".to_owned(),
+        Some(info) => info.to_owned(),
     }
+}
+
+/// The `key=value` pairs of a query string, in order, percent-decoded (`+` is kept as is); a
+/// pair without `=` has an empty value.
+pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+}
+
+/// Decodes `%XX` escapes (invalid UTF-8 becomes U+FFFD); a `%` not followed by two hex digits
+/// stays as it is.
+fn percent_decode(text: &str) -> String {
+    if !text.contains('%') {
+        return text.to_owned();
+    }
+    let bytes = text.as_bytes();
+    let hex = |at: usize| {
+        bytes
+            .get(at)
+            .and_then(|byte| char::from(*byte).to_digit(16))
+    };
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match (bytes[index], hex(index + 1), hex(index + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push((high * 16 + low) as u8);
+                index += 3;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// A JSON response.
@@ -43,14 +84,57 @@ pub fn json(status: u16, value: &impl serde::Serialize) -> Response {
         .build()
 }
 
-/// A problem response (`application/problem+json`), with an `Allow` header when given.
-pub fn problem(problem: &Problem, allow: Option<&str>) -> Response {
-    let mut builder = Response::builder();
-    builder
+/// A problem response (`application/problem+json`).
+pub fn problem(problem: &Problem) -> Response {
+    Response::builder()
         .status(problem.status)
-        .header("content-type", http_problem::CONTENT_TYPE);
-    if let Some(allow) = allow {
-        builder.header("allow", allow);
+        .header("content-type", http_problem::CONTENT_TYPE)
+        .body(problem.to_json())
+        .build()
+}
+
+/// 404 Not Found, with `detail`.
+pub fn not_found(detail: impl Into<String>) -> Response {
+    problem(&Problem::new(404, "Not Found").with_detail(detail))
+}
+
+/// 405 Method Not Allowed, with an `Allow` header listing `allow` (e.g. `"GET, POST"`).
+pub fn method_not_allowed(allow: &str) -> Response {
+    let mut response =
+        problem(&Problem::new(405, "Method Not Allowed").with_detail(format!("use {allow}")));
+    response.set_header("allow", allow);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(query: &str) -> Vec<(String, String)> {
+        query_pairs(query).collect()
     }
-    builder.body(problem.to_json()).build()
+
+    #[test]
+    fn query_pairs_split_and_decode() {
+        let own = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(pairs(""), vec![]);
+        assert_eq!(
+            pairs("status=pending&&limit=5&flag"),
+            vec![own("status", "pending"), own("limit", "5"), own("flag", "")]
+        );
+        assert_eq!(
+            pairs("a=x%3Dy%26z&b=%e2%9c%93&c=+1"),
+            vec![own("a", "x=y&z"), own("b", "\u{2713}"), own("c", "+1")]
+        );
+        assert_eq!(
+            pairs("a=100%&b=%zz&c=%+1&d=%4"),
+            vec![
+                own("a", "100%"),
+                own("b", "%zz"),
+                own("c", "%+1"),
+                own("d", "%4")
+            ]
+        );
+        assert_eq!(pairs("a=%FF"), vec![own("a", "\u{fffd}")]);
+    }
 }

@@ -45,7 +45,6 @@ impl From<StoreError> for ApiError {
 impl ApiError {
     /// The problem response for this error.
     pub fn into_response(self) -> Response {
-        let mut allow = None;
         let problem = match self {
             Self::InvalidOrder(error @ OrderError::Malformed(_)) => {
                 Problem::new(400, "Bad Request")
@@ -65,11 +64,8 @@ impl ApiError {
                 .with_type("/problems/invalid-query")
                 .with_detail(format!("{parameter}: {detail}"))
                 .with("parameter", parameter),
-            Self::NotFound(detail) => Problem::new(404, "Not Found").with_detail(detail),
-            Self::MethodNotAllowed(methods) => {
-                allow = Some(methods);
-                Problem::new(405, "Method Not Allowed").with_detail(format!("use {methods}"))
-            }
+            Self::NotFound(detail) => return guest_kit::not_found(detail),
+            Self::MethodNotAllowed(allow) => return guest_kit::method_not_allowed(allow),
             Self::Duplicate(id) => Problem::new(409, "Conflict")
                 .with_type("/problems/duplicate-order")
                 .with_detail(format!("an order with id {id} exists already"))
@@ -78,6 +74,6 @@ impl ApiError {
                 .with_type("/problems/storage")
                 .with_detail(format!("the order database is unavailable: {detail}")),
         };
-        guest_kit::problem(&problem, allow)
+        guest_kit::problem(&problem)
     }
 }

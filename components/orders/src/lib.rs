@@ -45,13 +45,7 @@ fn route(request: &Request) -> Result<Response, ApiError> {
 }
 
 fn create(request: &Request) -> Result<Response, ApiError> {
-    let new_order = NewOrder::parse(request.body())?;
-    let now = now();
-    let id = match &new_order.order_id {
-        Some(id) => id.clone(),
-        None => OrderId::generate(now, entropy()),
-    };
-    let order = new_order.accept(id, now);
+    let order = NewOrder::parse(request.body())?.accept(now(), entropy());
     OrderStore::open()?.insert(&order)?;
     let base = request
         .header("spin-component-route")
@@ -73,12 +67,8 @@ fn show(id: &str) -> Result<Response, ApiError> {
 fn list(query: &str) -> Result<Response, ApiError> {
     let mut status = None;
     let mut limit = DEFAULT_LIMIT;
-    for (key, value) in query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-    {
-        match key {
+    for (key, value) in guest_kit::query_pairs(query) {
+        match key.as_str() {
             "status" => {
                 status = Some(
                     value

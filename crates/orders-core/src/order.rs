@@ -196,10 +196,13 @@ impl NewOrder {
         })
     }
 
-    /// The stored order this becomes, accepted at `now` with `id` (the client's, or generated).
-    pub fn accept(self, id: OrderId, now: Timestamp) -> Order {
+    /// The stored order this becomes, accepted at `now`: it keeps the client's id, or gets one
+    /// generated from `now` and `entropy`.
+    pub fn accept(self, now: Timestamp, entropy: [u8; 10]) -> Order {
         Order {
-            id,
+            id: self
+                .order_id
+                .unwrap_or_else(|| OrderId::generate(now, entropy)),
             product: self.product,
             quantity: self.quantity,
             status: OrderStatus::Pending,
@@ -323,13 +326,26 @@ mod tests {
     fn accepted_orders_start_pending() {
         let order = NewOrder::parse(br#"{"product": "x", "quantity": 2}"#)
             .unwrap()
-            .accept(OrderId::parse("o1").unwrap(), Timestamp(5));
+            .accept(Timestamp(5), [0; 10]);
         assert_eq!(order.status, OrderStatus::Pending);
         assert_eq!(order.created_at, Timestamp(5));
         let json = serde_json::to_value(&order).unwrap();
         assert_eq!(json["status"], "pending");
         assert_eq!(json["created_at"], "1970-01-01T00:00:00.005Z");
         assert!(json.get("reason").is_none());
+    }
+
+    #[test]
+    fn accepted_orders_keep_the_clients_id_or_get_a_generated_one() {
+        let accept = |body: &[u8]| NewOrder::parse(body).unwrap().accept(Timestamp(5), [7; 10]);
+        assert_eq!(
+            accept(br#"{"order_id": "o1", "product": "x", "quantity": 2}"#).id,
+            OrderId::parse("o1").unwrap()
+        );
+        assert_eq!(
+            accept(br#"{"product": "x", "quantity": 2}"#).id,
+            OrderId::generate(Timestamp(5), [7; 10])
+        );
     }
 
     #[test]

@@ -187,11 +187,17 @@ impl FaultConfig {
         }
     }
 
+    /// Whether validation calls take a numbered draw (in every mode): only random failures
+    /// use it, so with `failure_rate` 0 callers may skip counting and pass any draw to
+    /// [`decide`](Self::decide).
+    pub fn needs_draw(&self) -> bool {
+        self.failure_rate > 0.0
+    }
+
     /// What happens to validation call number `draw` (counting from 0 since the seed was set).
     pub fn decide(&self, draw: u64) -> Outcome {
         let fails_at_random = || {
-            self.failure_rate > 0.0
-                && SeededRng::for_draw(self.seed, draw).next_f64() < self.failure_rate
+            self.needs_draw() && SeededRng::for_draw(self.seed, draw).next_f64() < self.failure_rate
         };
         match self.mode {
             Mode::Down => Outcome::Unavailable,
@@ -318,5 +324,18 @@ mod tests {
                 .map(|draw| other_seed.decide(draw))
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn only_random_failures_need_a_draw() {
+        assert!(!FaultConfig::default().needs_draw());
+        for mode in [Mode::Normal, Mode::Slow, Mode::Down, Mode::Error] {
+            let config = FaultConfig {
+                mode,
+                failure_rate: 0.1,
+                ..FaultConfig::default()
+            };
+            assert!(config.needs_draw(), "{mode:?}");
+        }
     }
 }

@@ -6,6 +6,7 @@ mod faults;
 mod rng;
 mod verdict;
 
+use rng::SeededRng;
+
 pub use faults::{ConfigError, ConfigUpdate, FaultConfig, Mode, Outcome, ProbeOutcome};
-pub use rng::SeededRng;
 pub use verdict::{Catalog, ValidationRequest, Verdict, VerdictError};

@@ -43,16 +43,16 @@ pub enum Verdict {
 }
 
 /// The products the validator knows, with the quantities it allows for each.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Catalog {
-    products: Vec<(&'static str, u32, u32)>,
+    products: &'static [(&'static str, u32, u32)],
 }
 
 impl Catalog {
     /// The simulator's catalog of medical supplies.
-    pub fn standard() -> Self {
+    pub const fn standard() -> Self {
         Self {
-            products: vec![
+            products: &[
                 ("Medicine A", 1, 500),
                 ("Medicine B", 1, 200),
                 ("Antibiotic C", 1, 300),
