@@ -1,7 +1,6 @@
 //! The cron trigger: runs on schedule, and skips (and logs) a run that would overlap the last.
 
-use orderly_tests::redis_server::unique;
-use orderly_tests::{HttpClient, TestApp, logs};
+use orderly_tests::{TestApp, logs, unique};
 use std::time::{Duration, SystemTime};
 
 fn cron_app(name: &str, component: &str, work_ms: u64) -> String {
@@ -29,17 +28,6 @@ work_ms = "{work_ms}"
     )
 }
 
-async fn counter(client: &HttpClient, key: &str) -> i64 {
-    let reply = client
-        .post(
-            &format!("/probe/wasi-kv/increment?label=default&key={key}&delta=0"),
-            "",
-        )
-        .await
-        .json();
-    reply["value"].as_i64().unwrap_or(-1)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cron_component_runs_on_schedule() {
     let name = unique("every-second");
@@ -47,7 +35,7 @@ async fn a_cron_component_runs_on_schedule() {
     let ticks = app
         .wait_for(
             Duration::from_secs(20),
-            async |c| counter(c, &format!("{name}:ticks")).await,
+            async |c| c.counter(&format!("{name}:ticks")).await,
             |n| *n >= 3,
         )
         .await;
@@ -81,7 +69,7 @@ async fn an_overlapping_run_is_skipped_and_logged_not_stacked() {
     let ticks = app
         .wait_for(
             Duration::from_secs(30),
-            async |c| counter(c, &format!("{name}:ticks")).await,
+            async |c| c.counter(&format!("{name}:ticks")).await,
             |n| *n >= 2,
         )
         .await;

@@ -1,16 +1,12 @@
 //! The external validator simulator, black-box through the shipped spin.toml: verdicts, fault
 //! modes, seeded replay, and configuration shared by every instance.
 
-use orderly_tests::{TestApp, real_manifest};
+use orderly_tests::TestApp;
 use std::time::{Duration, Instant};
-
-async fn start() -> TestApp {
-    TestApp::start(&real_manifest()).await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn judges_orders_against_the_catalog() {
-    let app = start().await;
+    let app = TestApp::start_real().await;
     let valid = app
         .post(
             "/external/validate",
@@ -49,7 +45,7 @@ async fn judges_orders_against_the_catalog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modes_change_what_validate_and_health_answer() {
-    let app = start().await;
+    let app = TestApp::start_real().await;
     assert_eq!(
         app.get("/external/health").await.json()["status"],
         "healthy"
@@ -127,7 +123,7 @@ async fn modes_change_what_validate_and_health_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_failures_replay_exactly_from_the_seed() {
-    let app = start().await;
+    let app = TestApp::start_real().await;
     let run = |client: orderly_tests::HttpClient| async move {
         client
             .post(
@@ -160,7 +156,7 @@ async fn random_failures_replay_exactly_from_the_seed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_configuration_is_refused_and_changes_nothing() {
-    let app = start().await;
+    let app = TestApp::start_real().await;
     let cases = [
         (r#"{"mode": "flaky"}"#, 422, Some("mode")),
         (r#"{"failure_rate": 2}"#, 422, Some("failure_rate")),

@@ -2,7 +2,7 @@
 //! and increment under concurrency (in one host and across two), persistence, runtime config.
 
 use futures::future::join_all;
-use orderly_tests::TestApp;
+use orderly_tests::{TestApp, cas_and_increments_lose_nothing};
 use std::sync::Arc;
 
 const KV_APP: &str = r#"
@@ -134,53 +134,8 @@ async fn two_hosts_sharing_a_store_never_lose_an_update() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let first = start(Arc::clone(&dir)).await;
     let second = start(Arc::clone(&dir)).await;
-    first
-        .post("/probe/kv/set?label=default&key=shared", "0")
-        .await;
-    let workers = [&first, &second].into_iter().cycle().take(8).map(|app| {
-        let client = app.client.clone();
-        tokio::spawn(async move {
-            client
-                .post(
-                    "/probe/wasi-kv/cas-add?label=default&key=shared&times=20",
-                    "",
-                )
-                .await
-        })
-    });
-    let increments = [&first, &second].into_iter().cycle().take(40).map(|app| {
-        let client = app.client.clone();
-        tokio::spawn(async move {
-            client
-                .post("/probe/wasi-kv/increment?label=default&key=hits", "")
-                .await
-        })
-    });
-    for reply in join_all(workers)
-        .await
-        .into_iter()
-        .chain(join_all(increments).await)
-    {
-        let reply = reply.unwrap();
-        assert!(reply.json().get("error").is_none(), "{}", reply.text());
-    }
-    assert_eq!(
-        second
-            .get("/probe/kv/get?label=default&key=shared")
-            .await
-            .json()["value"],
-        "160"
-    );
-    assert_eq!(
-        first
-            .post(
-                "/probe/wasi-kv/increment?label=default&key=hits&delta=0",
-                ""
-            )
-            .await
-            .json()["value"],
-        40
-    );
+    // 8 workers × 20 = 160 on the counter, and 40 hits.
+    cas_and_increments_lose_nothing([&first, &second], "shared", "hits", 8, 20, 40).await;
     first.stop().await;
     second.stop().await;
 }

@@ -114,18 +114,14 @@ async fn unsupported_runtime_config_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_manifest_and_runtime_config_load() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let config = dir.path().join("runtime-config.toml");
-    std::fs::copy(
-        orderly_tests::repo_root().join("runtime-config.toml"),
-        &config,
+    let runtime_config =
+        std::fs::read_to_string(orderly_tests::repo_root().join("runtime-config.toml")).unwrap();
+    let app = TestApp::start_with_runtime_config(
+        Arc::new(tempfile::tempdir().unwrap()),
+        &real_manifest(),
+        &runtime_config,
     )
-    .unwrap();
-    let app = TestApp::start_in(dir, &real_manifest(), |options| {
-        options.runtime_config = Some(config)
-    })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(app.get("/external/health").await.status, 200);
     assert_eq!(app.get("/orders").await.status, 200);
     let dir = std::sync::Arc::clone(&app.dir);

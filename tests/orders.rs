@@ -7,13 +7,9 @@ use orderly_tests::{TestApp, real_manifest};
 use std::collections::HashSet;
 use std::sync::Arc;
 
-async fn start() -> TestApp {
-    TestApp::start(&real_manifest()).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_is_accepted_and_served_back() {
-    let app = start().await;
+    let app = TestApp::start_real().await;
     let created = app
         .post("/orders", r#"{"product": "Medicine A", "quantity": 10}"#)
         .await;
@@ -34,7 +30,7 @@ async fn an_order_is_accepted_and_served_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_ids_are_kept_and_duplicates_conflict() {
-    let app = start().await;
+    let app = TestApp::start_real().await;
     let body = r#"{"order_id": "test-001", "product": "Medicine A", "quantity": 10}"#;
     assert_eq!(app.post("/orders", body).await.status, 202);
     let again = app.post("/orders", body).await;
@@ -49,7 +45,7 @@ async fn client_ids_are_kept_and_duplicates_conflict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_filter_by_status_and_limit() {
-    let app = start().await;
+    let app = TestApp::start_real().await;
     for quantity in 1..=3 {
         app.post(
             "/orders",
@@ -86,7 +82,7 @@ async fn lists_filter_by_status_and_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_problem_with_the_right_status() {
-    let app = start().await;
+    let app = TestApp::start_real().await;
     let cases = [
         ("not json", 400, None),
         (
@@ -141,7 +137,7 @@ async fn bad_input_gets_a_problem_with_the_right_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_orders_are_all_kept_across_a_restart() {
-    let app = start().await;
+    let app = TestApp::start_real().await;
     let dir = Arc::clone(&app.dir);
     let posts = (0..60).map(|i| {
         let client = app.client.clone();

@@ -1,10 +1,9 @@
 //! Redis-backed key-value stores (`type = "redis"`): the same guest APIs, and compare-and-swap
 //! that never loses an update when two host processes share the store.
 
-use futures::future::join_all;
 use orderly_tests::process::HostProcess;
-use orderly_tests::redis_server::{redis, unique};
-use orderly_tests::{TestApp, manifest};
+use orderly_tests::redis_server::redis;
+use orderly_tests::{TestApp, cas_and_increments_lose_nothing, manifest, unique};
 use std::sync::Arc;
 
 const ORDERLY: &str = env!("CARGO_BIN_EXE_orderly-under-test");
@@ -113,46 +112,14 @@ async fn two_host_processes_sharing_a_redis_store_never_lose_an_update() {
         HostProcess::start(ORDERLY, dir.path(), "state-one", &flags).await,
         HostProcess::start(ORDERLY, dir.path(), "state-two", &flags).await,
     ];
-    let (counter, hits) = (unique("counter"), unique("hits"));
-    hosts[0]
-        .client
-        .post(&format!("/probe/kv/set?label=default&key={counter}"), "0")
-        .await;
-    let workers = hosts.iter().cycle().take(8).map(|host| {
-        let (client, path) = (
-            host.client.clone(),
-            format!("/probe/wasi-kv/cas-add?label=default&key={counter}&times=25"),
-        );
-        tokio::spawn(async move { client.post(&path, "").await.json() })
-    });
-    let increments = hosts.iter().cycle().take(50).map(|host| {
-        let (client, path) = (
-            host.client.clone(),
-            format!("/probe/wasi-kv/increment?label=default&key={hits}"),
-        );
-        tokio::spawn(async move { client.post(&path, "").await.json() })
-    });
-    for reply in join_all(workers)
-        .await
-        .into_iter()
-        .chain(join_all(increments).await)
-    {
-        let reply = reply.unwrap();
-        assert!(reply.get("error").is_none(), "{reply}");
-    }
-    let total = hosts[1]
-        .client
-        .get(&format!("/probe/kv/get?label=default&key={counter}"))
-        .await
-        .json();
-    assert_eq!(total["value"], "200");
-    let hits = hosts[0]
-        .client
-        .post(
-            &format!("/probe/wasi-kv/increment?label=default&key={hits}&delta=0"),
-            "",
-        )
-        .await
-        .json();
-    assert_eq!(hits["value"], 50);
+    // 8 workers × 25 = 200 on the counter, and 50 hits.
+    cas_and_increments_lose_nothing(
+        [&hosts[0].client, &hosts[1].client],
+        &unique("counter"),
+        &unique("hits"),
+        8,
+        25,
+        50,
+    )
+    .await;
 }

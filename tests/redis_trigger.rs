@@ -2,8 +2,8 @@
 //! reconnection after a Redis restart, handler errors, and the same results from the embedded
 //! broker as from a real server.
 
-use orderly_tests::redis_server::{Redis, private_redis, redis, unique};
-use orderly_tests::{HttpClient, TestApp, logs};
+use orderly_tests::redis_server::{private_redis, redis};
+use orderly_tests::{HttpClient, TestApp, logs, unique};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,14 +54,7 @@ async fn start(manifest: &str, mode: orderly_host::RedisMode) -> TestApp {
 
 /// The counter a subscriber keeps (`<name>:count`).
 async fn count(client: &HttpClient, name: &str) -> i64 {
-    let reply = client
-        .post(
-            &format!("/probe/wasi-kv/increment?label=default&key={name}:count&delta=0"),
-            "",
-        )
-        .await
-        .json();
-    reply["value"].as_i64().unwrap_or(-1)
+    client.counter(&format!("{name}:count")).await
 }
 
 async fn wait_for_count(client: &HttpClient, name: &str, expected: i64) -> i64 {
@@ -293,7 +286,6 @@ async fn outbound_commands(address: &str, mode: orderly_host::RedisMode) {
 async fn outbound_redis_commands_work_on_a_server() {
     let Some(redis) = redis() else { return };
     outbound_commands(&redis.url(), orderly_host::RedisMode::Server).await;
-    drop::<Redis>(redis);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 //! persistence, labels and access control.
 
 use futures::future::join_all;
-use orderly_tests::TestApp;
+use orderly_tests::{HttpClient, TestApp};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -29,13 +29,16 @@ async fn start(dir: Arc<tempfile::TempDir>) -> TestApp {
 }
 
 async fn sql(
-    app: &TestApp,
+    client: &HttpClient,
     db: &str,
     statement: &str,
     params: serde_json::Value,
 ) -> serde_json::Value {
     let body = json!({ "statement": statement, "params": params }).to_string();
-    app.post(&format!("/probe/sql?db={db}"), &body).await.json()
+    client
+        .post(&format!("/probe/sql?db={db}"), &body)
+        .await
+        .json()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,9 +174,7 @@ async fn concurrent_writers_all_land_and_survive_a_restart() {
     let writers = (0..50).map(|i| {
         let client = app.client.clone();
         tokio::spawn(async move {
-            let body =
-                json!({ "statement": "INSERT INTO t VALUES (?)", "params": [i] }).to_string();
-            client.post("/probe/sql?db=default", &body).await.json()
+            sql(&client, "default", "INSERT INTO t VALUES (?)", json!([i])).await
         })
     });
     for written in join_all(writers).await {

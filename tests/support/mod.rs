@@ -42,6 +42,17 @@ pub fn real_manifest() -> String {
     )
 }
 
+/// A name no other test uses (for channels and keys on a shared server or store).
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Load options for a manifest written into `dir`, with the shared compile cache.
 pub fn options(dir: &Path) -> LoadOptions {
     let mut options = LoadOptions::new(dir.join("spin.toml"));
@@ -112,6 +123,11 @@ impl TestApp {
         Self::start_in(dir, manifest_text, |_| {})
             .await
             .unwrap_or_else(|e| panic!("start failed: {e}"))
+    }
+
+    /// Starts the repository's `spin.toml` (see [`real_manifest`]) in a new folder.
+    pub async fn start_real() -> Self {
+        Self::start(&real_manifest()).await
     }
 
     /// Writes `manifest` into `dir` and starts it, after `adjust` edits the options.
@@ -191,6 +207,19 @@ impl HttpClient {
         }
     }
 
+    /// The counter at `key` in the `default` key-value store, read through the probe
+    /// (`/probe/wasi-kv/increment` with `delta=0`); -1 if the reply carries no integer.
+    pub async fn counter(&self, key: &str) -> i64 {
+        let reply = self
+            .post(
+                &format!("/probe/wasi-kv/increment?label=default&key={key}&delta=0"),
+                "",
+            )
+            .await
+            .json();
+        reply["value"].as_i64().unwrap_or(-1)
+    }
+
     /// GET `path`.
     pub async fn get(&self, path: &str) -> Reply {
         self.send(Method::GET, path, &[], "").await
@@ -237,6 +266,50 @@ impl HttpClient {
             body,
         }
     }
+}
+
+/// Two hosts sharing one store must never lose an update. Through `clients` (taken in turn):
+/// seeds `counter` with 0 through the first client; runs `workers` compare-and-swap workers at
+/// once, each adding 1 to `counter` `times` times; then `increments` increments of `hits` at
+/// once. No reply may carry an error; then the second client must read `counter` as
+/// `workers × times`, and the first `hits` as `increments`.
+pub async fn cas_and_increments_lose_nothing(
+    clients: [&HttpClient; 2],
+    counter: &str,
+    hits: &str,
+    workers: usize,
+    times: usize,
+    increments: usize,
+) {
+    clients[0]
+        .post(&format!("/probe/kv/set?label=default&key={counter}"), "0")
+        .await;
+    let cas_path = format!("/probe/wasi-kv/cas-add?label=default&key={counter}&times={times}");
+    let increment_path = format!("/probe/wasi-kv/increment?label=default&key={hits}");
+    let mut replies = Vec::new();
+    for (count, path) in [(workers, &cas_path), (increments, &increment_path)] {
+        let tasks: Vec<_> = clients
+            .into_iter()
+            .cycle()
+            .take(count)
+            .map(|client| {
+                let (client, path) = (client.clone(), path.clone());
+                tokio::spawn(async move { client.post(&path, "").await })
+            })
+            .collect();
+        for task in tasks {
+            replies.push(task.await.expect("the request task"));
+        }
+    }
+    for reply in replies {
+        assert!(reply.json().get("error").is_none(), "{}", reply.text());
+    }
+    let total = clients[1]
+        .get(&format!("/probe/kv/get?label=default&key={counter}"))
+        .await
+        .json();
+    assert_eq!(total["value"], (workers * times).to_string());
+    assert_eq!(clients[0].counter(hits).await, increments as i64);
 }
 
 /// Expects loading `manifest_text` to fail, and returns the error message.

@@ -30,11 +30,10 @@ impl HostProcess {
             .stdout(Stdio::null())
             .spawn()
             .expect("orderly-under-test runs");
-        let process = Self {
+        let mut process = Self {
             child,
             client: HttpClient::new(format!("http://{listen}")),
         };
-        let mut process = process;
         let deadline = Instant::now() + Duration::from_secs(120);
         while !process.client.answers("/.well-known/spin/health").await {
             if let Ok(Some(status)) = process.child.try_wait() {

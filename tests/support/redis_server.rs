@@ -46,14 +46,3 @@ pub fn private_redis() -> Option<RedisServer> {
     }
     Some(RedisServer::start().expect("redis-server starts"))
 }
-
-/// A name no other test uses (for channels and keys on a shared server).
-pub fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}

@@ -103,12 +103,11 @@ pub async fn handled(address: SocketAddr) -> anyhow::Result<i64> {
         "/probe/wasi-kv/increment?label=default&key=lab:count&delta=0",
     )
     .await?;
-    let start = body.find("\"value\":").context("a counter value")? + 8;
-    let digits: String = body[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '-')
-        .collect();
-    Ok(digits.parse()?)
+    let reply: serde_json::Value =
+        serde_json::from_str(&body).with_context(|| format!("not JSON: {body}"))?;
+    reply["value"]
+        .as_i64()
+        .with_context(|| format!("a counter value in {body}"))
 }
 
 async fn post(address: SocketAddr, path: &str) -> anyhow::Result<String> {
