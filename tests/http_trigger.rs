@@ -191,7 +191,7 @@ async fn method_body_environment_and_request_ids_reach_the_component() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn component_output_is_logged_per_component() {
     let app = TestApp::start(ROUTES).await;
-    assert_eq!(app.get("/probe/print?text=hello+logs").await.status, 200);
+    assert_eq!(app.get("/probe/print?text=hello%20logs").await.status, 200);
     let logs = app.dir.path().join(".spin/logs");
     let stdout = std::fs::read_to_string(logs.join("probe_stdout.txt")).unwrap();
     let stderr = std::fs::read_to_string(logs.join("probe_stderr.txt")).unwrap();

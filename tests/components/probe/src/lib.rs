@@ -14,7 +14,7 @@ use std::collections::HashMap;
 #[http_component]
 fn handle(request: Request) -> Response {
     let path = guest_kit::path_info(&request);
-    let query = parse_query(request.query());
+    let query: HashMap<String, String> = guest_kit::query_pairs(request.query()).collect();
     let param = |name: &str| query.get(name).cloned().unwrap_or_default();
     let (status, body) = match path.as_str() {
         "/" | "/headers" => (200, headers(&request)),
@@ -134,44 +134,6 @@ fn handle(request: Request) -> Response {
         _ => (404, headers(&request)),
     };
     guest_kit::json(status, &body)
-}
-
-fn parse_query(query: &str) -> HashMap<String, String> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], bytes.get(i + 1..i + 3)) {
-            (b'%', Some(hex))
-                if u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("zz"), 16).is_ok() =>
-            {
-                out.push(
-                    u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("0"), 16).unwrap_or(0),
-                );
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn headers(request: &Request) -> Json {
