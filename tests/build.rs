@@ -5,7 +5,17 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PACKAGES: [&str; 5] = ["orders", "external-sim", "probe", "subscriber", "ticker"];
+const PACKAGES: [&str; 9] = [
+    "orders",
+    "external-sim",
+    "validator",
+    "monitor",
+    "admin",
+    "medisupply",
+    "probe",
+    "subscriber",
+    "ticker",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -22,6 +32,11 @@ fn main() {
         "tests/components",
         "crates/orders-core",
         "crates/simulator-core",
+        "crates/catalog",
+        "crates/ledger",
+        "crates/pipeline",
+        "crates/resilience",
+        "crates/monitor-core",
         "crates/problem",
         "wit",
         "Cargo.toml",

@@ -35,6 +35,14 @@ async fn judges_orders_against_the_catalog() {
         .await
         .json();
     assert_eq!(too_many["reason"], "quantity_out_of_range");
+    let several = app
+        .post(
+            "/external/validate",
+            r#"{"order_id": "o2", "items": [{"product": "Test Product", "quantity": 5}, {"product": "burger", "quantity": 2}]}"#,
+        )
+        .await
+        .json();
+    assert_eq!(several["verdict"], "valid");
     let malformed = app.post("/external/validate", "{").await;
     assert_eq!(
         (malformed.status, malformed.header("content-type")),
@@ -175,6 +183,15 @@ async fn bad_configuration_is_refused_and_changes_nothing() {
         "normal"
     );
     assert_eq!(app.get("/external/nope").await.status, 404);
+    let form = app
+        .send(
+            http::Method::POST,
+            "/external/configure",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            r#"{"mode": "down"}"#,
+        )
+        .await;
+    assert_eq!(form.status, 415, "a cross-site form cannot switch the mode");
     let wrong = app.get("/external/validate").await;
     assert_eq!((wrong.status, wrong.header("allow")), (405, Some("POST")));
     app.stop().await;

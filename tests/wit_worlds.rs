@@ -5,7 +5,14 @@ use std::collections::BTreeSet;
 use wasmtime::component::Component;
 use wit_parser::{Resolve, WorldKey};
 
-const COMPONENTS: [(&str, &str); 2] = [("orders", "orders"), ("external_sim", "external-sim")];
+const COMPONENTS: [(&str, &str); 6] = [
+    ("orders", "orders"),
+    ("external_sim", "external-sim"),
+    ("validator", "validator"),
+    ("monitor", "monitor"),
+    ("admin", "admin"),
+    ("medisupply", "medisupply"),
+];
 
 fn declared(resolve: &Resolve, world: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     let package = resolve

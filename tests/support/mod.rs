@@ -125,9 +125,34 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("start failed: {e}"))
     }
 
-    /// Starts the repository's `spin.toml` (see [`real_manifest`]) in a new folder.
+    /// Starts the repository's `spin.toml` (see [`real_manifest`]) in a new folder, wired to
+    /// itself (see [`TestApp::start_real_in`]).
     pub async fn start_real() -> Self {
-        Self::start(&real_manifest()).await
+        Self::start_real_in(Arc::new(tempfile::tempdir().expect("temp dir")), |_| {}).await
+    }
+
+    /// Starts the repository's `spin.toml` in `dir` on a port chosen first, so that the
+    /// variables the Redis- and cron-triggered components use to reach the app
+    /// (`app_url`, `validator_url`, `validator_origin`) name it; `redis_url` names a port where
+    /// nothing answers, so the embedded broker serves it (private to this app). `adjust` may
+    /// override any of it.
+    pub async fn start_real_in(dir: Arc<TempDir>, adjust: impl FnOnce(&mut LoadOptions)) -> Self {
+        let listen = free_address();
+        let origin = format!("http://{listen}");
+        let unused_redis = format!("redis://{}", free_address());
+        let result = Self::start_on(dir, &real_manifest(), listen, |options| {
+            for (name, value) in [
+                ("app_url", origin.clone()),
+                ("validator_origin", origin.clone()),
+                ("validator_url", format!("{origin}/external/validate")),
+                ("redis_url", unused_redis),
+            ] {
+                options.variables.insert(name.to_owned(), value);
+            }
+            adjust(options);
+        })
+        .await;
+        result.unwrap_or_else(|e| panic!("start failed: {e}"))
     }
 
     /// Writes `manifest` into `dir` and starts it, after `adjust` edits the options.
@@ -136,12 +161,27 @@ impl TestApp {
         manifest_text: &str,
         adjust: impl FnOnce(&mut LoadOptions),
     ) -> Result<Self, StartError> {
+        Self::start_on(
+            dir,
+            manifest_text,
+            "127.0.0.1:0".parse().expect("address"),
+            adjust,
+        )
+        .await
+    }
+
+    async fn start_on(
+        dir: Arc<TempDir>,
+        manifest_text: &str,
+        listen: std::net::SocketAddr,
+        adjust: impl FnOnce(&mut LoadOptions),
+    ) -> Result<Self, StartError> {
         std::fs::write(dir.path().join("spin.toml"), manifest(manifest_text))
             .expect("write manifest");
         let mut options = options(dir.path());
         adjust(&mut options);
         let app = App::load(&options).await?;
-        let running = RunningApp::start(app, "127.0.0.1:0".parse().expect("address")).await?;
+        let running = RunningApp::start(app, listen).await?;
         Ok(Self {
             client: HttpClient::new(format!("http://{}", running.address())),
             dir,
@@ -220,14 +260,55 @@ impl HttpClient {
         reply["value"].as_i64().unwrap_or(-1)
     }
 
+    /// Like [`HttpClient::create_order`], but `None` when the host does not answer (it was
+    /// killed) instead of a panic.
+    pub async fn try_create_order(&self, key: &str, body: &str) -> Option<Reply> {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}/orders", self.base))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("request");
+        let response = self.client.request(request).await.ok()?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
     /// GET `path`.
     pub async fn get(&self, path: &str) -> Reply {
         self.send(Method::GET, path, &[], "").await
     }
 
-    /// POST `body` to `path`.
+    /// POST `body` to `path`, as JSON (`content-type: application/json`).
     pub async fn post(&self, path: &str, body: &str) -> Reply {
-        self.send(Method::POST, path, &[], body).await
+        self.send(
+            Method::POST,
+            path,
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+    }
+
+    /// POST an order `body` to `/orders` under Idempotency-Key `key`.
+    pub async fn create_order(&self, key: &str, body: &str) -> Reply {
+        self.send(
+            Method::POST,
+            "/orders",
+            &[
+                ("content-type", "application/json"),
+                ("idempotency-key", key),
+            ],
+            body,
+        )
+        .await
     }
 
     /// Sends a request with extra headers.
@@ -310,6 +391,13 @@ pub async fn cas_and_increments_lose_nothing(
         .json();
     assert_eq!(total["value"], (workers * times).to_string());
     assert_eq!(clients[0].counter(hits).await, increments as i64);
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
 }
 
 /// Expects loading `manifest_text` to fail, and returns the error message.

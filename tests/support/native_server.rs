@@ -34,3 +34,95 @@ pub async fn serve(body: &'static str, delay: Duration) -> SocketAddr {
     });
     address
 }
+
+/// What a [`ScriptedServer`] answers right now.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// The status code.
+    pub status: u16,
+    /// The body.
+    pub body: String,
+}
+
+/// A native server whose answer a test changes while it runs; it counts the requests it got.
+#[derive(Clone)]
+pub struct ScriptedServer {
+    /// Where it listens.
+    pub address: SocketAddr,
+    script: std::sync::Arc<std::sync::Mutex<Script>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ScriptedServer {
+    /// Starts answering `status` with `body` on a free loopback port.
+    pub async fn start(status: u16, body: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let server = Self {
+            address: listener.local_addr().expect("address"),
+            script: std::sync::Arc::new(std::sync::Mutex::new(Script {
+                status,
+                body: body.to_owned(),
+            })),
+            requests: std::sync::Arc::default(),
+        };
+        let shared = server.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |_request| {
+                        let shared = shared.clone();
+                        async move {
+                            shared
+                                .requests
+                                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let script = shared.script.lock().expect("script").clone();
+                            let mut response =
+                                hyper::Response::new(Full::new(Bytes::from(script.body)));
+                            *response.status_mut() =
+                                hyper::StatusCode::from_u16(script.status).expect("a valid status");
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        server
+    }
+
+    /// Answers `status` with `body` from now on.
+    pub fn answer(&self, status: u16, body: &str) {
+        *self.script.lock().expect("script") = Script {
+            status,
+            body: body.to_owned(),
+        };
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A TCP server that accepts connections and never answers (a hung dependency).
+pub async fn black_hole() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    address
+}

@@ -17,11 +17,44 @@ impl HostProcess {
     /// the manifest in `dir` with a state dir of its own (`state`) and `extra` arguments;
     /// returns once it answers.
     pub async fn start(binary: &str, dir: &Path, state: &str, extra: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let listen = format!("127.0.0.1:{port}");
+        Self::start_on(binary, dir, state, crate::free_address(), extra).await
+    }
+
+    /// Runs the repository's `spin.toml` (written into `dir`, see [`crate::real_manifest`])
+    /// like [`HostProcess::start`], wired to itself as [`crate::TestApp::start_real_in`] is:
+    /// `app_url` and the validator's URL name its own port, and the embedded broker serves
+    /// Redis (private to this process).
+    pub async fn start_real(binary: &str, dir: &Path, state: &str, extra: &[&str]) -> Self {
+        std::fs::write(dir.join("spin.toml"), crate::real_manifest()).expect("write manifest");
+        let listen = crate::free_address();
+        let origin = format!("http://{listen}");
+        let variables = [
+            format!("app_url={origin}"),
+            format!("validator_origin={origin}"),
+            format!("validator_url={origin}/external/validate"),
+        ];
+        let mut arguments: Vec<&str> = vec!["--redis", "embedded"];
+        for variable in &variables {
+            arguments.extend(["--variable", variable]);
+        }
+        arguments.extend_from_slice(extra);
+        Self::start_on(binary, dir, state, listen, &arguments).await
+    }
+
+    /// Kills the process at once (SIGKILL): nothing is flushed or closed.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn start_on(
+        binary: &str,
+        dir: &Path,
+        state: &str,
+        listen: std::net::SocketAddr,
+        extra: &[&str],
+    ) -> Self {
+        let listen = listen.to_string();
         let child = Command::new(binary)
             .current_dir(dir)
             .args(["up", "--quiet", "--listen", &listen, "--state-dir", state])

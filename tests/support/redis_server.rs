@@ -46,3 +46,27 @@ pub fn private_redis() -> Option<RedisServer> {
     }
     Some(RedisServer::start().expect("redis-server starts"))
 }
+
+/// Publishes `payload` on `channel` of the Redis server at `url` (`redis://host:port`), as a
+/// plain RESP command over a new connection; returns how many subscribers received it.
+pub fn publish(url: &str, channel: &str, payload: &[u8]) -> i64 {
+    use std::io::{BufRead, BufReader, Write};
+    let address = url.trim_start_matches("redis://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to Redis");
+    let mut command = Vec::new();
+    command.extend_from_slice(b"*3\r\n$7\r\nPUBLISH\r\n");
+    for part in [channel.as_bytes(), payload] {
+        command.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+        command.extend_from_slice(part);
+        command.extend_from_slice(b"\r\n");
+    }
+    stream.write_all(&command).expect("send PUBLISH");
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("read the reply");
+    line.trim()
+        .strip_prefix(':')
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected PUBLISH reply {line:?}"))
+}

@@ -26,6 +26,10 @@ pub enum ApiError {
     SimulatedOutage,
     /// The key-value store failed.
     Storage(String),
+    /// The `catalog` variable holds no valid catalogue.
+    Catalog(catalog::CatalogError),
+    /// A ready-made answer (wrong media type).
+    Refused(Response),
 }
 
 impl From<ConfigError> for ApiError {
@@ -64,6 +68,10 @@ impl ApiError {
             Self::Storage(detail) => Problem::new(500, "Internal Server Error")
                 .with_type("/problems/storage")
                 .with_detail(format!("key-value store: {detail}")),
+            Self::Catalog(error) => Problem::new(500, "Internal Server Error")
+                .with_type("/problems/catalog")
+                .with_detail(format!("the `catalog` variable: {error}")),
+            Self::Refused(response) => return response,
         };
         guest_kit::problem(&problem)
     }

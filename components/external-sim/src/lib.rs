@@ -1,7 +1,8 @@
-//! `external-sim`: a third-party order validator, simulated. `POST /validate` judges an order;
-//! `GET /health` reports as the simulated service would; `GET|POST /configure` (and the seed
-//! lab's `POST /set_failure_mode`) switch fault injection at runtime. The configuration lives in
-//! the key-value store, so every instance sees it.
+//! `external-sim`: a third-party order validator, simulated. `POST /validate` judges an order
+//! against the catalogue; `GET /health` reports as the simulated service would;
+//! `GET|POST /configure` (and the seed lab's `POST /set_failure_mode`, `GET /get_failure_mode`)
+//! switch fault injection at runtime; `GET /stats` counts the validation calls that reached
+//! it. The configuration lives in the key-value store, so every instance sees it.
 //!
 //! This crate only adapts HTTP to [`simulator_core`]: parse, decide, respond.
 
@@ -9,45 +10,66 @@ mod api;
 mod state;
 
 use api::ApiError;
-use simulator_core::{Catalog, ConfigUpdate, Outcome, ProbeOutcome, ValidationRequest};
-use spin_sdk::http::{Method, Request, Response};
+use catalog::Catalog;
+use guest_kit::Incoming;
+use simulator_core::{ConfigUpdate, Outcome, ProbeOutcome, ValidationRequest, judge};
+use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
 use spin_sdk::http_component;
 use state::FaultState;
 use std::time::Duration;
 
+/// The largest request body accepted.
+const MAX_BODY: usize = 64 * 1024;
+
 #[http_component]
-fn handle(request: Request) -> Response {
-    route(&request).unwrap_or_else(ApiError::into_response)
+async fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    let response = match Incoming::read(request, MAX_BODY).await {
+        Ok(request) => route(&request).unwrap_or_else(ApiError::into_response),
+        Err(error) => error.into_response(),
+    };
+    guest_kit::send(out, response).await;
 }
 
-fn route(request: &Request) -> Result<Response, ApiError> {
-    let path = guest_kit::path_info(request);
-    let method = request.method();
-    match path.as_str() {
-        "/validate" => match method {
-            Method::Post => validate(request.body()),
-            _ => Err(ApiError::MethodNotAllowed("POST")),
-        },
-        "/health" => match method {
-            Method::Get => health(),
-            _ => Err(ApiError::MethodNotAllowed("GET")),
-        },
-        "/configure" | "/set_failure_mode" => match method {
-            Method::Post => configure(request.body()),
-            Method::Get if path == "/configure" => Ok(guest_kit::json(
+fn route(request: &Incoming) -> Result<Response, ApiError> {
+    let path = request.path_info.as_str();
+    let method = &request.method;
+    let post_json = |request: &Incoming| request.require_json().map_err(ApiError::Refused);
+    match (path, method) {
+        ("/validate", Method::Post) => {
+            post_json(request)?;
+            validate(&request.body)
+        }
+        ("/health", Method::Get) => health(),
+        ("/configure" | "/set_failure_mode", Method::Post) => {
+            post_json(request)?;
+            configure(&request.body)
+        }
+        ("/configure", Method::Get) => Ok(guest_kit::json(
+            200,
+            &FaultState::open()?.snapshot()?.config,
+        )),
+        ("/get_failure_mode", Method::Get) => {
+            let config = FaultState::open()?.snapshot()?.config;
+            Ok(guest_kit::json(
                 200,
-                &FaultState::open()?.snapshot()?.config,
-            )),
-            _ if path == "/configure" => Err(ApiError::MethodNotAllowed("GET, POST")),
-            _ => Err(ApiError::MethodNotAllowed("POST")),
-        },
-        _ => Err(ApiError::NotFound(path)),
+                &serde_json::json!({ "mode": config.mode }),
+            ))
+        }
+        ("/stats", Method::Get) => Ok(guest_kit::json(
+            200,
+            &serde_json::json!({ "calls": FaultState::open()?.calls()? }),
+        )),
+        ("/validate" | "/set_failure_mode", _) => Err(ApiError::MethodNotAllowed("POST")),
+        ("/configure", _) => Err(ApiError::MethodNotAllowed("GET, POST")),
+        ("/health" | "/get_failure_mode" | "/stats", _) => Err(ApiError::MethodNotAllowed("GET")),
+        _ => Err(ApiError::NotFound(path.to_owned())),
     }
 }
 
 fn validate(body: &[u8]) -> Result<Response, ApiError> {
     let state = FaultState::open()?;
     let snapshot = state.snapshot()?;
+    state.count_call()?;
     let config = &snapshot.config;
     let draw = if config.needs_draw() {
         state.next_draw(&snapshot)?
@@ -64,11 +86,19 @@ fn validate(body: &[u8]) -> Result<Response, ApiError> {
             pause(delay_ms);
             let request =
                 ValidationRequest::parse(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            let verdict = Catalog::standard().judge(&request);
+            let verdict = judge(&catalog()?, &request);
             let mut answer = serde_json::to_value(&verdict).unwrap_or_default();
             answer["order_id"] = request.order_id.into();
             Ok(guest_kit::json(200, &answer))
         }
+    }
+}
+
+/// The catalogue: the `catalog` variable's JSON when set, else the one shipped.
+fn catalog() -> Result<Catalog, ApiError> {
+    match guest_kit::variable("catalog") {
+        None => Ok(Catalog::standard()),
+        Some(json) => Catalog::from_json(&json).map_err(ApiError::Catalog),
     }
 }
 

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use simulator_core::{ConfigUpdate, FaultConfig};
 
 const CONFIG_KEY: &str = "external-sim/config";
+/// Counts every validation call that reached the simulator.
+const CALLS_KEY: &str = "external-sim/calls";
 
 /// The configuration as stored and as one call reads it: the fault settings and their seed
 /// generation.
@@ -61,6 +63,17 @@ impl FaultState {
                 Err(atomics::CasError::StoreError(error)) => return Err(storage(error)),
             }
         }
+    }
+
+    /// Counts one validation call.
+    pub fn count_call(&self) -> Result<(), ApiError> {
+        atomics::increment(&self.bucket, CALLS_KEY, 1).map_err(storage)?;
+        Ok(())
+    }
+
+    /// Validation calls that reached the simulator so far.
+    pub fn calls(&self) -> Result<i64, ApiError> {
+        atomics::increment(&self.bucket, CALLS_KEY, 0).map_err(storage)
     }
 
     /// The number of this validation call in `snapshot`'s generation, counting from 0.

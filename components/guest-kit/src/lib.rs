@@ -1,6 +1,19 @@
-//! Helpers shared by Orderly's components (wasm32-wasip2 guests): the request path below the
-//! component's route, JSON and problem responses, and bindings for the `wasi:keyvalue`
-//! interfaces spin-sdk does not wrap.
+//! Helpers shared by Orderly's components (wasm32-wasip2 guests): requests read with a body
+//! limit, JSON and problem responses, outbound HTTP with timeouts, bindings for the
+//! `wasi:keyvalue` interfaces spin-sdk does not wrap, and the adapters that give the native
+//! libraries Spin's SQLite ([`SpinSql`]), key-value store ([`SpinKv`]) and wall clock.
+
+mod clock;
+mod http_out;
+mod kv;
+mod request;
+mod sql;
+
+pub use clock::{WallClock, random_seed};
+pub use http_out::{FetchError, Fetched, Timeouts, fetch};
+pub use kv::{KvError, SpinKv};
+pub use request::{BodyError, Incoming, send};
+pub use sql::SpinSql;
 
 use http_problem::Problem;
 use spin_sdk::http::{Request, Response};
@@ -21,19 +34,6 @@ pub mod keyvalue {
     pub use bindings::wasi::keyvalue::{atomics, batch, store};
 }
 
-/// The request path below the component's route (`spin-path-info`), `/` when empty. Spin and
-/// `orderly up` set the header on every HTTP request, so a missing one is treated as empty
-/// (never the full request path, which would still hold the route's prefix).
-pub fn path_info(request: &Request) -> String {
-    match request
-        .header("spin-path-info")
-        .and_then(|value| value.as_str())
-    {
-        None | Some("") => "/".to_owned(),
-        Some(info) => info.to_owned(),
-    }
-}
-
 /// The `key=value` pairs of a query string, in order, percent-decoded (`+` is kept as is); a
 /// pair without `=` has an empty value.
 pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
@@ -44,6 +44,20 @@ pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             (percent_decode(key), percent_decode(value))
         })
+}
+
+/// Escapes `text` for a query string: everything but unreserved characters
+/// (`A-Z a-z 0-9 - . _ ~`) becomes `%XX`.
+pub fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 /// Decodes `%XX` escapes (invalid UTF-8 becomes U+FFFD); a `%` not followed by two hex digits
@@ -73,6 +87,27 @@ fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&decoded).into_owned()
+}
+
+/// The request path below the component's route (`spin-path-info`), `/` when empty, for
+/// handlers that take a whole [`Request`] (see [`Incoming`] for the streaming ones). Spin and
+/// `orderly up` set the header on every HTTP request, so a missing one is treated as empty
+/// (never the full request path, which would still hold the route's prefix).
+pub fn path_info(request: &Request) -> String {
+    match request
+        .header("spin-path-info")
+        .and_then(|value| value.as_str())
+    {
+        None | Some("") => "/".to_owned(),
+        Some(info) => info.to_owned(),
+    }
+}
+
+/// The value of Spin variable `name`, if it is set and not empty (for settings readers).
+pub fn variable(name: &str) -> Option<String> {
+    spin_sdk::variables::get(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
 }
 
 /// A JSON response.
@@ -136,5 +171,11 @@ mod tests {
             ]
         );
         assert_eq!(pairs("a=%FF"), vec![own("a", "\u{fffd}")]);
+        let odd = "1732:ord_01 a&b=c/%";
+        assert_eq!(percent_encode(odd), "1732%3Aord_01%20a%26b%3Dc%2F%25");
+        assert_eq!(
+            pairs(&format!("after={}", percent_encode(odd))),
+            vec![own("after", odd)]
+        );
     }
 }

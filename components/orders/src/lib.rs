@@ -1,72 +1,211 @@
-//! `orders`: accepts orders and serves them back. `POST /orders` stores a new order in SQLite
-//! and answers 202 with its id at once (validation happens later, elsewhere);
-//! `GET /orders/:id` returns one order; `GET /orders?status=...&limit=...` lists them.
+//! `orders`: accepts orders and serves them back.
 //!
-//! This crate only adapts HTTP to [`orders_core`] and SQLite: parse, decide, store, respond.
+//! - `POST /orders` (JSON, with an `Idempotency-Key` header) stores the order, its validation
+//!   job and the key in one SQLite transaction, answers 202 at once, then rings the workers'
+//!   doorbell on Redis (a lost doorbell only delays the order until the next sweep).
+//! - `GET /orders/:id` (with the validation job's state while it runs),
+//!   `GET /orders/:id/events` (the timeline), `GET /orders?status=&limit=&after=` (pages),
+//!   `GET /orders/health` (a deep check of the database).
+//!
+//! This crate only adapts HTTP to [`pipeline`] and [`ledger`]: parse, decide, store, respond.
 
 mod api;
-mod store;
 
 use api::ApiError;
+use guest_kit::{Incoming, SpinSql, WallClock};
+use ledger::{Ledger, PageCursor};
 use orders_core::{NewOrder, OrderId, OrderStatus, Timestamp};
-use spin_sdk::http::{Method, Request, Response};
+use pipeline::{Doorbell, IntakeResult, IntakeSettings};
+use resilience::{Clock, IdempotencyKey};
+use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
 use spin_sdk::http_component;
-use store::OrderStore;
 
 /// Orders a list returns when the client does not say.
 const DEFAULT_LIMIT: u32 = 100;
 /// The most orders one list returns.
 const MAX_LIMIT: u32 = 1000;
+/// The largest request body accepted, unless the `max_body_bytes` variable says otherwise.
+const DEFAULT_MAX_BODY: usize = 64 * 1024;
 
 #[http_component]
-fn handle(request: Request) -> Response {
-    route(&request).unwrap_or_else(ApiError::into_response)
+async fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    let max_body = guest_kit::variable("max_body_bytes")
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(DEFAULT_MAX_BODY);
+    let request = match Incoming::read(request, max_body).await {
+        Ok(request) => request,
+        Err(error) => return guest_kit::send(out, error.into_response()).await,
+    };
+    if request.method == Method::Post && is_collection(&request.path_info) {
+        return create(&request, out).await;
+    }
+    let response = route(&request).unwrap_or_else(ApiError::into_response);
+    guest_kit::send(out, response).await;
 }
 
-fn route(request: &Request) -> Result<Response, ApiError> {
-    let path = guest_kit::path_info(request);
-    match path.trim_end_matches('/') {
-        "" => match request.method() {
-            Method::Post => create(request),
-            Method::Get => list(request.query()),
+/// `/orders` and `/orders/` name the collection; `//` and deeper empty segments name nothing.
+fn is_collection(path_info: &str) -> bool {
+    path_info == "/"
+}
+
+fn route(request: &Incoming) -> Result<Response, ApiError> {
+    let path = request.path_info.as_str();
+    if is_collection(path) {
+        return match request.method {
+            Method::Get => list(&request.query),
             _ => Err(ApiError::MethodNotAllowed("GET, POST")),
-        },
-        item => {
-            let id = item.strip_prefix('/').unwrap_or(item);
-            if id.contains('/') {
-                return Err(ApiError::NotFound(format!("no resource at {path}")));
-            }
-            match request.method() {
-                Method::Get => show(id),
-                _ => Err(ApiError::MethodNotAllowed("GET")),
-            }
-        }
+        };
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let get_only = |answer: fn(&str) -> Result<Response, ApiError>, id: &str| match request.method {
+        Method::Get => answer(id),
+        _ => Err(ApiError::MethodNotAllowed("GET")),
+    };
+    match segments.as_slice() {
+        ["health"] => get_only(|_| health(), ""),
+        [id] if !id.is_empty() => get_only(show, id),
+        [id, "events"] if !id.is_empty() => get_only(events, id),
+        _ => Err(ApiError::NotFound(format!(
+            "no resource at {}",
+            request.path
+        ))),
     }
 }
 
-fn create(request: &Request) -> Result<Response, ApiError> {
-    let order = NewOrder::parse(request.body())?.accept(now(), entropy());
-    OrderStore::open()?.insert(&order)?;
-    let base = request
-        .header("spin-component-route")
-        .and_then(|value| value.as_str())
-        .unwrap_or("/orders");
-    let mut response = guest_kit::json(202, &order);
-    response.set_header("location", format!("{base}/{}", order.id));
-    Ok(response)
+async fn create(request: &Incoming, out: ResponseOutparam) {
+    match accept(request) {
+        Ok((response, Some((key, order_id)))) => {
+            guest_kit::send(out, response).await;
+            // The client has its answer; the order is safe in SQLite. Now wake a worker, and
+            // only then let duplicates of this request have the answer replayed.
+            ring(&order_id);
+            let completed = open_ledger()
+                .and_then(|ledger| pipeline::complete(&ledger, &key).map_err(ApiError::from));
+            if let Err(error) = completed {
+                eprintln!(
+                    "orders: could not mark key {key} complete (it completes on its own after the in-flight lock): {error:?}"
+                );
+            }
+        }
+        Ok((response, None)) => guest_kit::send(out, response).await,
+        Err(error) => guest_kit::send(out, error.into_response()).await,
+    }
+}
+
+/// Stores the order; the answer, and for a new order its key and id (to finish after
+/// answering).
+#[allow(
+    clippy::type_complexity,
+    reason = "a private tuple, named at its one caller"
+)]
+fn accept(request: &Incoming) -> Result<(Response, Option<(IdempotencyKey, OrderId)>), ApiError> {
+    request.require_json().map_err(ApiError::Refused)?;
+    let key = request
+        .header("idempotency-key")
+        .ok_or(ApiError::MissingKey)
+        .and_then(|value| IdempotencyKey::parse(value).map_err(ApiError::InvalidKey))?;
+    let new = NewOrder::parse(&request.body)?;
+    let settings = IntakeSettings::read(guest_kit::variable).unwrap_or_else(|error| {
+        eprintln!("orders: {error}; using the defaults");
+        IntakeSettings::read(|_| None).expect("the defaults are valid")
+    });
+    let ledger = open_ledger()?;
+    let now = Timestamp(WallClock.now_ms());
+    let body_of = |order: &orders_core::Order| {
+        serde_json::to_string(&serde_json::json!({
+            "order": order,
+            "links": links(order.id.as_str()),
+        }))
+        .unwrap_or_default()
+    };
+    match pipeline::accept(&ledger, &key, new, now, entropy(), &settings, body_of)? {
+        IntakeResult::Created { order, body } => {
+            let response = accepted(order.id.as_str(), body, false);
+            Ok((response, Some((key, order.id))))
+        }
+        IntakeResult::Replay { order_id, body } => Ok((accepted(&order_id, body, true), None)),
+        IntakeResult::InFlight { retry_after_ms } => Err(ApiError::KeyInFlight {
+            retry_after_secs: retry_after_ms.div_ceil(1000).max(1),
+        }),
+        IntakeResult::KeyReused => Err(ApiError::KeyReused),
+        IntakeResult::OrderIdTaken(id) => Err(ApiError::Duplicate(id.to_string())),
+    }
+}
+
+fn accepted(order_id: &str, body: String, replayed: bool) -> Response {
+    let mut builder = Response::builder();
+    builder
+        .status(202)
+        .header("content-type", "application/json")
+        .header("location", format!("/orders/{order_id}"));
+    if replayed {
+        builder.header("idempotent-replayed", "true");
+    }
+    builder.body(body).build()
+}
+
+fn links(id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "self": format!("/orders/{id}"),
+        "events": format!("/orders/{id}/events"),
+    })
+}
+
+/// Publishes the doorbell for a new order. A failure is logged, not fatal: the sweeper finds
+/// every due job within a second or so.
+fn ring(order_id: &OrderId) {
+    let address =
+        guest_kit::variable("redis_url").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let channel = pipeline::JOBS_CHANNEL;
+    let published = spin_sdk::redis::Connection::open(&address)
+        .and_then(|redis| redis.publish(channel, &Doorbell::for_order(order_id).to_bytes()));
+    if let Err(error) = published {
+        eprintln!(
+            "orders: doorbell for {order_id} not published ({error}); the sweeper will find it"
+        );
+    }
 }
 
 fn show(id: &str) -> Result<Response, ApiError> {
     let id = OrderId::parse(id).map_err(|_| ApiError::NotFound(format!("no order {id:?}")))?;
-    match OrderStore::open()?.get(&id)? {
-        Some(order) => Ok(guest_kit::json(200, &order)),
-        None => Err(ApiError::NotFound(format!("no order {id}"))),
+    let ledger = open_ledger()?;
+    let view = ledger
+        .order(&id)?
+        .ok_or_else(|| ApiError::NotFound(format!("no order {id}")))?;
+    let mut body = serde_json::to_value(&view.order).unwrap_or_default();
+    if let Some(job) = view.job {
+        body["validation"] = serde_json::json!({
+            "attempts": job.attempts,
+            "next_attempt_at": job.next_attempt_at,
+            "deferrals": job.deferrals,
+            "last_error": job.last_error,
+            "last_attempt_at": job.last_attempt_at,
+            "leased_until": job.leased_until,
+            "dead_lettered": job.dead_lettered,
+            "deadline_at": job.deadline_at,
+        });
     }
+    body["links"] = links(id.as_str());
+    Ok(guest_kit::json(200, &body))
+}
+
+fn events(id: &str) -> Result<Response, ApiError> {
+    let id = OrderId::parse(id).map_err(|_| ApiError::NotFound(format!("no order {id:?}")))?;
+    let ledger = open_ledger()?;
+    if ledger.order(&id)?.is_none() {
+        return Err(ApiError::NotFound(format!("no order {id}")));
+    }
+    let events = ledger.events(&id)?;
+    Ok(guest_kit::json(
+        200,
+        &serde_json::json!({ "order_id": id, "count": events.len(), "events": events }),
+    ))
 }
 
 fn list(query: &str) -> Result<Response, ApiError> {
     let mut status = None;
     let mut limit = DEFAULT_LIMIT;
+    let mut after = None;
     for (key, value) in guest_kit::query_pairs(query) {
         match key.as_str() {
             "status" => {
@@ -89,38 +228,50 @@ fn list(query: &str) -> Result<Response, ApiError> {
                         detail: format!("must be a whole number from 1 to {MAX_LIMIT}"),
                     })?
             }
+            "after" => after = Some(PageCursor::parse(&value)?),
             _ => {}
         }
     }
-    let orders = OrderStore::open()?.list(status, limit)?;
+    let ledger = open_ledger()?;
+    let page = ledger.orders(status, after.as_ref(), limit)?;
+    let next = page.next.map(|cursor| cursor.to_string());
     Ok(guest_kit::json(
         200,
-        &OrderList {
-            count: orders.len(),
-            orders,
-        },
+        &serde_json::json!({ "count": page.orders.len(), "orders": page.orders, "next": next }),
     ))
 }
 
-/// The body of `GET /orders`.
-#[derive(serde::Serialize)]
-struct OrderList {
-    count: usize,
-    orders: Vec<orders_core::Order>,
+/// A deep health check: the database answers a query.
+fn health() -> Result<Response, ApiError> {
+    let started = WallClock.now_ms();
+    let ledger = open_ledger()?;
+    let probe = ledger.probe_work(pipeline::JOB_KIND, Timestamp(started), None);
+    let latency_ms = WallClock.now_ms().saturating_sub(started);
+    Ok(match probe {
+        Ok(_) => guest_kit::json(
+            200,
+            &serde_json::json!({"status": "healthy", "checks": {"database": {"status": "healthy", "latency_ms": latency_ms}}}),
+        ),
+        Err(error) => guest_kit::json(
+            503,
+            &serde_json::json!({"status": "unhealthy", "checks": {"database": {"status": "unhealthy", "error": error.to_string()}}}),
+        ),
+    })
 }
 
-/// The wall clock, read here at the edge and handed to the domain.
-fn now() -> Timestamp {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp(since_epoch.as_millis() as u64)
+/// The order ledger in the app's `default` SQLite database.
+fn open_ledger() -> Result<Ledger<SpinSql>, ApiError> {
+    SpinSql::open_default()
+        .map(Ledger::new)
+        .map_err(|error| ApiError::Storage(Box::new(error)))
 }
 
 /// Random bits for new ids, from the host's `wasi:random`.
 fn entropy() -> [u8; 10] {
-    let bytes = wasi::random::random::get_random_bytes(10);
+    let high = guest_kit::random_seed().to_le_bytes();
+    let low = guest_kit::random_seed().to_le_bytes();
     let mut entropy = [0; 10];
-    entropy.copy_from_slice(&bytes[..10]);
+    entropy[..8].copy_from_slice(&high);
+    entropy[8..].copy_from_slice(&low[..2]);
     entropy
 }

@@ -136,9 +136,15 @@ async fn connection(
     }
 }
 
-async fn connect(
+/// Opens a keep-alive HTTP/1.1 connection (TCP_NODELAY) to `address`, sending bodies of type `B`.
+pub async fn connect<B>(
     address: SocketAddr,
-) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>> {
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<B>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = tokio::net::TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;

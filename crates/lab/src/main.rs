@@ -1,13 +1,18 @@
 //! `orderly-lab`: experiments that measure Orderly, reported as ratios taken in one run so the
 //! noise of a shared machine cancels out.
 
+mod control;
 mod load;
 mod messaging;
 mod native;
+mod orders_load;
+mod pipeline;
 mod process;
 
 use clap::{Parser, Subcommand};
+use control::{Control, FaultMode};
 use load::LoadReport;
+use orders_load::{Model, Plan, Stop};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,6 +73,61 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         connections: usize,
     },
+    /// Load `POST /orders` on a running Orderly and report acknowledged orders/s, errors by
+    /// class and latency percentiles.
+    Orders {
+        /// The server.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        address: SocketAddr,
+        /// Closed model: this many keep-alive connections, each sending its next order when
+        /// the previous answer arrives.
+        #[arg(long, default_value_t = 16, conflicts_with = "rate")]
+        concurrency: usize,
+        /// Open model instead: this many orders per second at fixed intervals, latency
+        /// measured from each order's intended send time.
+        #[arg(long, value_parser = positive_rate)]
+        rate: Option<f64>,
+        /// Open model: the most connections opened at once.
+        #[arg(long, default_value_t = 512, requires = "rate")]
+        max_connections: usize,
+        /// Stop after this many seconds (the default is 10).
+        #[arg(long, conflicts_with = "orders")]
+        seconds: Option<u64>,
+        /// Stop once this many orders were acknowledged instead.
+        #[arg(long)]
+        orders: Option<u64>,
+        /// Seconds of load first, not counted.
+        #[arg(long, default_value_t = 1)]
+        warmup_seconds: u64,
+        /// Set the simulated validator's fault mode first.
+        #[arg(long)]
+        mode: Option<FaultMode>,
+        /// The validator's delay, with --mode slow.
+        #[arg(long, requires = "mode")]
+        delay_ms: Option<u64>,
+        /// Seeds the order mix (products and quantities).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// The order pipeline on its own `orderly up`: acceptance under every validator mode,
+    /// validations/s end to end, an outage and the recovery after it; a markdown report.
+    Pipeline {
+        /// Connections of the closed-model load.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Seconds of each timed load.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Orders accepted while the validator is down.
+        #[arg(long, default_value_t = 10_000)]
+        outage_orders: u64,
+        /// Who serves the app's Redis address.
+        #[arg(long, value_enum, default_value_t = pipeline::RedisChoice::Embedded)]
+        redis: pipeline::RedisChoice,
+        /// Keep the state dir and print its path.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Serve the native baseline (used by http-overhead).
     #[command(hide = true)]
     NativeServer {
@@ -111,7 +171,104 @@ fn main() -> anyhow::Result<()> {
             println!("{report}");
             Ok(())
         }
+        Command::Orders {
+            address,
+            concurrency,
+            rate,
+            max_connections,
+            seconds,
+            orders,
+            warmup_seconds,
+            mode,
+            delay_ms,
+            seed,
+        } => {
+            let model = match rate {
+                Some(rate) => Model::Open {
+                    rate,
+                    max_connections,
+                },
+                None => Model::Closed {
+                    connections: concurrency,
+                },
+            };
+            anyhow::ensure!(
+                concurrency > 0 && max_connections > 0,
+                "at least one connection is needed"
+            );
+            let stop = match orders {
+                Some(orders) => Stop::Acknowledged(orders),
+                None => Stop::After(Duration::from_secs(seconds.unwrap_or(10))),
+            };
+            let plan = Plan {
+                address,
+                model,
+                stop,
+                warmup: Duration::from_secs(warmup_seconds),
+                seed,
+                run: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_millis()
+                    .try_into()?,
+            };
+            generator()?.block_on(async {
+                if let Some(mode) = mode {
+                    Control::new(address)
+                        .configure(mode, delay_ms.map(Duration::from_millis))
+                        .await?;
+                }
+                println!("POST /orders on {address}: {}", describe(&plan));
+                println!("{}", orders_load::run(&plan).await?);
+                Ok(())
+            })
+        }
+        Command::Pipeline {
+            concurrency,
+            seconds,
+            outage_orders,
+            redis,
+            keep,
+        } => {
+            anyhow::ensure!(concurrency > 0, "at least one connection is needed");
+            generator()?.block_on(pipeline::run(&pipeline::Settings {
+                concurrency,
+                load: Duration::from_secs(seconds),
+                outage_orders,
+                redis,
+                keep,
+            }))
+        }
     }
+}
+
+/// A rate of orders per second: finite and positive.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a positive number of orders per second"
+        )),
+    }
+}
+
+/// What a load plan does, in words.
+fn describe(plan: &Plan) -> String {
+    let model = match plan.model {
+        Model::Closed { connections } => format!("closed model, {connections} connections"),
+        Model::Open {
+            rate,
+            max_connections,
+        } => format!("open model, {rate} orders/s (at most {max_connections} connections)"),
+    };
+    let stop = match plan.stop {
+        Stop::After(duration) => format!("{} s", duration.as_secs_f64()),
+        Stop::Acknowledged(orders) => format!("until {orders} orders are acknowledged"),
+    };
+    format!(
+        "{model}, {stop} after {} s of warm-up, seed {}",
+        plan.warmup.as_secs_f64(),
+        plan.seed
+    )
 }
 
 /// The load generator's runtime: one thread, leaving the other cores to the server under test.

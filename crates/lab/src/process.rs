@@ -66,18 +66,32 @@ impl Server {
         state_dir: &Path,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
-        Ok(Self::start_orderly(orderly, manifest, state_dir, extra)
-            .await?
-            .0)
+        Self::orderly_on(orderly, manifest, state_dir, free_address()?, extra).await
+    }
+
+    /// Starts `orderly up` like [`Server::orderly`], listening on `address` (which the flags in
+    /// `extra` may need to name, e.g. in application variables).
+    pub async fn orderly_on(
+        orderly: &Orderly,
+        manifest: &Path,
+        state_dir: &Path,
+        address: SocketAddr,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        Ok(
+            Self::start_orderly(orderly, manifest, state_dir, address, extra)
+                .await?
+                .0,
+        )
     }
 
     async fn start_orderly(
         orderly: &Orderly,
         manifest: &Path,
         state_dir: &Path,
+        address: SocketAddr,
         extra: &[&str],
     ) -> anyhow::Result<(Self, Duration)> {
-        let address = free_address()?;
         let started = Instant::now();
         let child = Command::new(&orderly.binary)
             .args(["up", "--quiet", "-f"])
@@ -105,6 +119,24 @@ impl Server {
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// Stops the process gracefully: SIGTERM, then a kill if it has not exited within `grace`.
+    pub async fn terminate(mut self, grace: Duration) {
+        let signalled = self
+            .child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?))
+            .is_some_and(|pid| {
+                rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
+            });
+        if !signalled
+            || tokio::time::timeout(grace, self.child.wait())
+                .await
+                .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
 }
 
 /// Times `starts` cold starts (empty state dir, so nothing is cached) and as many warm restarts
@@ -119,7 +151,8 @@ pub async fn startup_times(
         let state = tempfile::tempdir()?;
         for times in [&mut cold, &mut warm] {
             let (server, elapsed) =
-                Server::start_orderly(orderly, manifest, state.path(), &[]).await?;
+                Server::start_orderly(orderly, manifest, state.path(), free_address()?, &[])
+                    .await?;
             times.push(elapsed.as_secs_f64() * 1000.0);
             server.stop().await;
         }
@@ -127,7 +160,8 @@ pub async fn startup_times(
     Ok((cold, warm))
 }
 
-fn free_address() -> anyhow::Result<SocketAddr> {
+/// A loopback address with a port free at the time of the call.
+pub fn free_address() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
 }

@@ -20,7 +20,14 @@ pub enum OrderIdError {
     /// A character outside `A-Z a-z 0-9 - _ .`.
     #[error("an order id may contain only letters, digits, '-', '_' and '.'")]
     Characters,
+    /// `.` or `..` (no client can fetch them as a path segment) or `health` (the route of the
+    /// orders service's health check).
+    #[error("{0:?} is reserved and cannot be an order id")]
+    Reserved(String),
 }
+
+/// Ids that cannot name an order: path segments a URL cannot carry, and the health route.
+const RESERVED: [&str; 3] = [".", "..", "health"];
 
 /// An order's id: generated (`ord_<ULID>`) or chosen by the client (letters, digits, `-`, `_`,
 /// `.`, at most 64 characters), so it is always safe in a URL path and a log line.
@@ -53,6 +60,9 @@ impl OrderId {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
             return Err(OrderIdError::Characters);
+        }
+        if RESERVED.contains(&text) {
+            return Err(OrderIdError::Reserved(text.to_owned()));
         }
         Ok(Self(text.to_owned()))
     }
@@ -108,5 +118,13 @@ mod tests {
         assert_eq!(OrderId::parse(&"x".repeat(65)), Err(OrderIdError::Length));
         assert_eq!(OrderId::parse("a/b"), Err(OrderIdError::Characters));
         assert_eq!(OrderId::parse("ä"), Err(OrderIdError::Characters));
+        for reserved in [".", "..", "health"] {
+            assert_eq!(
+                OrderId::parse(reserved),
+                Err(OrderIdError::Reserved(reserved.into()))
+            );
+        }
+        assert!(OrderId::parse("...").is_ok());
+        assert!(OrderId::parse("health-1").is_ok());
     }
 }

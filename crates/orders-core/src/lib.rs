@@ -4,8 +4,13 @@
 
 mod id;
 mod order;
+mod text;
 mod time;
 
 pub use id::{OrderId, OrderIdError};
-pub use order::{NewOrder, Order, OrderError, OrderStatus, ProductName, Quantity, StatusError};
+pub use order::{
+    CustomerName, LineItem, NewOrder, Order, OrderError, OrderStatus, ProductName, Quantity,
+    StatusError,
+};
+pub use text::TextError;
 pub use time::Timestamp;

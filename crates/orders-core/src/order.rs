@@ -1,21 +1,24 @@
 //! Orders: what a client may submit, what is stored, and the statuses an order moves through.
 
-use crate::{OrderId, OrderIdError, Timestamp};
+use crate::text::{TextError, clean};
+use crate::{OrderId, Timestamp};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::fmt;
 use std::str::FromStr;
 
-/// Why a submitted order was refused; `field` names the offending JSON member.
+/// Why a submitted order was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OrderError {
-    /// The body is not JSON, or not an object of the expected shape.
+    /// The body is not a JSON object.
     #[error("the body is not a valid order: {0}")]
     Malformed(String),
-    /// A field has a bad value.
+    /// A member is missing, unknown, or has a bad value; `field` is its path
+    /// (`quantity`, `items[2].product`).
     #[error("{field}: {reason}")]
     Invalid {
-        /// The JSON member.
-        field: &'static str,
+        /// The JSON member's path.
+        field: String,
         /// What is wrong with it.
         reason: String,
     },
@@ -23,20 +26,27 @@ pub enum OrderError {
 
 impl OrderError {
     /// The JSON member at fault, if a single one is.
-    pub fn field(&self) -> Option<&'static str> {
+    pub fn field(&self) -> Option<&str> {
         match self {
             Self::Malformed(_) => None,
             Self::Invalid { field, .. } => Some(field),
         }
     }
+
+    fn invalid(field: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            reason: reason.to_string(),
+        }
+    }
 }
 
-/// How many units are ordered: 1 to 1000.
+/// How many units of one product are ordered: 1 to 1000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Quantity(u32);
 
 impl Quantity {
-    /// The largest quantity one order may carry.
+    /// The largest quantity one line may carry.
     pub const MAX: u32 = 1000;
 
     /// Checks a quantity.
@@ -45,12 +55,14 @@ impl Quantity {
             .ok()
             .filter(|units| (1..=Self::MAX).contains(units))
             .map(Self)
-            .ok_or_else(|| OrderError::Invalid {
-                field: "quantity",
-                reason: format!(
-                    "must be a whole number from 1 to {}, got {units}",
-                    Self::MAX
-                ),
+            .ok_or_else(|| {
+                OrderError::invalid(
+                    "quantity",
+                    format!(
+                        "must be a whole number from 1 to {}, got {units}",
+                        Self::MAX
+                    ),
+                )
             })
     }
 
@@ -60,7 +72,7 @@ impl Quantity {
     }
 }
 
-/// A product name: 1 to 100 characters after trimming, no control characters.
+/// A product name: 1 to 100 characters after trimming, nothing hidden (see [`TextError`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ProductName(String);
 
@@ -69,22 +81,8 @@ impl ProductName {
     pub const MAX_CHARS: usize = 100;
 
     /// Checks and trims a product name.
-    pub fn new(text: &str) -> Result<Self, OrderError> {
-        let trimmed = text.trim();
-        let invalid = |reason: &str| OrderError::Invalid {
-            field: "product",
-            reason: reason.to_owned(),
-        };
-        if trimmed.is_empty() {
-            return Err(invalid("must not be empty"));
-        }
-        if trimmed.chars().count() > Self::MAX_CHARS {
-            return Err(invalid("must be at most 100 characters"));
-        }
-        if trimmed.chars().any(char::is_control) {
-            return Err(invalid("must not contain control characters"));
-        }
-        Ok(Self(trimmed.to_owned()))
+    pub fn new(text: &str) -> Result<Self, TextError> {
+        clean(text, Self::MAX_CHARS).map(Self)
     }
 
     /// The name.
@@ -93,34 +91,104 @@ impl ProductName {
     }
 }
 
+/// Who ordered: a name or an account reference, 1 to 100 characters after trimming, nothing
+/// hidden.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct CustomerName(String);
+
+impl CustomerName {
+    /// The longest customer accepted, in characters.
+    pub const MAX_CHARS: usize = 100;
+
+    /// Checks and trims a customer.
+    pub fn new(text: &str) -> Result<Self, TextError> {
+        clean(text, Self::MAX_CHARS).map(Self)
+    }
+
+    /// The customer as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One line of an order: a product and how many.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct LineItem {
+    /// What is ordered.
+    pub product: ProductName,
+    /// How many.
+    pub quantity: Quantity,
+}
+
+impl LineItem {
+    /// The most lines one order may carry.
+    pub const MAX_PER_ORDER: usize = 50;
+
+    /// Parses the stored form of an order's lines (the JSON array [`LineItem::to_json`] writes).
+    pub fn list_from_json(text: &str) -> Result<Vec<LineItem>, OrderError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| OrderError::Malformed(e.to_string()))?;
+        parse_items(value)
+    }
+
+    /// Lines as a JSON array of `{"product", "quantity"}`.
+    pub fn to_json(items: &[LineItem]) -> String {
+        serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+    }
+}
+
 /// Where an order is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
-    /// Accepted and stored; validation has not finished.
-    Pending,
+    /// Accepted and stored; validation has not finished (it may be waiting for the validator).
+    Processing,
     /// The validator accepted it.
     Validated,
     /// The validator refused it (the order carries the reason).
     Rejected,
+    /// It could not be validated: the validator refused the request itself, or the retry
+    /// deadline passed (the order carries the reason).
+    Failed,
 }
 
 /// Why text is not a status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown status {0:?}; expected pending, validated or rejected")]
+#[error("unknown status {0:?}; expected processing, validated, rejected or failed")]
 pub struct StatusError(pub String);
 
 impl OrderStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [OrderStatus; 3] = [Self::Pending, Self::Validated, Self::Rejected];
+    pub const ALL: [OrderStatus; 4] = [
+        Self::Processing,
+        Self::Validated,
+        Self::Rejected,
+        Self::Failed,
+    ];
 
     /// The status as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Pending => "pending",
+            Self::Processing => "processing",
             Self::Validated => "validated",
             Self::Rejected => "rejected",
+            Self::Failed => "failed",
         }
+    }
+
+    /// The status as the MediSupply classroom seed spells it (`Processing`, `Validated`, ...).
+    pub fn seed_label(self) -> &'static str {
+        match self {
+            Self::Processing => "Processing",
+            Self::Validated => "Validated",
+            Self::Rejected => "Rejected",
+            Self::Failed => "Failed",
+        }
+    }
+
+    /// Whether the order is done (validated, rejected or failed): it never changes again.
+    pub fn is_final(self) -> bool {
+        self != Self::Processing
     }
 }
 
@@ -141,59 +209,88 @@ impl fmt::Display for OrderStatus {
     }
 }
 
-/// A new order as a client submits it: `{"product": "...", "quantity": n}`, optionally with
-/// the client's own `order_id`.
+/// A new order as a client submits it: a JSON object with line items
+/// (`{"items": [{"product", "quantity"}, ...]}`) or, as the classroom seeds send it, one
+/// `product` and `quantity`; optionally the client's own `order_id` and a `customer`.
+/// Unknown members are refused, so a misspelt field is never silently dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOrder {
     /// The client's id for the order, if it chose one.
     pub order_id: Option<OrderId>,
-    /// What is ordered.
-    pub product: ProductName,
-    /// How many.
-    pub quantity: Quantity,
+    /// Who ordered, if given.
+    pub customer: Option<CustomerName>,
+    /// What is ordered: 1 to 50 lines.
+    pub items: Vec<LineItem>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNewOrder {
-    order_id: Option<serde_json::Value>,
-    product: Option<serde_json::Value>,
-    quantity: Option<serde_json::Value>,
-}
+/// The members a new order may have.
+const ORDER_FIELDS: [&str; 5] = ["order_id", "customer", "items", "product", "quantity"];
 
 impl NewOrder {
     /// Parses a JSON request body.
     pub fn parse(body: &[u8]) -> Result<Self, OrderError> {
-        let raw: RawNewOrder = serde_json::from_slice(body)
-            .map_err(|error| OrderError::Malformed(error.to_string()))?;
-        let order_id = match raw.order_id {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(text)) => Some(OrderId::parse(&text).map_err(
-                |error: OrderIdError| OrderError::Invalid {
-                    field: "order_id",
-                    reason: error.to_string(),
-                },
-            )?),
-            Some(_) => return Err(invalid_type("order_id", "a string")),
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| OrderError::Malformed(e.to_string()))?;
+        let Value::Object(mut object) = value else {
+            return Err(OrderError::Malformed(format!(
+                "expected a JSON object, got {}",
+                kind(&value)
+            )));
         };
-        let product = match raw.product {
-            Some(serde_json::Value::String(text)) => ProductName::new(&text)?,
-            None | Some(serde_json::Value::Null) => return Err(missing("product")),
-            Some(_) => return Err(invalid_type("product", "a string")),
+        if let Some(unknown) = object.keys().find(|k| !ORDER_FIELDS.contains(&k.as_str())) {
+            return Err(OrderError::invalid(
+                unknown.as_str(),
+                "is not a known field (expected order_id, customer, items, or product and quantity)",
+            ));
+        }
+        let order_id = match present(object.remove("order_id")) {
+            None => None,
+            Some(Value::String(text)) => {
+                Some(OrderId::parse(&text).map_err(|e| OrderError::invalid("order_id", e))?)
+            }
+            Some(_) => return Err(OrderError::invalid("order_id", "must be a string")),
         };
-        let quantity = match raw.quantity {
-            Some(serde_json::Value::Number(number)) => match number.as_i64() {
-                Some(units) => Quantity::new(units)?,
-                None => return Err(invalid_type("quantity", "a whole number")),
-            },
-            None | Some(serde_json::Value::Null) => return Err(missing("quantity")),
-            Some(_) => return Err(invalid_type("quantity", "a whole number")),
+        let customer = match present(object.remove("customer")) {
+            None => None,
+            Some(Value::String(text)) => {
+                Some(CustomerName::new(&text).map_err(|e| OrderError::invalid("customer", e))?)
+            }
+            Some(_) => return Err(OrderError::invalid("customer", "must be a string")),
+        };
+        let items = match (
+            present(object.remove("items")),
+            present(object.remove("product")),
+            present(object.remove("quantity")),
+        ) {
+            (Some(items), None, None) => parse_items(items)?,
+            (None, product, quantity) if product.is_some() || quantity.is_some() => {
+                vec![parse_line(product, quantity, "")?]
+            }
+            (None, _, _) => return Err(OrderError::invalid("items", "is required")),
+            (Some(_), _, _) => {
+                return Err(OrderError::invalid(
+                    "items",
+                    "give either items or product and quantity, not both",
+                ));
+            }
         };
         Ok(Self {
             order_id,
-            product,
-            quantity,
+            customer,
+            items,
         })
+    }
+
+    /// What identifies this request's content for idempotency: its canonical JSON (trimmed
+    /// names, lines in order; the single-product form and the equivalent one-line `items`
+    /// form give the same fingerprint).
+    pub fn fingerprint(&self) -> String {
+        serde_json::json!({
+            "order_id": self.order_id,
+            "customer": self.customer,
+            "items": self.items,
+        })
+        .to_string()
     }
 
     /// The stored order this becomes, accepted at `now`: it keeps the client's id, or gets one
@@ -203,28 +300,106 @@ impl NewOrder {
             id: self
                 .order_id
                 .unwrap_or_else(|| OrderId::generate(now, entropy)),
-            product: self.product,
-            quantity: self.quantity,
-            status: OrderStatus::Pending,
+            customer: self.customer,
+            items: self.items,
+            status: OrderStatus::Processing,
             reason: None,
+            detail: None,
             created_at: now,
             updated_at: now,
         }
     }
 }
 
-fn missing(field: &'static str) -> OrderError {
-    OrderError::Invalid {
-        field,
-        reason: "is required".into(),
+/// `None` for an absent member or JSON `null`.
+fn present(value: Option<Value>) -> Option<Value> {
+    value.filter(|v| !v.is_null())
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
-fn invalid_type(field: &'static str, expected: &str) -> OrderError {
-    OrderError::Invalid {
-        field,
-        reason: format!("must be {expected}"),
+fn parse_items(value: Value) -> Result<Vec<LineItem>, OrderError> {
+    let Value::Array(lines) = value else {
+        return Err(OrderError::invalid(
+            "items",
+            "must be an array of {\"product\", \"quantity\"}",
+        ));
+    };
+    if lines.is_empty() || lines.len() > LineItem::MAX_PER_ORDER {
+        return Err(OrderError::invalid(
+            "items",
+            format!(
+                "must hold 1 to {} lines, got {}",
+                LineItem::MAX_PER_ORDER,
+                lines.len()
+            ),
+        ));
     }
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(index, line)| {
+            let path = format!("items[{index}]");
+            let Value::Object(mut line) = line else {
+                return Err(OrderError::invalid(
+                    path,
+                    "must be an object {\"product\", \"quantity\"}",
+                ));
+            };
+            if let Some(unknown) = line.keys().find(|k| *k != "product" && *k != "quantity") {
+                return Err(OrderError::invalid(
+                    format!("{path}.{unknown}"),
+                    "is not a known field (expected product and quantity)",
+                ));
+            }
+            parse_line(
+                present(line.remove("product")),
+                present(line.remove("quantity")),
+                &format!("{path}."),
+            )
+        })
+        .collect()
+}
+
+/// One line from its `product` and `quantity` members; `prefix` goes before the field names
+/// in errors.
+fn parse_line(
+    product: Option<Value>,
+    quantity: Option<Value>,
+    prefix: &str,
+) -> Result<LineItem, OrderError> {
+    let field = |name: &str| format!("{prefix}{name}");
+    let product = match product {
+        Some(Value::String(text)) => {
+            ProductName::new(&text).map_err(|e| OrderError::invalid(field("product"), e))?
+        }
+        None => return Err(OrderError::invalid(field("product"), "is required")),
+        Some(_) => return Err(OrderError::invalid(field("product"), "must be a string")),
+    };
+    let whole = || OrderError::invalid(field("quantity"), "must be a whole number");
+    let quantity = match quantity {
+        Some(Value::Number(number)) => {
+            let units = number.as_i64().ok_or_else(whole)?;
+            Quantity::new(units).map_err(|e| match e {
+                OrderError::Invalid { reason, .. } => {
+                    OrderError::invalid(field("quantity"), reason)
+                }
+                other => other,
+            })?
+        }
+        None => return Err(OrderError::invalid(field("quantity"), "is required")),
+        Some(_) => return Err(whole()),
+    };
+    Ok(LineItem { product, quantity })
 }
 
 /// A stored order.
@@ -232,19 +407,30 @@ fn invalid_type(field: &'static str, expected: &str) -> OrderError {
 pub struct Order {
     /// Its id.
     pub id: OrderId,
+    /// Who ordered, if given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer: Option<CustomerName>,
     /// What is ordered.
-    pub product: ProductName,
-    /// How many.
-    pub quantity: Quantity,
+    pub items: Vec<LineItem>,
     /// Where it is in its life.
     pub status: OrderStatus,
-    /// Why it was rejected, when it was.
+    /// Why it was rejected or failed: a short machine-readable code.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A human-readable explanation of `reason`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// When it was accepted.
     pub created_at: Timestamp,
     /// When it last changed.
     pub updated_at: Timestamp,
+}
+
+impl Order {
+    /// The total number of units over all lines.
+    pub fn total_units(&self) -> u32 {
+        self.items.iter().map(|item| item.quantity.get()).sum()
+    }
 }
 
 #[cfg(test)]
@@ -255,84 +441,149 @@ mod tests {
         NewOrder::parse(body.as_bytes()).unwrap_err()
     }
 
+    fn field(body: &str) -> String {
+        error(body).field().unwrap_or("<none>").to_owned()
+    }
+
     #[test]
-    fn parses_a_valid_order() {
+    fn parses_the_seeds_single_product_form() {
         let order = NewOrder::parse(
             br#"{"order_id": "test-001", "product": " Medicine A ", "quantity": 10}"#,
         )
         .unwrap();
         assert_eq!(order.order_id.unwrap().as_str(), "test-001");
-        assert_eq!(order.product.as_str(), "Medicine A");
-        assert_eq!(order.quantity.get(), 10);
-        let without_id = NewOrder::parse(br#"{"product": "x", "quantity": 1}"#).unwrap();
-        assert_eq!(without_id.order_id, None);
+        assert_eq!(order.items.len(), 1);
+        assert_eq!(order.items[0].product.as_str(), "Medicine A");
+        assert_eq!(order.items[0].quantity.get(), 10);
+        assert_eq!(order.customer, None);
+    }
+
+    #[test]
+    fn parses_line_items_and_a_customer() {
+        let order = NewOrder::parse(
+            br#"{"customer": "ward 7", "items": [{"product": "Medicine A", "quantity": 2}, {"product": "Vaccine X", "quantity": 1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(order.customer.unwrap().as_str(), "ward 7");
+        assert_eq!(order.items.len(), 2);
+        assert_eq!(order.items[1].product.as_str(), "Vaccine X");
     }
 
     #[test]
     fn names_the_field_at_fault() {
-        assert_eq!(error(r#"{"quantity": 1}"#).field(), Some("product"));
-        assert_eq!(error(r#"{"product": "x"}"#).field(), Some("quantity"));
+        assert_eq!(field(r#"{"quantity": 1}"#), "product");
+        assert_eq!(field(r#"{"product": "x"}"#), "quantity");
+        assert_eq!(field(r#"{"product": "x", "quantity": 0}"#), "quantity");
+        assert_eq!(field(r#"{"product": "x", "quantity": 1001}"#), "quantity");
+        assert_eq!(field(r#"{"product": "x", "quantity": 1.5}"#), "quantity");
+        assert_eq!(field(r#"{"product": "x", "quantity": "3"}"#), "quantity");
+        assert_eq!(field(r#"{"product": "  ", "quantity": 1}"#), "product");
+        assert_eq!(field(r#"{"product": 5, "quantity": 1}"#), "product");
         assert_eq!(
-            error(r#"{"product": "x", "quantity": 0}"#).field(),
-            Some("quantity")
+            field(r#"{"product": "x", "quantity": 1, "order_id": "a b"}"#),
+            "order_id"
         );
         assert_eq!(
-            error(r#"{"product": "x", "quantity": 1001}"#).field(),
-            Some("quantity")
+            field(r#"{"product": "x", "quantity": 1, "order_id": ".."}"#),
+            "order_id"
         );
         assert_eq!(
-            error(r#"{"product": "x", "quantity": 1.5}"#).field(),
-            Some("quantity")
+            field(r#"{"product": "x", "quantity": 1, "extra": true}"#),
+            "extra"
         );
         assert_eq!(
-            error(r#"{"product": "x", "quantity": "3"}"#).field(),
-            Some("quantity")
+            field(r#"{"customer": 3, "product": "x", "quantity": 1}"#),
+            "customer"
+        );
+        assert_eq!(field("{}"), "items");
+        assert_eq!(field(r#"{"items": []}"#), "items");
+        assert_eq!(field(r#"{"items": {}}"#), "items");
+        assert_eq!(
+            field(r#"{"items": [{"product": "x", "quantity": 1}], "product": "y"}"#),
+            "items"
         );
         assert_eq!(
-            error(r#"{"product": "  ", "quantity": 1}"#).field(),
-            Some("product")
+            field(r#"{"items": [{"product": "x", "quantity": 1}, {"product": "y"}]}"#),
+            "items[1].quantity"
         );
         assert_eq!(
-            error(r#"{"product": 5, "quantity": 1}"#).field(),
-            Some("product")
+            field(r#"{"items": [{"product": "x", "quantity": 1, "colour": "red"}]}"#),
+            "items[0].colour"
         );
-        assert_eq!(
-            error(r#"{"product": "x", "quantity": 1, "order_id": "a b"}"#).field(),
-            Some("order_id")
+        assert_eq!(field(r#"{"items": [5]}"#), "items[0]");
+        let many = format!(
+            r#"{{"items": [{}]}}"#,
+            vec![r#"{"product": "x", "quantity": 1}"#; 51].join(",")
         );
+        assert_eq!(field(&many), "items");
         assert_eq!(
-            error(&format!(
+            field(&format!(
                 r#"{{"product": "{}", "quantity": 1}}"#,
                 "p".repeat(101)
-            ))
-            .field(),
-            Some("product")
+            )),
+            "product"
         );
     }
 
     #[test]
-    fn refuses_malformed_bodies() {
+    fn refuses_hidden_characters_in_names() {
+        assert_eq!(
+            field("{\"product\": \"Medicine\u{202E}A\", \"quantity\": 1}"),
+            "product"
+        );
+        assert_eq!(
+            field("{\"customer\": \"a\u{200B}b\", \"product\": \"x\", \"quantity\": 1}"),
+            "customer"
+        );
+    }
+
+    #[test]
+    fn refuses_bodies_that_are_not_objects() {
         for body in [
             "",
             "not json",
             "[]",
-            r#"{"product": "x", "quantity": 1, "extra": true}"#,
+            r#"["id", "Medicine A", 5]"#,
+            "5",
+            "null",
         ] {
             assert!(matches!(error(body), OrderError::Malformed(_)), "{body}");
         }
     }
 
     #[test]
-    fn accepted_orders_start_pending() {
+    fn the_fingerprint_ignores_form_and_spacing_but_not_content() {
+        let fingerprint = |body: &str| NewOrder::parse(body.as_bytes()).unwrap().fingerprint();
+        let single = fingerprint(r#"{"product": "Medicine A", "quantity": 2}"#);
+        assert_eq!(
+            single,
+            fingerprint(r#"{ "items": [ {"quantity": 2, "product": " Medicine A"} ] }"#)
+        );
+        assert_ne!(
+            single,
+            fingerprint(r#"{"product": "Medicine A", "quantity": 3}"#)
+        );
+        assert_ne!(
+            single,
+            fingerprint(r#"{"product": "Medicine A", "quantity": 2, "customer": "c"}"#)
+        );
+    }
+
+    #[test]
+    fn accepted_orders_start_processing() {
         let order = NewOrder::parse(br#"{"product": "x", "quantity": 2}"#)
             .unwrap()
             .accept(Timestamp(5), [0; 10]);
-        assert_eq!(order.status, OrderStatus::Pending);
+        assert_eq!(order.status, OrderStatus::Processing);
+        assert!(!order.status.is_final());
         assert_eq!(order.created_at, Timestamp(5));
+        assert_eq!(order.total_units(), 2);
         let json = serde_json::to_value(&order).unwrap();
-        assert_eq!(json["status"], "pending");
+        assert_eq!(json["status"], "processing");
+        assert_eq!(json["items"][0]["product"], "x");
         assert_eq!(json["created_at"], "1970-01-01T00:00:00.005Z");
         assert!(json.get("reason").is_none());
+        assert!(json.get("customer").is_none());
     }
 
     #[test]
@@ -349,10 +600,27 @@ mod tests {
     }
 
     #[test]
+    fn stored_lines_round_trip() {
+        let order = NewOrder::parse(
+            br#"{"items": [{"product": "a", "quantity": 1}, {"product": "b", "quantity": 9}]}"#,
+        )
+        .unwrap();
+        let text = LineItem::to_json(&order.items);
+        assert_eq!(LineItem::list_from_json(&text).unwrap(), order.items);
+        assert_eq!(
+            text,
+            r#"[{"product":"a","quantity":1},{"product":"b","quantity":9}]"#
+        );
+        assert!(LineItem::list_from_json("[]").is_err());
+    }
+
+    #[test]
     fn statuses_round_trip() {
         for status in OrderStatus::ALL {
             assert_eq!(status.as_str().parse::<OrderStatus>(), Ok(status));
+            assert_eq!(status.seed_label().to_lowercase(), status.as_str());
         }
-        assert!("done".parse::<OrderStatus>().is_err());
+        assert!("pending".parse::<OrderStatus>().is_err());
+        assert!(OrderStatus::Failed.is_final());
     }
 }

@@ -9,4 +9,4 @@ mod verdict;
 use rng::SeededRng;
 
 pub use faults::{ConfigError, ConfigUpdate, FaultConfig, Mode, Outcome, ProbeOutcome};
-pub use verdict::{Catalog, ValidationRequest, Verdict, VerdictError};
+pub use verdict::{RequestedLine, ValidationRequest, Verdict, VerdictError, judge};

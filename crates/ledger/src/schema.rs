@@ -1,0 +1,348 @@
+//! The ledger's tables, views and triggers, and the versioned migrations that create them
+//! (and upgrade the previous release's `orders` table).
+
+use crate::{Ledger, LedgerError, Sql, SqlValue};
+use orders_core::Timestamp;
+
+/// The deadline of jobs that have none: those carried over from the previous release, which
+/// kept no deadline. (It is `i64::MAX` milliseconds, the largest time SQLite stores.)
+pub const NO_DEADLINE: Timestamp = Timestamp(i64::MAX as u64);
+
+/// Version 1: every table, view and trigger.
+const VERSION_1: &[&str] = &[
+    "CREATE TABLE ledger_schema (version INTEGER PRIMARY KEY)",
+    // Orders. `items` is `LineItem::to_json`; `reason` a code, `detail` its explanation.
+    "CREATE TABLE orders (
+        id         TEXT PRIMARY KEY,
+        customer   TEXT,
+        items      TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        reason     TEXT,
+        detail     TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        decided_at INTEGER
+    )",
+    "CREATE INDEX orders_by_time ON orders (created_at, id)",
+    "CREATE INDEX orders_by_status_and_time ON orders (status, created_at, id)",
+    // The outbox: one row per piece of work still to do. A lease is held while
+    // `lease_until` is in the future; `previous_owner` is the holder of the lease the latest
+    // claim replaced (NULL when the job was free).
+    "CREATE TABLE jobs (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT NOT NULL,
+        order_id        TEXT NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'dead')),
+        due_at          INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        poison_count    INTEGER NOT NULL DEFAULT 0,
+        deferrals       INTEGER NOT NULL DEFAULT 0,
+        deferred_since  INTEGER,
+        lease_owner     TEXT,
+        lease_until     INTEGER,
+        previous_owner  TEXT,
+        last_error      TEXT,
+        last_attempt_at INTEGER,
+        created_at      INTEGER NOT NULL,
+        deadline_at     INTEGER NOT NULL,
+        UNIQUE (kind, order_id)
+    )",
+    "CREATE INDEX jobs_due ON jobs (kind, state, due_at)",
+    "CREATE TABLE order_events (
+        seq        INTEGER PRIMARY KEY,
+        order_id   TEXT NOT NULL,
+        at         INTEGER NOT NULL,
+        kind       TEXT NOT NULL,
+        attempt    INTEGER,
+        outcome    TEXT,
+        latency_ms INTEGER,
+        detail     TEXT
+    )",
+    "CREATE INDEX order_events_by_order ON order_events (order_id, seq)",
+    "CREATE TABLE idempotency_keys (
+        key          TEXT PRIMARY KEY,
+        fingerprint  TEXT NOT NULL,
+        order_id     TEXT NOT NULL,
+        response     TEXT NOT NULL,
+        completed    INTEGER NOT NULL DEFAULT 0,
+        locked_until INTEGER NOT NULL,
+        created_at   INTEGER NOT NULL
+    )",
+    "CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at)",
+    "CREATE TABLE dead_letters (
+        id          INTEGER PRIMARY KEY,
+        source      TEXT NOT NULL CHECK (source IN ('job', 'message')),
+        job_id      INTEGER,
+        order_id    TEXT,
+        channel     TEXT,
+        payload     BLOB,
+        reason      TEXT NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        created_at  INTEGER NOT NULL,
+        replayed_at INTEGER
+    )",
+    "CREATE INDEX dead_letters_waiting ON dead_letters (id) WHERE replayed_at IS NULL",
+    // What each decision of an `apply` call did, kept from the trigger's write to the caller's
+    // read-back (which deletes it). The primary key makes a batch id unique while its rows
+    // exist: a second batch with the same id fails on its first decision instead of mixing.
+    "CREATE TABLE apply_outcomes (
+        batch      TEXT NOT NULL,
+        slot       INTEGER NOT NULL,
+        order_id   TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        moved      INTEGER,
+        written_at INTEGER NOT NULL,
+        PRIMARY KEY (batch, slot)
+    ) WITHOUT ROWID",
+    // Intake: one INSERT stores the key, the order, its job and its first event, or nothing.
+    "CREATE VIEW order_intake (
+        key, fingerprint, response, locked_until, order_id, customer, items, created_at,
+        deadline_at
+    ) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0",
+    "CREATE TRIGGER order_intake_insert INSTEAD OF INSERT ON order_intake
+    BEGIN
+        INSERT INTO idempotency_keys
+            (key, fingerprint, order_id, response, completed, locked_until, created_at)
+        VALUES (NEW.key, NEW.fingerprint, NEW.order_id, NEW.response, 0, NEW.locked_until,
+            NEW.created_at);
+        INSERT INTO orders (id, customer, items, status, created_at, updated_at)
+        VALUES (NEW.order_id, NEW.customer, NEW.items, 'processing', NEW.created_at,
+            NEW.created_at);
+        INSERT INTO jobs (kind, order_id, due_at, created_at, deadline_at)
+        VALUES ('validate', NEW.order_id, NEW.created_at, NEW.created_at, NEW.deadline_at);
+        INSERT INTO order_events (order_id, at, kind)
+        VALUES (NEW.order_id, NEW.created_at, 'accepted');
+    END",
+    // Workers' results: one row per job (see `worker.rs` for the columns' meaning). The
+    // trigger relies on `changes()`, which inside a trigger counts the rows changed by the
+    // trigger's previous statement.
+    "CREATE VIEW job_results (
+        batch, worker, now, slot, job_id, order_id, attempt, outcome, latency_ms,
+        recovered_from, step, status, reason, detail, due_at, error, counts_attempt,
+        event_kind, event_detail
+    ) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        NULL, NULL, NULL, NULL, NULL, NULL WHERE 0",
+    "CREATE TRIGGER job_results_apply INSTEAD OF INSERT ON job_results
+    BEGIN
+        INSERT INTO order_events (order_id, at, kind, detail)
+        SELECT NEW.order_id, NEW.now, 'lease_expired',
+            'taken over from ' || NEW.recovered_from || ', whose lease had expired'
+        WHERE NEW.recovered_from IS NOT NULL;
+
+        INSERT INTO order_events (order_id, at, kind, attempt, outcome, latency_ms)
+        SELECT NEW.order_id, NEW.now, 'attempt', NEW.attempt, NEW.outcome, NEW.latency_ms
+        WHERE NEW.attempt IS NOT NULL;
+
+        -- A decision moves the order only while it is processing ...
+        UPDATE orders
+        SET status = NEW.status, reason = NEW.reason, detail = NEW.detail,
+            updated_at = NEW.now, decided_at = NEW.now
+        WHERE NEW.step = 'decide' AND id = NEW.order_id AND status = 'processing';
+        -- ... and whether it did (changes() counts the UPDATE) is kept for the caller: 1 moved,
+        -- 0 already decided, NULL no such order.
+        INSERT INTO apply_outcomes (batch, slot, order_id, status, moved, written_at)
+        SELECT NEW.batch, NEW.slot, NEW.order_id, NEW.status,
+            CASE
+                WHEN changes() > 0 THEN 1
+                WHEN EXISTS (SELECT 1 FROM orders WHERE id = NEW.order_id) THEN 0
+            END,
+            NEW.now
+        WHERE NEW.step = 'decide';
+        INSERT INTO order_events (order_id, at, kind, outcome, detail)
+        SELECT outcome.order_id, NEW.now,
+            CASE outcome.moved WHEN 1 THEN outcome.status ELSE 'duplicate_ignored' END,
+            CASE outcome.moved WHEN 1 THEN NEW.reason ELSE outcome.status END,
+            CASE outcome.moved
+                WHEN 1 THEN NEW.detail
+                ELSE 'the order was already ' ||
+                    (SELECT o.status FROM orders AS o WHERE o.id = NEW.order_id)
+            END
+        FROM apply_outcomes AS outcome
+        WHERE outcome.batch = NEW.batch AND outcome.slot = NEW.slot
+            AND outcome.moved IS NOT NULL;
+        DELETE FROM jobs
+        WHERE NEW.step = 'decide' AND id = NEW.job_id AND lease_owner = NEW.worker;
+
+        -- Any other step changes the job only for the worker that holds its lease ...
+        UPDATE jobs
+        SET state = CASE NEW.step WHEN 'dead_letter' THEN 'dead' ELSE 'queued' END,
+            due_at = coalesce(NEW.due_at, due_at),
+            attempts = attempts + NEW.counts_attempt,
+            poison_count = poison_count + (NEW.step = 'poison'),
+            deferrals = deferrals + (NEW.step = 'defer'),
+            deferred_since = CASE
+                WHEN NEW.step = 'defer' AND NEW.counts_attempt THEN NEW.now
+                WHEN NEW.step = 'defer' THEN coalesce(deferred_since, NEW.now)
+                WHEN NEW.counts_attempt THEN NULL
+                ELSE deferred_since
+            END,
+            last_error = coalesce(NEW.error, last_error),
+            last_attempt_at = CASE WHEN NEW.counts_attempt THEN NEW.now ELSE last_attempt_at END,
+            lease_owner = NULL,
+            lease_until = NULL
+        WHERE NEW.step IN ('retry', 'poison', 'defer', 'dead_letter')
+            AND id = NEW.job_id AND lease_owner = NEW.worker;
+        -- ... which is then recorded (changes() counts the UPDATE) ...
+        INSERT INTO order_events (order_id, at, kind, attempt, detail)
+        SELECT NEW.order_id, NEW.now, NEW.event_kind, NEW.attempt, NEW.event_detail
+        WHERE NEW.step IN ('retry', 'poison', 'defer', 'dead_letter') AND changes() > 0;
+        -- ... and a dead job is entered in the queue (changes() counts the event just
+        -- written, which was written exactly when the job changed).
+        INSERT INTO dead_letters (source, job_id, order_id, reason, attempts, created_at)
+        SELECT 'job', id, order_id, NEW.error, attempts, NEW.now
+        FROM jobs
+        WHERE NEW.step = 'dead_letter' AND changes() > 0 AND id = NEW.job_id;
+    END",
+    // Replaying a job's dead letter (marking it replayed) requeues the job, atomically. The
+    // replayed job gets its original retry window again, counted from the replay.
+    "CREATE TRIGGER dead_letter_replayed AFTER UPDATE OF replayed_at ON dead_letters
+    WHEN OLD.replayed_at IS NULL AND NEW.replayed_at IS NOT NULL AND NEW.source = 'job'
+    BEGIN
+        UPDATE jobs
+        SET state = 'queued', due_at = NEW.replayed_at, poison_count = 0,
+            deferred_since = NULL, lease_owner = NULL, lease_until = NULL,
+            deadline_at = CASE
+                WHEN deadline_at = 9223372036854775807 THEN deadline_at
+                ELSE max(deadline_at, NEW.replayed_at + (deadline_at - created_at))
+            END
+        WHERE id = NEW.job_id AND state = 'dead';
+        INSERT INTO order_events (order_id, at, kind, detail)
+        SELECT NEW.order_id, NEW.replayed_at, 'replayed', 'from dead letter ' || NEW.id
+        WHERE changes() > 0;
+    END",
+    // Clearing everything in one statement.
+    "CREATE VIEW ledger_reset (requested) AS SELECT NULL WHERE 0",
+    "CREATE TRIGGER ledger_reset_insert INSTEAD OF INSERT ON ledger_reset
+    BEGIN
+        DELETE FROM order_events;
+        DELETE FROM jobs;
+        DELETE FROM orders;
+        DELETE FROM idempotency_keys;
+        DELETE FROM dead_letters;
+        DELETE FROM apply_outcomes;
+    END",
+];
+
+/// Every version's statements: `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`.
+const MIGRATIONS: [&[&str]; 1] = [VERSION_1];
+
+/// Moves the previous release's `orders` table aside before version 1 is created.
+const SET_LEGACY_ORDERS_ASIDE: &str = "ALTER TABLE orders RENAME TO legacy_orders";
+
+/// Copies the previous release's orders into version 1, then drops them: every order kept,
+/// one line item each, `pending` becoming `processing` with a validation job due at once.
+const UPGRADE_LEGACY_ORDERS: &[&str] = &[
+    "INSERT INTO orders
+        (id, customer, items, status, reason, detail, created_at, updated_at, decided_at)
+    SELECT id, NULL, json_array(json_object('product', product, 'quantity', quantity)),
+        CASE status WHEN 'pending' THEN 'processing' ELSE status END,
+        reason, NULL, created_at, updated_at,
+        CASE status WHEN 'pending' THEN NULL ELSE updated_at END
+    FROM legacy_orders",
+    "INSERT INTO jobs (kind, order_id, due_at, created_at, deadline_at)
+    SELECT 'validate', id, created_at, created_at, 9223372036854775807
+    FROM legacy_orders WHERE status = 'pending'",
+    "INSERT INTO order_events (order_id, at, kind, detail)
+    SELECT id, created_at, 'accepted', 'carried over from the previous release'
+    FROM legacy_orders ORDER BY created_at, id",
+    "DROP TABLE legacy_orders",
+];
+
+impl<S: Sql> Ledger<S> {
+    /// Creates the schema or brings it up to date, upgrading the previous release's `orders`
+    /// table if that is what it finds. Idempotent, and safe when instances race: it runs in
+    /// one `BEGIN IMMEDIATE` transaction, so the first instance migrates and the others find
+    /// the work done. Operations call it themselves when they find the schema missing.
+    pub fn migrate(&self) -> Result<(), LedgerError> {
+        self.migration_step("BEGIN IMMEDIATE")?;
+        let outcome = self
+            .migrate_in_transaction()
+            .and_then(|()| self.migration_step("COMMIT"));
+        if outcome.is_err() {
+            // The transaction may still be open; if SQLite already rolled it back, this
+            // fails harmlessly.
+            let _ = self.sql.execute("ROLLBACK", &[]);
+        }
+        outcome
+    }
+
+    fn migrate_in_transaction(&self) -> Result<(), LedgerError> {
+        let (version, has_orders) = self.schema_version()?;
+        let legacy = version == 0 && has_orders;
+        if legacy {
+            self.migration_step(SET_LEGACY_ORDERS_ASIDE)?;
+        }
+        for (from, statements) in MIGRATIONS.iter().enumerate().skip(version) {
+            for statement in *statements {
+                self.migration_step(statement)?;
+            }
+            if legacy && from == 0 {
+                for statement in UPGRADE_LEGACY_ORDERS {
+                    self.migration_step(statement)?;
+                }
+            }
+            self.sql
+                .execute(
+                    "INSERT INTO ledger_schema (version) VALUES (?1)",
+                    &[SqlValue::Integer(from as i64 + 1)],
+                )
+                .map_err(migration_failed)?;
+        }
+        Ok(())
+    }
+
+    /// The schema's version (0 before the first migration), and whether an `orders` table
+    /// exists.
+    fn schema_version(&self) -> Result<(usize, bool), LedgerError> {
+        let found = self
+            .sql
+            .execute(
+                "SELECT
+                    EXISTS (SELECT 1 FROM sqlite_schema
+                        WHERE type = 'table' AND name = 'ledger_schema'),
+                    EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'orders')",
+                &[],
+            )
+            .map_err(migration_failed)?;
+        let [
+            SqlValue::Integer(has_versions),
+            SqlValue::Integer(has_orders),
+        ] = found.rows.first().map(Vec::as_slice).unwrap_or_default()
+        else {
+            return Err(LedgerError::corrupt(
+                "the schema catalogue",
+                "its query returned no flags",
+            ));
+        };
+        if *has_versions == 0 {
+            return Ok((0, *has_orders != 0));
+        }
+        let versions = self
+            .sql
+            .execute("SELECT coalesce(max(version), 0) FROM ledger_schema", &[])
+            .map_err(migration_failed)?;
+        match versions.rows.first().map(Vec::as_slice) {
+            Some([SqlValue::Integer(version)]) => usize::try_from(*version)
+                .map(|version| (version, *has_orders != 0))
+                .map_err(|_| LedgerError::corrupt("ledger_schema", "its version is negative")),
+            _ => Err(LedgerError::corrupt(
+                "ledger_schema",
+                "its version is not an integer",
+            )),
+        }
+    }
+
+    fn migration_step(&self, statement: &str) -> Result<(), LedgerError> {
+        self.sql
+            .execute(statement, &[])
+            .map(drop)
+            .map_err(migration_failed)
+    }
+}
+
+fn migration_failed(source: crate::SqlError) -> LedgerError {
+    LedgerError::Sql {
+        operation: "migrate its schema",
+        source,
+    }
+}

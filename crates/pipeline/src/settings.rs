@@ -1,0 +1,156 @@
+//! The pipeline's settings, read from Spin variables with documented defaults.
+
+use crate::plan::JobPolicy;
+use resilience::{BreakerPolicy, BudgetPolicy, SettingError, read_settings};
+
+/// The variables the pipeline reads beyond the resilience library's (name, default, meaning).
+pub const PIPELINE_VARIABLES: &[(&str, &str, &str)] = &[
+    (
+        "worker_wave_size",
+        "32",
+        "jobs a worker claims and validates concurrently per wave",
+    ),
+    (
+        "worker_lease_ms",
+        "30000",
+        "how long a claim holds its jobs before another worker may take them",
+    ),
+    (
+        "worker_drain_ms",
+        "5000",
+        "how long one worker invocation keeps draining due jobs",
+    ),
+    (
+        "poison_limit",
+        "3",
+        "unreadable validator answers a job may get before it is dead-lettered",
+    ),
+    (
+        "budget_wait_ms",
+        "1000",
+        "how long a retry refused by the retry budget waits",
+    ),
+    (
+        "idempotency_ttl_secs",
+        "86400",
+        "how long an Idempotency-Key is remembered",
+    ),
+    (
+        "in_flight_lock_ms",
+        "10000",
+        "how long a request still in flight holds its Idempotency-Key (409 meanwhile)",
+    ),
+];
+
+/// Reads the whole number `name` through `lookup` (its default from [`PIPELINE_VARIABLES`]
+/// when absent or empty), which must lie in `min..=max`.
+fn whole_number(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    min: u64,
+    max: u64,
+) -> Result<u64, SettingError> {
+    let default = PIPELINE_VARIABLES
+        .iter()
+        .find(|(variable, _, _)| *variable == name)
+        .map_or("0", |(_, default, _)| *default);
+    let text = lookup(name)
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned());
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|value| (min..=max).contains(value))
+        .ok_or_else(|| SettingError::Invalid {
+            name: name.to_owned(),
+            value: text.clone(),
+            reason: format!("must be a whole number from {min} to {max}"),
+        })
+}
+
+/// Everything a validation worker needs to know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerSettings {
+    /// The fleet-wide circuit breaker's policy.
+    pub breaker: BreakerPolicy,
+    /// The fleet-wide retry budget's policy.
+    pub budget: BudgetPolicy,
+    /// Backoff, deadline and dead-letter rules for each job.
+    pub job: JobPolicy,
+    /// Jobs claimed, and called concurrently, per wave.
+    pub wave_size: u32,
+    /// How long a claim holds its jobs; a worker that dies loses its jobs for this long.
+    pub lease_ms: u64,
+    /// How long one invocation keeps draining before it returns.
+    pub drain_ms: u64,
+    /// How long a retry refused by the budget waits.
+    pub budget_wait_ms: u64,
+    /// How long idempotency keys are kept (the sweeper prunes older ones).
+    pub key_ttl_ms: u64,
+}
+
+impl WorkerSettings {
+    /// Reads the settings through `lookup` (a Spin variable by name; absent or empty means the
+    /// default).
+    pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
+        let resilience = read_settings(&lookup)?;
+        Ok(Self {
+            breaker: resilience.breaker,
+            budget: resilience.budget,
+            job: JobPolicy {
+                retry: resilience.retry,
+                poison_limit: whole_number(&lookup, "poison_limit", 1, 100)? as u32,
+            },
+            wave_size: whole_number(&lookup, "worker_wave_size", 1, 1000)? as u32,
+            lease_ms: whole_number(&lookup, "worker_lease_ms", 100, 3_600_000)?,
+            drain_ms: whole_number(&lookup, "worker_drain_ms", 0, 600_000)?,
+            budget_wait_ms: whole_number(&lookup, "budget_wait_ms", 1, 3_600_000)?,
+            key_ttl_ms: whole_number(&lookup, "idempotency_ttl_secs", 1, 30 * 86_400)? * 1000,
+        })
+    }
+}
+
+/// What order intake needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntakeSettings {
+    /// How long idempotency keys are kept.
+    pub key_ttl_ms: u64,
+    /// How long a request in flight holds its key.
+    pub in_flight_lock_ms: u64,
+    /// How long after acceptance an order may wait for a verdict before it fails.
+    pub deadline_ms: u64,
+}
+
+impl IntakeSettings {
+    /// Reads the settings through `lookup`.
+    pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
+        Ok(Self {
+            key_ttl_ms: whole_number(&lookup, "idempotency_ttl_secs", 1, 30 * 86_400)? * 1000,
+            in_flight_lock_ms: whole_number(&lookup, "in_flight_lock_ms", 100, 600_000)?,
+            deadline_ms: read_settings(&lookup)?.retry.deadline_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_and_bad_values_name_the_variable() {
+        let settings = WorkerSettings::read(|_| None).unwrap();
+        assert_eq!(settings.wave_size, 32);
+        assert_eq!(settings.job.poison_limit, 3);
+        assert_eq!(settings.key_ttl_ms, 86_400_000);
+        assert_eq!(settings.breaker, BreakerPolicy::default());
+        let error = WorkerSettings::read(|name| (name == "worker_wave_size").then(|| "0".into()))
+            .unwrap_err();
+        assert!(error.to_string().contains("worker_wave_size"), "{error}");
+        let intake =
+            IntakeSettings::read(|name| (name == "idempotency_ttl_secs").then(|| " 60 ".into()))
+                .unwrap();
+        assert_eq!(intake.key_ttl_ms, 60_000);
+        assert_eq!(intake.in_flight_lock_ms, 10_000);
+        assert_eq!(intake.deadline_ms, 86_400_000);
+    }
+}

@@ -1,0 +1,603 @@
+//! The validation worker: claims due jobs in waves, asks the circuit breaker before calling,
+//! calls the validator for a whole wave concurrently, and writes every outcome back in one
+//! statement. Durable state lives in the ledger (SQLite) and the key-value store; a worker
+//! holds nothing between invocations, so any number of them can run, and one that dies loses
+//! nothing (its claims expire).
+//!
+//! Everything the worker touches comes in through traits (SQL, key-value, clock, random,
+//! the validator, the doorbell publisher), so the whole loop runs natively in tests.
+
+use crate::answer::{CallResult, HttpAnswer, interpret, request_body};
+use crate::doorbell::Doorbell;
+use crate::metrics::Tally;
+use crate::plan::{JobFacts, deadline_passed, next_step};
+use crate::settings::WorkerSettings;
+use ledger::{ClaimedJob, EventKind, JobResult, Ledger, LedgerError, NextStep, Sql};
+use orders_core::Timestamp;
+use resilience::{
+    Admission, BreakerError, CallFailure, CallOutcome, CallWindow, CircuitBreaker, Clock, KvStore,
+    Random, RetryBudget, Transition,
+};
+use std::future::Future;
+
+/// The Redis channel doorbells are published on: the `channel` of the validator's
+/// `[[trigger.redis]]` in `spin.toml`.
+pub const JOBS_CHANNEL: &str = "orderly-jobs";
+/// The job kind this worker handles.
+pub const JOB_KIND: &str = "validate";
+/// The circuit breaker's (and the retry budget's) name: the dependency it guards.
+pub const DEPENDENCY: &str = "external-validator";
+/// Where the sweeper leaves its heartbeat (JSON, for the health monitor).
+pub const HEARTBEAT_KEY: &str = "validator/heartbeat";
+/// When the sweeper last pruned old keys (milliseconds, as text).
+const HOUSEKEEPING_KEY: &str = "validator/housekeeping-at";
+/// How often the sweeper prunes idempotency keys and old window counters.
+const HOUSEKEEPING_EVERY_MS: u64 = 60_000;
+/// How many expired jobs or keys one sweep handles at most.
+const SWEEP_LIMIT: u32 = 500;
+
+/// The external validator, as the worker calls it.
+pub trait ValidatorClient {
+    /// Sends a validation request body; the answer read whole, or why there is none.
+    fn validate(&self, body: Vec<u8>) -> impl Future<Output = Result<HttpAnswer, CallFailure>>;
+}
+
+/// Publishes doorbells (to wake more workers when a backlog is found).
+pub trait DoorbellPublisher {
+    /// Publishes `doorbell`; a failure is reported, never fatal (the sweeper finds the work).
+    fn ring(&self, doorbell: &Doorbell) -> Result<(), String>;
+}
+
+/// Why a worker stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The ledger (SQLite) failed.
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    /// The circuit breaker's state could not be read or written.
+    #[error("circuit breaker: {0}")]
+    Breaker(#[from] BreakerError),
+    /// The key-value store failed.
+    #[error("key-value store: {0}")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn store_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> WorkerError {
+    WorkerError::Store(Box::new(error))
+}
+
+/// What one invocation did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DrainReport {
+    /// Waves run.
+    pub waves: u32,
+    /// Jobs claimed.
+    pub claimed: u32,
+    /// Calls made to the validator.
+    pub calls: u32,
+    /// Orders this invocation moved to a final status.
+    pub decided: u32,
+    /// Results that found their order already decided (duplicates, late deliveries).
+    pub duplicates: u32,
+    /// Jobs deferred (open circuit) or held back (retry budget).
+    pub deferred: u64,
+    /// Jobs and messages dead-lettered.
+    pub dead_lettered: u32,
+    /// Circuit transitions this invocation won.
+    pub transitions: Vec<Transition>,
+}
+
+impl DrainReport {
+    fn absorb(&mut self, wave: DrainReport) {
+        self.waves += wave.waves;
+        self.claimed += wave.claimed;
+        self.calls += wave.calls;
+        self.decided += wave.decided;
+        self.duplicates += wave.duplicates;
+        self.deferred += wave.deferred;
+        self.dead_lettered += wave.dead_lettered;
+        self.transitions.extend(wave.transitions);
+    }
+}
+
+/// What a worker is made of: the stores, the clock, the validator, the publisher.
+pub struct WorkerParts<'a, S: Sql, K: KvStore, C: Clock, V: ValidatorClient, P: DoorbellPublisher> {
+    /// Orders, jobs, events, dead letters.
+    pub ledger: &'a Ledger<S>,
+    /// Breaker state, budget and metrics.
+    pub store: &'a K,
+    /// The time.
+    pub clock: &'a C,
+    /// The external validator.
+    pub validator: &'a V,
+    /// Wakes other workers.
+    pub publisher: &'a P,
+    /// The settings.
+    pub settings: &'a WorkerSettings,
+}
+
+/// One worker invocation (a doorbell or a sweep).
+pub struct ValidationWorker<'a, S, K, C, V, P, R>
+where
+    S: Sql,
+    K: KvStore,
+    C: Clock,
+    V: ValidatorClient,
+    P: DoorbellPublisher,
+    R: Random,
+{
+    parts: WorkerParts<'a, S, K, C, V, P>,
+    window: CallWindow<'a, K>,
+    rng: R,
+    id: String,
+}
+
+/// A claimed job sorted before any call is made.
+enum Triage {
+    Settled(JobResult),
+    Call(ClaimedJob),
+}
+
+impl<'a, S, K, C, V, P, R> ValidationWorker<'a, S, K, C, V, P, R>
+where
+    S: Sql,
+    K: KvStore,
+    C: Clock,
+    V: ValidatorClient,
+    P: DoorbellPublisher,
+    R: Random,
+{
+    /// A worker named `id` (unique per invocation: it owns the leases it takes).
+    pub fn new(parts: WorkerParts<'a, S, K, C, V, P>, rng: R, id: String) -> Self {
+        let window = CallWindow::new(
+            parts.store,
+            &format!("breaker/{DEPENDENCY}"),
+            parts.settings.breaker.window_ms,
+            parts.settings.breaker.buckets,
+        );
+        Self {
+            parts,
+            window,
+            rng,
+            id,
+        }
+    }
+
+    fn breaker(&self) -> CircuitBreaker<'a, K, C> {
+        CircuitBreaker::new(
+            self.parts.store,
+            self.parts.clock,
+            DEPENDENCY,
+            self.parts.settings.breaker.clone(),
+        )
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp(self.parts.clock.now_ms())
+    }
+
+    /// Handles one message from the jobs channel: a malformed message, or a doorbell about an
+    /// order that does not exist, goes to the dead-letter queue; otherwise due jobs are drained.
+    pub async fn on_message(
+        &mut self,
+        channel: &str,
+        message: &[u8],
+    ) -> Result<DrainReport, WorkerError> {
+        let tally = Tally {
+            doorbells: 1,
+            ..Tally::default()
+        };
+        let now = self.now();
+        let doorbell = match Doorbell::parse(message) {
+            Ok(doorbell) => doorbell,
+            Err(error) => {
+                let reason = format!("malformed doorbell: {error}");
+                return self.dead_letter_message(channel, message, &reason, tally);
+            }
+        };
+        let probe = self
+            .parts
+            .ledger
+            .probe_work(JOB_KIND, now, doorbell.order_id.as_ref())?;
+        if probe.order_known == Some(false) {
+            let reason = format!(
+                "doorbell for order {}, which does not exist",
+                doorbell.order_id.as_ref().map_or("?", |id| id.as_str())
+            );
+            return self.dead_letter_message(channel, message, &reason, tally);
+        }
+        tally.save(self.parts.store).map_err(store_error)?;
+        if !probe.due {
+            return Ok(DrainReport::default());
+        }
+        self.drain().await
+    }
+
+    fn dead_letter_message(
+        &self,
+        channel: &str,
+        message: &[u8],
+        reason: &str,
+        mut tally: Tally,
+    ) -> Result<DrainReport, WorkerError> {
+        self.parts
+            .ledger
+            .dead_letter_message(self.now(), channel, message, reason)?;
+        tally.dead_letters += 1;
+        tally.save(self.parts.store).map_err(store_error)?;
+        Ok(DrainReport {
+            dead_lettered: 1,
+            ..DrainReport::default()
+        })
+    }
+
+    /// The periodic sweep: fails jobs whose deadline passed, drains due jobs (including those
+    /// whose doorbell was lost), prunes expired keys now and then, and leaves a heartbeat.
+    pub async fn sweep(&mut self) -> Result<DrainReport, WorkerError> {
+        let mut report = self.expire()?;
+        report.absorb(self.drain().await?);
+        self.housekeeping()?;
+        let heartbeat = serde_json::json!({
+            "at_ms": self.parts.clock.now_ms(),
+            "worker": self.id,
+            "claimed": report.claimed,
+            "decided": report.decided,
+        });
+        self.parts
+            .store
+            .set(HEARTBEAT_KEY, heartbeat.to_string().as_bytes())
+            .map_err(store_error)?;
+        Ok(report)
+    }
+
+    /// Runs waves while they come back full, for up to the drain time. The first full wave
+    /// rings a doorbell so that another worker joins in (on hosts that run handlers
+    /// concurrently; elsewhere it is one more wake-up).
+    pub async fn drain(&mut self) -> Result<DrainReport, WorkerError> {
+        let started = self.parts.clock.now_ms();
+        let mut report = DrainReport::default();
+        let mut rang = false;
+        loop {
+            let (wave, full) = self.wave().await?;
+            report.absorb(wave);
+            if !full {
+                return Ok(report);
+            }
+            if !rang {
+                rang = true;
+                if let Err(error) = self.parts.publisher.ring(&Doorbell::backlog()) {
+                    eprintln!("could not ring a backlog doorbell: {error}");
+                }
+            }
+            if self.parts.clock.now_ms().saturating_sub(started) >= self.parts.settings.drain_ms {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// One wave; `true` with it when the wave was full (more work is likely waiting) or a
+    /// probe just closed the circuit.
+    async fn wave(&mut self) -> Result<(DrainReport, bool), WorkerError> {
+        let settings = self.parts.settings;
+        let now = self.now();
+        if !self.parts.ledger.probe_work(JOB_KIND, now, None)?.due {
+            return Ok((DrainReport::default(), false));
+        }
+        let breaker = self.breaker();
+        // An open circuit defers every due job in one statement, without claiming any.
+        if let Some(until) = breaker.refuses_until()? {
+            let deferred = self.parts.ledger.defer_due(
+                JOB_KIND,
+                now,
+                Timestamp(until),
+                &format!("circuit open; next probe at {}", Timestamp(until)),
+            )?;
+            let tally = Tally {
+                deferrals: deferred,
+                ..Tally::default()
+            };
+            tally.save(self.parts.store).map_err(store_error)?;
+            let report = DrainReport {
+                deferred,
+                ..DrainReport::default()
+            };
+            return Ok((report, false));
+        }
+        // Claim first, then ask: a probe slot is only taken by a worker that holds a job to
+        // probe with (others may defer every unclaimed job meanwhile).
+        let lease_until = Timestamp(now.millis() + settings.lease_ms);
+        let mut jobs =
+            self.parts
+                .ledger
+                .claim(JOB_KIND, &self.id, now, lease_until, settings.wave_size)?;
+        if jobs.is_empty() {
+            return Ok((DrainReport::default(), false));
+        }
+        let admission = breaker.admit()?;
+        match &admission {
+            Admission::Rejected { until_ms, .. } => {
+                return self
+                    .defer_claimed(jobs, Timestamp(*until_ms))
+                    .map(|r| (r, false));
+            }
+            Admission::Probe(_) => {
+                let others: Vec<i64> = jobs.drain(1..).map(|job| job.job_id).collect();
+                if !others.is_empty() {
+                    self.parts.ledger.release(&self.id, &others)?;
+                }
+            }
+            Admission::Closed { .. } | Admission::Disabled => {}
+        }
+        let limit = settings.wave_size;
+        let claimed = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
+        // Jobs are created with their order, so a job's creation is the order's acceptance.
+        let accepted: Vec<(String, Timestamp)> = jobs
+            .iter()
+            .map(|job| (job.order_id.clone(), job.created_at))
+            .collect();
+        let probing = matches!(admission, Admission::Probe(_));
+        let mut tally = Tally::default();
+        let mut results = Vec::new();
+        let mut to_call = Vec::new();
+        for job in jobs {
+            match self.triage(job, now) {
+                Triage::Settled(result) => results.push(result),
+                Triage::Call(job) => to_call.push(job),
+            }
+        }
+        // Retries spend the fleet's retry budget (a probe is limited by the breaker instead).
+        let retries = to_call.iter().filter(|job| job.attempts > 0).count() as u32;
+        let granted = if retries == 0 || probing {
+            retries
+        } else {
+            RetryBudget::new(
+                self.parts.store,
+                self.parts.clock,
+                &self.window,
+                settings.budget.clone(),
+            )
+            .acquire(retries)
+            .map_err(store_error)?
+        };
+        let mut refused = retries - granted;
+        let mut calls = Vec::new();
+        for job in to_call {
+            if job.attempts > 0 && refused > 0 {
+                refused -= 1;
+                tally.budget_rejections += 1;
+                results.push(held_back(
+                    job,
+                    Timestamp(now.millis() + settings.budget_wait_ms),
+                ));
+            } else {
+                if job.attempts > 0 {
+                    tally.retries += 1;
+                }
+                calls.push(job);
+            }
+        }
+        let answers = futures::future::join_all(calls.iter().map(|job| self.call(job))).await;
+        let finished = self.now();
+        let mut outcomes = Vec::with_capacity(answers.len());
+        for (job, (result, latency_ms)) in calls.into_iter().zip(answers) {
+            tally.call(&result, latency_ms);
+            outcomes.push(CallOutcome {
+                failed: result.is_failure(),
+                latency_ms,
+            });
+            let facts = JobFacts {
+                attempt: job.attempts + 1,
+                poison_count: job.poison_count,
+                deadline_at: job.deadline_at,
+            };
+            let next = next_step(facts, &result, finished, &settings.job, &mut self.rng);
+            results.push(JobResult {
+                job_id: job.job_id,
+                order_id: job.order_id,
+                attempt: Some(facts.attempt),
+                outcome: Some(result.describe()),
+                latency_ms: Some(latency_ms),
+                recovered_from: job.previous_owner,
+                next,
+            });
+        }
+        let transition = if outcomes.is_empty() {
+            None
+        } else {
+            self.breaker().record(&admission, &outcomes)?
+        };
+        let calls_made = outcomes.len() as u32;
+        let mut report = DrainReport {
+            waves: 1,
+            claimed,
+            calls: calls_made,
+            ..DrainReport::default()
+        };
+        for result in &results {
+            match result.next {
+                NextStep::DeadLetter { .. } => {
+                    tally.dead_letters += 1;
+                    report.dead_lettered += 1;
+                }
+                NextStep::Defer { .. } => report.deferred += 1,
+                _ => {}
+            }
+        }
+        if !results.is_empty() {
+            let applied = self.parts.ledger.apply(&self.id, finished, &results)?;
+            report.decided = applied.decided.len() as u32;
+            report.duplicates = applied.duplicates;
+            for (order_id, _) in &applied.decided {
+                if let Some((_, accepted_at)) = accepted.iter().find(|(id, _)| id == order_id) {
+                    tally
+                        .validation_latency
+                        .observe(finished.millis().saturating_sub(accepted_at.millis()));
+                }
+            }
+        }
+        tally.save(self.parts.store).map_err(store_error)?;
+        let closed_by_probe = probing
+            && transition
+                .as_ref()
+                .is_some_and(|t| t.to == resilience::CircuitState::Closed);
+        report.transitions.extend(transition);
+        let full = claimed >= limit && !probing;
+        Ok((report, full || closed_by_probe))
+    }
+
+    /// Puts jobs this worker claimed back until `until`: the circuit refused them after the
+    /// claim.
+    fn defer_claimed(
+        &self,
+        jobs: Vec<ClaimedJob>,
+        until: Timestamp,
+    ) -> Result<DrainReport, WorkerError> {
+        let results: Vec<JobResult> = jobs
+            .into_iter()
+            .map(|job| JobResult {
+                job_id: job.job_id,
+                order_id: job.order_id,
+                attempt: None,
+                outcome: None,
+                latency_ms: None,
+                recovered_from: job.previous_owner,
+                next: NextStep::Defer {
+                    until,
+                    kind: EventKind::Deferred,
+                    detail: format!("circuit open; next probe at {until}"),
+                },
+            })
+            .collect();
+        let deferred = results.len() as u64;
+        self.parts.ledger.apply(&self.id, self.now(), &results)?;
+        let tally = Tally {
+            deferrals: deferred,
+            ..Tally::default()
+        };
+        tally.save(self.parts.store).map_err(store_error)?;
+        Ok(DrainReport {
+            claimed: deferred as u32,
+            deferred,
+            ..DrainReport::default()
+        })
+    }
+
+    /// Settles a claimed job that needs no call (its order is missing or unreadable, or its
+    /// deadline passed), or passes it on to be called.
+    fn triage(&self, job: ClaimedJob, now: Timestamp) -> Triage {
+        let settle = |job: ClaimedJob, next: NextStep| {
+            Triage::Settled(JobResult {
+                job_id: job.job_id,
+                order_id: job.order_id,
+                attempt: None,
+                outcome: None,
+                latency_ms: None,
+                recovered_from: job.previous_owner,
+                next,
+            })
+        };
+        if job.order.is_none() {
+            let reason = match &job.corrupt {
+                Some(why) => format!("the order row is unreadable: {why}"),
+                None => format!("order {} does not exist", job.order_id),
+            };
+            return settle(job, NextStep::DeadLetter { reason });
+        }
+        if now >= job.deadline_at {
+            let next = deadline_passed(job.attempts, "the deadline passed while waiting");
+            return settle(job, next);
+        }
+        Triage::Call(job)
+    }
+
+    /// Calls the validator about `job`; the result and how long it took.
+    async fn call(&self, job: &ClaimedJob) -> (CallResult, u64) {
+        let Some(order) = &job.order else {
+            return (CallResult::Unreadable("no order".into()), 0);
+        };
+        let started = self.parts.clock.now_ms();
+        let answer = self.parts.validator.validate(request_body(order)).await;
+        let ended = self.parts.clock.now_ms();
+        (
+            interpret(answer, order.id.as_str(), ended),
+            ended.saturating_sub(started),
+        )
+    }
+
+    /// Fails the orders whose deadline passed while their job waited (deferred or backing off).
+    fn expire(&mut self) -> Result<DrainReport, WorkerError> {
+        let now = self.now();
+        let lease_until = Timestamp(now.millis() + self.parts.settings.lease_ms);
+        let jobs =
+            self.parts
+                .ledger
+                .claim_expired(JOB_KIND, &self.id, now, lease_until, SWEEP_LIMIT)?;
+        if jobs.is_empty() {
+            return Ok(DrainReport::default());
+        }
+        let claimed = jobs.len() as u32;
+        let results: Vec<JobResult> = jobs
+            .into_iter()
+            .map(|job| JobResult {
+                next: deadline_passed(job.attempts, "the deadline passed while waiting"),
+                job_id: job.job_id,
+                order_id: job.order_id,
+                attempt: None,
+                outcome: None,
+                latency_ms: None,
+                recovered_from: job.previous_owner,
+            })
+            .collect();
+        let applied = self.parts.ledger.apply(&self.id, now, &results)?;
+        Ok(DrainReport {
+            claimed,
+            decided: applied.decided.len() as u32,
+            duplicates: applied.duplicates,
+            ..DrainReport::default()
+        })
+    }
+
+    /// Once a minute (fleet-wide, roughly): drops expired idempotency keys and old window
+    /// counters.
+    fn housekeeping(&self) -> Result<(), WorkerError> {
+        let now = self.parts.clock.now_ms();
+        let last = self
+            .parts
+            .store
+            .get(HOUSEKEEPING_KEY)
+            .map_err(store_error)?
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| text.parse::<u64>().ok())
+            .unwrap_or(0);
+        if now.saturating_sub(last) < HOUSEKEEPING_EVERY_MS {
+            return Ok(());
+        }
+        self.parts
+            .store
+            .set(HOUSEKEEPING_KEY, now.to_string().as_bytes())
+            .map_err(store_error)?;
+        self.parts.ledger.prune_keys(
+            Timestamp(now.saturating_sub(self.parts.settings.key_ttl_ms)),
+            SWEEP_LIMIT,
+        )?;
+        self.breaker().prune()?;
+        Ok(())
+    }
+}
+
+/// A retry the budget refused: back in the queue for later, without an attempt.
+fn held_back(job: ClaimedJob, until: Timestamp) -> JobResult {
+    JobResult {
+        job_id: job.job_id,
+        order_id: job.order_id,
+        attempt: None,
+        outcome: None,
+        latency_ms: None,
+        recovered_from: job.previous_owner,
+        next: NextStep::Defer {
+            until,
+            kind: EventKind::BudgetExhausted,
+            detail: format!("retry budget exhausted; next try at {until}"),
+        },
+    }
+}

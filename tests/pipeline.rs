@@ -1,0 +1,589 @@
+//! The order pipeline, black-box through the shipped spin.toml: orders accepted whatever the
+//! validator does, none lost while it is down, the fleet-wide breaker (errors, slowness, one
+//! probe at a time), dead letters and their replay, the health monitor, the metrics, the
+//! MediSupply seed's own API, and a hung Redis.
+
+use futures::future::join_all;
+use orderly_host::{LoadOptions, RedisMode};
+use orderly_tests::native_server::{ScriptedServer, black_hole};
+use orderly_tests::redis_server::{private_redis, publish};
+use orderly_tests::{HttpClient, TestApp};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Short breaker and retry times, so that outages and recoveries take moments.
+fn quick(options: &mut LoadOptions) {
+    for (name, value) in [
+        ("breaker_open_ms", "200"),
+        ("breaker_open_max_ms", "400"),
+        ("retry_base_ms", "20"),
+        ("retry_max_delay_ms", "200"),
+        ("budget_wait_ms", "50"),
+        ("poison_limit", "2"),
+    ] {
+        options.variables.insert(name.to_owned(), value.to_owned());
+    }
+}
+
+async fn set_mode(client: &HttpClient, body: &str) {
+    let reply = client.post("/external/configure", body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+async fn stats(client: &HttpClient) -> Value {
+    client.get("/admin/stats").await.json()
+}
+
+async fn breaker(client: &HttpClient) -> Value {
+    client.get("/admin/breaker").await.json()
+}
+
+/// Creates `count` orders at once (keys `<prefix>-<n>`); returns their ids.
+async fn create_many(client: &HttpClient, prefix: &str, count: usize) -> Vec<String> {
+    let posts = (0..count).map(|n| {
+        let client = client.clone();
+        let key = format!("{prefix}-{n}");
+        tokio::spawn(async move {
+            let reply = client
+                .create_order(&key, r#"{"product": "Medicine A", "quantity": 2}"#)
+                .await;
+            assert_eq!(reply.status, 202, "{}", reply.text());
+            reply.json()["order"]["id"].as_str().unwrap().to_owned()
+        })
+    });
+    join_all(posts)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Waits until no order is processing; returns the final stats.
+async fn drained(client: &HttpClient, limit: Duration) -> Value {
+    let stats = client
+        .wait_for(
+            limit,
+            async |c| stats(c).await,
+            |s| s["orders"]["processing"] == 0,
+        )
+        .await;
+    assert_eq!(stats["orders"]["processing"], 0, "not drained: {stats}");
+    stats
+}
+
+/// The kinds of an order's events, in order.
+async fn event_kinds(client: &HttpClient, id: &str) -> Vec<String> {
+    client.get(&format!("/orders/{id}/events")).await.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_accepted_whatever_the_validator_does() {
+    let app = TestApp::start_real().await;
+    for (n, mode) in [
+        r#"{"mode": "normal"}"#,
+        r#"{"mode": "slow", "delay_ms": 500}"#,
+        r#"{"mode": "down"}"#,
+        r#"{"mode": "error"}"#,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        set_mode(&app, mode).await;
+        let reply = app
+            .create_order(
+                &format!("mode-{n}"),
+                r#"{"product": "Medicine A", "quantity": 1}"#,
+            )
+            .await;
+        assert_eq!(reply.status, 202, "{mode}: {}", reply.text());
+        assert_eq!(reply.json()["order"]["status"], "processing");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_order_is_lost_or_decided_twice_while_the_validator_is_down() {
+    let app = TestApp::start_real_in(Arc::new(tempfile::tempdir().unwrap()), quick).await;
+    set_mode(&app, r#"{"mode": "down"}"#).await;
+    let ids = create_many(&app, "outage", 50).await;
+    let open = app
+        .wait_for(
+            Duration::from_secs(20),
+            async |c| breaker(c).await,
+            |b| b["state"] == "open",
+        )
+        .await;
+    assert_eq!(open["state"], "open", "{open}");
+    // While down, orders wait with their next attempt and last error visible.
+    let waiting = app
+        .wait_for(
+            Duration::from_secs(20),
+            async |c| c.get(&format!("/orders/{}", ids[0])).await.json(),
+            |order| order["validation"]["last_error"].is_string(),
+        )
+        .await;
+    assert_eq!(waiting["status"], "processing", "{waiting}");
+    assert!(
+        waiting["validation"]["next_attempt_at"].is_string(),
+        "{waiting}"
+    );
+    assert_eq!(stats(&app).await["orders"]["failed"], 0);
+    set_mode(&app, r#"{"mode": "normal"}"#).await;
+    let stats = drained(&app, Duration::from_secs(60)).await;
+    assert_eq!(stats["orders"]["validated"], 50, "{stats}");
+    let closed = app
+        .wait_for(
+            Duration::from_secs(20),
+            async |c| breaker(c).await,
+            |b| b["state"] == "closed",
+        )
+        .await;
+    assert_eq!(closed["state"], "closed", "{closed}");
+    let mut deferred = 0;
+    for id in &ids {
+        let kinds = event_kinds(&app, id).await;
+        let decisions = kinds
+            .iter()
+            .filter(|k| ["validated", "rejected", "failed"].contains(&k.as_str()))
+            .count();
+        assert_eq!(decisions, 1, "{id}: {kinds:?}");
+        assert_eq!(
+            kinds.last().map(String::as_str),
+            Some("validated"),
+            "{kinds:?}"
+        );
+        deferred += usize::from(kinds.iter().any(|k| k == "deferred"));
+    }
+    assert!(
+        deferred > 0,
+        "some orders were deferred by the open circuit"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_circuit_lets_exactly_one_probe_through_at_a_time() {
+    let app = TestApp::start_real_in(Arc::new(tempfile::tempdir().unwrap()), quick).await;
+    set_mode(&app, r#"{"mode": "error"}"#).await;
+    create_many(&app, "trip", 20).await;
+    app.wait_for(
+        Duration::from_secs(20),
+        async |c| breaker(c).await,
+        |b| b["state"] == "open",
+    )
+    .await;
+    // Let calls already in flight when it tripped land.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let half_opened = |b: &Value| -> u64 {
+        b["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["to"] == "half_open")
+            .map(|t| t["count"].as_u64().unwrap())
+            .sum()
+    };
+    let calls = async |c: &HttpClient| {
+        c.get("/external/stats").await.json()["calls"]
+            .as_u64()
+            .unwrap()
+    };
+    let (calls_before, half_before) = (calls(&app).await, half_opened(&breaker(&app).await));
+    // 50 concurrent callers for two seconds: every new order rings a doorbell, and each woken
+    // worker finds the circuit open or half-open.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let callers = (0..50).map(|caller| {
+        let client = app.client.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while tokio::time::Instant::now() < deadline {
+                client
+                    .create_order(
+                        &format!("probe-{caller}-{n}"),
+                        r#"{"product": "Medicine B", "quantity": 1}"#,
+                    )
+                    .await;
+                n += 1;
+            }
+        })
+    });
+    join_all(callers).await;
+    let (calls_after, half_after) = (calls(&app).await, half_opened(&breaker(&app).await));
+    let periods = half_after - half_before;
+    let calls_made = calls_after - calls_before;
+    assert!(
+        periods >= 2,
+        "the circuit half-opened several times: {periods}"
+    );
+    // One call per half-open period; a probe sent just before the first reading or just after
+    // the last one may fall on either side of it.
+    assert!(
+        calls_made <= periods + 1 && calls_made + 1 >= periods,
+        "{calls_made} calls in {periods} half-open periods"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_calls_open_the_circuit_too() {
+    let app = TestApp::start_real_in(Arc::new(tempfile::tempdir().unwrap()), |options| {
+        quick(options);
+        for (name, value) in [
+            ("breaker_slow_call_ms", "100"),
+            ("breaker_slow_call_rate", "0.5"),
+            ("breaker_min_calls", "4"),
+            ("breaker_consecutive_failures", "1000"),
+        ] {
+            options.variables.insert(name.to_owned(), value.to_owned());
+        }
+    })
+    .await;
+    set_mode(&app, r#"{"mode": "slow", "delay_ms": 300}"#).await;
+    create_many(&app, "slow", 8).await;
+    let open = app
+        .wait_for(
+            Duration::from_secs(20),
+            async |c| breaker(c).await,
+            |b| b["state"] == "open",
+        )
+        .await;
+    assert_eq!(open["state"], "open", "{open}");
+    assert_eq!(open["last_reason"]["kind"], "slow_call_rate", "{open}");
+    set_mode(&app, r#"{"mode": "normal"}"#).await;
+    let stats = drained(&app, Duration::from_secs(60)).await;
+    assert_eq!(stats["orders"]["validated"], 8, "{stats}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_answers_dead_letter_the_job_and_a_replay_finishes_it() {
+    let validator = ScriptedServer::start(200, "<html>maintenance</html>").await;
+    let origin = format!("http://{}", validator.address);
+    let app = TestApp::start_real_in(Arc::new(tempfile::tempdir().unwrap()), |options| {
+        quick(options);
+        options
+            .variables
+            .insert("validator_url".into(), format!("{origin}/validate"));
+        options.variables.insert("validator_origin".into(), origin);
+    })
+    .await;
+    let created = app
+        .create_order(
+            "poison",
+            r#"{"order_id": "poison-1", "product": "Medicine A", "quantity": 1}"#,
+        )
+        .await;
+    assert_eq!(created.status, 202);
+    let dlq = app
+        .wait_for(
+            Duration::from_secs(20),
+            async |c| c.get("/admin/dlq").await.json(),
+            |d| d["count"] == 1,
+        )
+        .await;
+    let entry = &dlq["dead_letters"][0];
+    assert_eq!(entry["source"], "job", "{dlq}");
+    assert_eq!(entry["order_id"], "poison-1");
+    assert!(
+        entry["reason"].as_str().unwrap().contains("unreadable"),
+        "{entry}"
+    );
+    let order = app.get("/orders/poison-1").await.json();
+    assert_eq!(order["status"], "processing", "{order}");
+    assert_eq!(order["validation"]["dead_lettered"], true, "{order}");
+    // The rest still flows: a refusal (4xx) fails its order at once, without a retry.
+    validator.answer(422, r#"{"title": "unprocessable"}"#);
+    let refused = app
+        .create_order(
+            "refused",
+            r#"{"order_id": "refused-1", "product": "Medicine A", "quantity": 1}"#,
+        )
+        .await;
+    assert_eq!(refused.status, 202);
+    let failed = app
+        .wait_for(
+            Duration::from_secs(20),
+            async |c| c.get("/orders/refused-1").await.json(),
+            |o| o["status"] != "processing",
+        )
+        .await;
+    assert_eq!(
+        (failed["status"].as_str(), failed["reason"].as_str()),
+        (Some("failed"), Some("validator_refused")),
+        "{failed}"
+    );
+    // Fixed: replay the dead job.
+    validator.answer(200, r#"{"verdict": "valid", "order_id": "poison-1"}"#);
+    let id = entry["id"].as_i64().unwrap();
+    let replayed = app.post(&format!("/admin/dlq/{id}/replay"), "").await;
+    assert_eq!(replayed.status, 200, "{}", replayed.text());
+    let order = app
+        .wait_for(
+            Duration::from_secs(20),
+            async |c| c.get("/orders/poison-1").await.json(),
+            |o| o["status"] != "processing",
+        )
+        .await;
+    assert_eq!(order["status"], "validated", "{order}");
+    let kinds = event_kinds(&app, "poison-1").await;
+    assert!(
+        kinds.contains(&"dead_lettered".to_owned()) && kinds.contains(&"replayed".to_owned()),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        app.post(&format!("/admin/dlq/{id}/replay"), "")
+            .await
+            .status,
+        409
+    );
+    assert_eq!(app.get("/admin/dlq").await.json()["count"], 0);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_go_to_the_dead_letter_queue_and_never_block_the_rest() {
+    let Some(redis) = private_redis() else { return };
+    let url = redis.url();
+    let app = TestApp::start_real_in(Arc::new(tempfile::tempdir().unwrap()), |options| {
+        options.variables.insert("redis_url".into(), url.clone());
+        options.redis_mode = RedisMode::Server;
+    })
+    .await;
+    assert_eq!(publish(&url, "orderly-jobs", b"not json"), 1);
+    assert_eq!(
+        publish(&url, "orderly-jobs", br#"{"order_id": "nobody"}"#),
+        1
+    );
+    let ids = create_many(&app, "flow", 5).await;
+    let dlq = app
+        .wait_for(
+            Duration::from_secs(20),
+            async |c| c.get("/admin/dlq").await.json(),
+            |d| d["count"] == 2,
+        )
+        .await;
+    let reasons: Vec<&str> = dlq["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("malformed doorbell")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("nobody")), "{reasons:?}");
+    assert_eq!(dlq["dead_letters"][0]["source"], "message");
+    drained(&app, Duration::from_secs(30)).await;
+    for id in &ids {
+        assert_eq!(
+            event_kinds(&app, id).await.last().map(String::as_str),
+            Some("validated")
+        );
+    }
+    // A replayed message is published again (and, still malformed, dead-lettered again).
+    let id = dlq["dead_letters"][1]["id"].as_i64().unwrap();
+    let replayed = app.post(&format!("/admin/dlq/{id}/replay"), "").await;
+    assert_eq!(replayed.status, 200, "{}", replayed.text());
+    app.wait_for(
+        Duration::from_secs(20),
+        async |c| c.get("/admin/dlq").await.json(),
+        |d| d["count"] == 2 && d["dead_letters"][0]["id"].as_i64() != Some(id),
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_delays_no_answer_and_loses_no_order() {
+    let hung = black_hole().await;
+    let app = TestApp::start_real_in(Arc::new(tempfile::tempdir().unwrap()), |options| {
+        options
+            .variables
+            .insert("redis_url".into(), format!("redis://{hung}"));
+        options.redis_mode = RedisMode::Server;
+    })
+    .await;
+    let body = r#"{"order_id": "hung-1", "product": "Medicine A", "quantity": 1}"#;
+    let first = app.create_order("hung-key", body).await;
+    assert_eq!(first.status, 202, "{}", first.text());
+    // The first request is still ringing the doorbell (Redis does not answer): a duplicate
+    // gets 409 and is told when to retry.
+    let duplicate = app.create_order("hung-key", body).await;
+    assert_eq!(
+        (duplicate.status, duplicate.json()["type"].as_str()),
+        (409, Some("/problems/idempotency-key-in-flight")),
+        "{}",
+        duplicate.text()
+    );
+    assert!(duplicate.header("retry-after").is_some());
+    // No doorbell arrives, yet the sweeper validates the order.
+    let order = app
+        .wait_for(
+            Duration::from_secs(30),
+            async |c| c.get("/orders/hung-1").await.json(),
+            |o| o["status"] != "processing",
+        )
+        .await;
+    assert_eq!(order["status"], "validated", "{order}");
+    // Once the first request gave up on the doorbell, duplicates get its answer.
+    let replay = app
+        .wait_for(
+            Duration::from_secs(30),
+            async |c| c.create_order("hung-key", body).await,
+            |r| r.status != 409,
+        )
+        .await;
+    assert_eq!(replay.status, 202);
+    assert_eq!(replay.body, first.body);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_tells_the_four_modes_apart() {
+    let app = TestApp::start_real_in(Arc::new(tempfile::tempdir().unwrap()), |options| {
+        options
+            .variables
+            .insert("monitor_degraded_ms".into(), "200".into());
+    })
+    .await;
+    // Never "no data": the first request probes.
+    let first = app.get("/health_status").await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.json()["services"]["orders"]["status"], "healthy");
+    // The worker counts as up once its first sweep (cron, every second) left a heartbeat.
+    let swept = app
+        .wait_for(
+            Duration::from_secs(10),
+            async |c| c.get("/health_status?refresh=true").await.json(),
+            |r| r["services"]["validator"]["status"] == "healthy",
+        )
+        .await;
+    assert_eq!(
+        swept["services"]["validator"]["status"], "healthy",
+        "{swept}"
+    );
+    for (mode, expected) in [
+        (r#"{"mode": "normal"}"#, "healthy"),
+        (r#"{"mode": "slow", "delay_ms": 400}"#, "degraded"),
+        (r#"{"mode": "error"}"#, "unhealthy"),
+        (r#"{"mode": "down"}"#, "down"),
+    ] {
+        set_mode(&app, mode).await;
+        let report = app.get("/health_status?refresh=true").await.json();
+        assert_eq!(
+            report["services"]["external-validator"]["status"], expected,
+            "{mode}: {report}"
+        );
+        assert_eq!(report["status"], expected, "the worst service: {report}");
+        for service in ["orders", "admin", "database", "redis"] {
+            assert_eq!(
+                report["services"][service]["status"], "healthy",
+                "{service}: {report}"
+            );
+        }
+        assert!(report["breaker"]["state"].is_string());
+        assert!(report["queue"]["due"].is_u64());
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_orders_calls_and_the_breaker() {
+    let app = TestApp::start_real().await;
+    create_many(&app, "metrics", 3).await;
+    drained(&app, Duration::from_secs(30)).await;
+    let metrics = app.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert_eq!(
+        metrics.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = metrics.text();
+    for line in [
+        "orderly_orders{status=\"validated\"} 3",
+        "orderly_validator_calls_total{outcome=\"valid\"} 3",
+        "orderly_breaker_state{breaker=\"external-validator\",state=\"closed\"} 1",
+        "orderly_order_validation_duration_seconds_count 3",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_medisupply_seed_scripts_run_unchanged() {
+    let app = TestApp::start_real().await;
+    // What its scripts/load_test.py --orders 5 --mode normal does.
+    assert_eq!(
+        app.send(http::Method::DELETE, "/clear_orders", &[], "")
+            .await
+            .status,
+        200
+    );
+    let mode = app.post("/set_failure_mode", r#"{"mode": "normal"}"#).await;
+    assert_eq!(mode.status, 200, "{}", mode.text());
+    assert_eq!(app.get("/get_failure_mode").await.json()["mode"], "normal");
+    for n in 0..5 {
+        let body = format!(
+            r#"{{"order_id": "simple-test-{n:08x}", "product": "Test Product", "quantity": 5}}"#
+        );
+        let reply = app.post("/create_order", &body).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json()["message"], "Order placed successfully!");
+        // A repeat is not an error.
+        assert_eq!(app.post("/create_order", &body).await.status, 200);
+    }
+    let listed = app
+        .wait_for(
+            Duration::from_secs(30),
+            async |c| c.get("/get_orders").await.json(),
+            |l| {
+                l["orders"]
+                    .as_array()
+                    .is_some_and(|rows| rows.len() == 5 && rows.iter().all(|r| r[3] == "Validated"))
+            },
+        )
+        .await;
+    assert_eq!(
+        listed["orders"][0],
+        serde_json::json!(["simple-test-00000000", "Test Product", 5, "Validated"]),
+        "{listed}"
+    );
+    for bad in [
+        r#"{"product": "Test Product", "quantity": 5}"#,
+        r#"{"order_id": "", "product": "x", "quantity": 1}"#,
+    ] {
+        let reply = app.post("/create_order", bad).await;
+        assert_eq!(
+            (reply.status, reply.json()["type"].as_str()),
+            (400, Some("/problems/missing-order-id")),
+            "{bad}"
+        );
+    }
+    assert_eq!(app.get("/health").await.json()["status"], "healthy");
+    assert_eq!(
+        app.get("/health_status").await.json()["services"]["orders"]["status"],
+        "healthy"
+    );
+    assert_eq!(
+        app.send(http::Method::DELETE, "/clear_orders", &[], "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.get("/get_orders").await.json()["orders"],
+        serde_json::json!([])
+    );
+    app.stop().await;
+}
