@@ -2,17 +2,19 @@
 
 use ledger::{Sql, SqlError, SqlRows, SqlValue};
 use spin_sdk::sqlite3::{Connection, Error, Value};
+use std::cell::RefCell;
 
-/// A connection to one of the app's SQLite databases.
+/// The app's `default` SQLite database, through a connection opened on first use and given
+/// back on [`Sql::release_connection`] (a host lends a limited number of connections).
 pub struct SpinSql {
-    connection: Connection,
+    connection: RefCell<Option<Connection>>,
 }
 
 impl SpinSql {
     /// Opens the `default` database.
     pub fn open_default() -> Result<Self, SqlError> {
         Ok(Self {
-            connection: Connection::open_default().map_err(to_error)?,
+            connection: RefCell::new(Some(Connection::open_default().map_err(to_error)?)),
         })
     }
 }
@@ -20,8 +22,13 @@ impl SpinSql {
 impl Sql for SpinSql {
     fn execute(&self, statement: &str, parameters: &[SqlValue]) -> Result<SqlRows, SqlError> {
         let parameters: Vec<Value> = parameters.iter().map(to_value).collect();
-        let result = self
-            .connection
+        let mut connection = self.connection.borrow_mut();
+        if connection.is_none() {
+            *connection = Some(Connection::open_default().map_err(to_error)?);
+        }
+        let result = connection
+            .as_ref()
+            .expect("opened above")
             .execute(statement, &parameters)
             .map_err(to_error)?;
         Ok(SqlRows {
@@ -32,6 +39,10 @@ impl Sql for SpinSql {
                 .map(|row| row.values.into_iter().map(from_value).collect())
                 .collect(),
         })
+    }
+
+    fn release_connection(&self) {
+        self.connection.borrow_mut().take();
     }
 }
 

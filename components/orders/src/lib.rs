@@ -12,7 +12,7 @@
 mod api;
 
 use api::ApiError;
-use guest_kit::{Incoming, SpinSql, WallClock};
+use guest_kit::{Incoming, SpinKv, SpinSql, WallClock};
 use ledger::{Ledger, PageCursor};
 use orders_core::{NewOrder, OrderId, OrderStatus, Timestamp};
 use pipeline::{Doorbell, IntakeResult, IntakeSettings};
@@ -151,9 +151,22 @@ fn links(id: &str) -> serde_json::Value {
     })
 }
 
-/// Publishes the doorbell for a new order. A failure is logged, not fatal: the sweeper finds
-/// every due job within a second or so.
+/// Publishes the doorbell for a new order, unless a worker is draining already (it will find
+/// the order). A failure is logged, not fatal: the sweeper finds every due job within a second
+/// or so.
 fn ring(order_id: &OrderId) {
+    let busy = SpinKv::open("default")
+        .map_err(|error| error.to_string())
+        .and_then(|store| {
+            pipeline::doorbell_needed(&store, &WallClock).map_err(|error| error.to_string())
+        });
+    match busy {
+        Ok(false) => return,
+        Ok(true) => {}
+        Err(error) => {
+            eprintln!("orders: cannot tell whether a worker is draining ({error}); ringing")
+        }
+    }
     let address =
         guest_kit::variable("redis_url").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
     let channel = pipeline::JOBS_CHANNEL;

@@ -72,6 +72,12 @@ impl<S: Sql> Ledger<S> {
         Self { sql }
     }
 
+    /// Lets go of the database connection until the next operation (see [`Sql::release_connection`]):
+    /// call it before waiting on something slow, so the wait holds no connection.
+    pub fn release_connection(&self) {
+        self.sql.release_connection();
+    }
+
     /// Runs one statement; when the schema it needs is missing, migrates and runs it once
     /// more. The outer error is a failed migration, the inner one the statement's own.
     fn execute(

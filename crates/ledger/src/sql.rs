@@ -9,6 +9,10 @@ pub trait Sql {
     /// Runs a single statement (no trailing statements) with positional parameters and returns
     /// the rows it produced, if any.
     fn execute(&self, statement: &str, parameters: &[SqlValue]) -> Result<SqlRows, SqlError>;
+
+    /// The caller will not run a statement for a while (it waits on the network): give the
+    /// connection back if holding it costs others; the next statement opens one again.
+    fn release_connection(&self) {}
 }
 
 /// A value passed to or read from SQLite.

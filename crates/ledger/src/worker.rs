@@ -262,7 +262,7 @@ impl<S: Sql> Ledger<S> {
 
     /// Gives jobs `worker` claimed back untouched: their lease is cleared, so they can be
     /// claimed again at once. Jobs another worker holds now are left alone.
-    pub fn release(&self, worker: &str, job_ids: &[i64]) -> Result<(), LedgerError> {
+    pub fn release_jobs(&self, worker: &str, job_ids: &[i64]) -> Result<(), LedgerError> {
         if job_ids.is_empty() {
             return Ok(());
         }

@@ -215,11 +215,6 @@ pub fn render_metrics(inputs: &MetricsInputs) -> String {
             "Jobs and messages sent to the dead-letter queue.",
             totals.dead_letters,
         ),
-        (
-            "doorbells_total",
-            "Doorbell messages received by the validation workers.",
-            totals.doorbells,
-        ),
     ] {
         families.push(family(
             name,

@@ -24,5 +24,5 @@ pub use plan::{
 pub use settings::{IntakeSettings, PIPELINE_VARIABLES, WorkerSettings};
 pub use worker::{
     DEPENDENCY, DoorbellPublisher, DrainReport, HEARTBEAT_KEY, JOB_KIND, JOBS_CHANNEL,
-    ValidationWorker, ValidatorClient, WorkerError, WorkerParts,
+    ValidationWorker, ValidatorClient, WorkerError, WorkerParts, doorbell_needed,
 };

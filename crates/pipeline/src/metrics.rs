@@ -51,7 +51,6 @@ pub struct Observations {
     spec: HistogramSpec,
     counts: Vec<u64>,
     sum_ms: u64,
-    count: u64,
 }
 
 impl Observations {
@@ -61,7 +60,6 @@ impl Observations {
             spec,
             counts: vec![0; spec.bounds_seconds.len() + 1],
             sum_ms: 0,
-            count: 0,
         }
     }
 
@@ -76,7 +74,6 @@ impl Observations {
             .unwrap_or(self.spec.bounds_seconds.len());
         self.counts[index] += 1;
         self.sum_ms += millis;
-        self.count += 1;
     }
 }
 
@@ -93,8 +90,6 @@ pub struct Tally {
     pub deferrals: u64,
     /// Jobs and messages sent to the dead-letter queue.
     pub dead_letters: u64,
-    /// Doorbells received.
-    pub doorbells: u64,
     /// Call latencies.
     pub call_latency: Observations,
     /// Acceptance-to-decision latencies of the orders decided.
@@ -109,7 +104,6 @@ impl Default for Tally {
             budget_rejections: 0,
             deferrals: 0,
             dead_letters: 0,
-            doorbells: 0,
             call_latency: Observations::new(CALL_LATENCY),
             validation_latency: Observations::new(VALIDATION_LATENCY),
         }
@@ -139,7 +133,6 @@ impl Tally {
             ("budget_rejections", self.budget_rejections),
             ("deferrals", self.deferrals),
             ("dead_letters", self.dead_letters),
-            ("doorbells", self.doorbells),
         ] {
             increments.push((format!("{PREFIX}/{name}"), value));
         }
@@ -149,7 +142,6 @@ impl Tally {
                 increments.push((format!("{PREFIX}/h/{key}/{index}"), *count));
             }
             increments.push((format!("{PREFIX}/h/{key}/sum_ms"), histogram.sum_ms));
-            increments.push((format!("{PREFIX}/h/{key}/count"), histogram.count));
         }
         for (key, value) in increments.into_iter().filter(|(_, value)| *value > 0) {
             store.increment(&key, i64::try_from(value).unwrap_or(i64::MAX))?;
@@ -184,8 +176,6 @@ pub struct Totals {
     pub deferrals: u64,
     /// Dead-letter arrivals.
     pub dead_letters: u64,
-    /// Doorbells received.
-    pub doorbells: u64,
     /// Call latency.
     pub call_latency: HistogramTotals,
     /// Acceptance-to-decision latency.
@@ -198,13 +188,7 @@ pub fn read_totals<K: KvStore>(store: &K) -> Result<Totals, K::Error> {
         .iter()
         .map(|label| format!("{PREFIX}/calls/{label}"))
         .collect();
-    for name in [
-        "retries",
-        "budget_rejections",
-        "deferrals",
-        "dead_letters",
-        "doorbells",
-    ] {
+    for name in ["retries", "budget_rejections", "deferrals", "dead_letters"] {
         keys.push(format!("{PREFIX}/{name}"));
     }
     for spec in [CALL_LATENCY, VALIDATION_LATENCY] {
@@ -212,22 +196,20 @@ pub fn read_totals<K: KvStore>(store: &K) -> Result<Totals, K::Error> {
             keys.push(format!("{PREFIX}/h/{}/{index}", spec.key));
         }
         keys.push(format!("{PREFIX}/h/{}/sum_ms", spec.key));
-        keys.push(format!("{PREFIX}/h/{}/count", spec.key));
     }
     let values = store.counters(&keys)?;
     let mut next = values.into_iter().map(|v| u64::try_from(v).unwrap_or(0));
     let mut take = || next.next().unwrap_or(0);
     let calls = CALL_OUTCOMES.iter().map(|label| (*label, take())).collect();
-    let (retries, budget_rejections, deferrals, dead_letters, doorbells) =
-        (take(), take(), take(), take(), take());
+    let (retries, budget_rejections, deferrals, dead_letters) = (take(), take(), take(), take());
     let mut histogram = |spec: HistogramSpec| {
-        let counts = (0..=spec.bounds_seconds.len()).map(|_| take()).collect();
+        let counts: Vec<u64> = (0..=spec.bounds_seconds.len()).map(|_| take()).collect();
         let sum_ms = take();
         HistogramTotals {
             spec,
+            count: counts.iter().sum(),
             counts,
             sum_seconds: sum_ms as f64 / 1000.0,
-            count: take(),
         }
     };
     let call_latency = histogram(CALL_LATENCY);
@@ -238,7 +220,6 @@ pub fn read_totals<K: KvStore>(store: &K) -> Result<Totals, K::Error> {
         budget_rejections,
         deferrals,
         dead_letters,
-        doorbells,
         call_latency,
         validation_latency,
     })

@@ -1,7 +1,7 @@
 //! The pipeline's settings, read from Spin variables with documented defaults.
 
 use crate::plan::JobPolicy;
-use resilience::{BreakerPolicy, BudgetPolicy, SettingError, read_settings};
+use resilience::{BreakerPolicy, BudgetPolicy, BulkheadPolicy, SettingError, read_settings};
 
 /// The variables the pipeline reads beyond the resilience library's (name, default, meaning).
 pub const PIPELINE_VARIABLES: &[(&str, &str, &str)] = &[
@@ -9,6 +9,11 @@ pub const PIPELINE_VARIABLES: &[(&str, &str, &str)] = &[
         "worker_wave_size",
         "32",
         "jobs a worker claims and validates concurrently per wave",
+    ),
+    (
+        "worker_drainers",
+        "4",
+        "validation workers draining at once, fleet-wide (the others leave the work to them)",
     ),
     (
         "worker_lease_ms",
@@ -42,8 +47,8 @@ pub const PIPELINE_VARIABLES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Reads the whole number `name` through `lookup` (its default from [`PIPELINE_VARIABLES`]
-/// when absent or empty), which must lie in `min..=max`.
+/// Reads the whole number `name` through `lookup` (its default from [`PIPELINE_VARIABLES`] or
+/// the resilience library's `VARIABLES` when absent or empty), which must lie in `min..=max`.
 fn whole_number(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &str,
@@ -52,6 +57,7 @@ fn whole_number(
 ) -> Result<u64, SettingError> {
     let default = PIPELINE_VARIABLES
         .iter()
+        .chain(resilience::VARIABLES)
         .find(|(variable, _, _)| *variable == name)
         .map_or("0", |(_, default, _)| *default);
     let text = lookup(name)
@@ -77,6 +83,9 @@ pub struct WorkerSettings {
     pub budget: BudgetPolicy,
     /// Backoff, deadline and dead-letter rules for each job.
     pub job: JobPolicy,
+    /// How many workers drain at once, fleet-wide, and how long a draining worker's slot
+    /// lasts without renewal.
+    pub drainers: BulkheadPolicy,
     /// Jobs claimed, and called concurrently, per wave.
     pub wave_size: u32,
     /// How long a claim holds its jobs; a worker that dies loses its jobs for this long.
@@ -94,7 +103,12 @@ impl WorkerSettings {
     /// default).
     pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
         let resilience = read_settings(&lookup)?;
+        let lease_ms = whole_number(&lookup, "worker_lease_ms", 100, 3_600_000)?;
         Ok(Self {
+            drainers: BulkheadPolicy {
+                slots: whole_number(&lookup, "worker_drainers", 1, 1000)? as u32,
+                lease_ms,
+            },
             breaker: resilience.breaker,
             budget: resilience.budget,
             job: JobPolicy {
@@ -102,7 +116,7 @@ impl WorkerSettings {
                 poison_limit: whole_number(&lookup, "poison_limit", 1, 100)? as u32,
             },
             wave_size: whole_number(&lookup, "worker_wave_size", 1, 1000)? as u32,
-            lease_ms: whole_number(&lookup, "worker_lease_ms", 100, 3_600_000)?,
+            lease_ms,
             drain_ms: whole_number(&lookup, "worker_drain_ms", 0, 600_000)?,
             budget_wait_ms: whole_number(&lookup, "budget_wait_ms", 1, 3_600_000)?,
             key_ttl_ms: whole_number(&lookup, "idempotency_ttl_secs", 1, 30 * 86_400)? * 1000,
@@ -127,7 +141,8 @@ impl IntakeSettings {
         Ok(Self {
             key_ttl_ms: whole_number(&lookup, "idempotency_ttl_secs", 1, 30 * 86_400)? * 1000,
             in_flight_lock_ms: whole_number(&lookup, "in_flight_lock_ms", 100, 600_000)?,
-            deadline_ms: read_settings(&lookup)?.retry.deadline_ms,
+            deadline_ms: whole_number(&lookup, "validation_deadline_secs", 1, 10 * 365 * 86_400)?
+                * 1000,
         })
     }
 }

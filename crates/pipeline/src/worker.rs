@@ -15,8 +15,8 @@ use crate::settings::WorkerSettings;
 use ledger::{ClaimedJob, EventKind, JobResult, Ledger, LedgerError, NextStep, Sql};
 use orders_core::Timestamp;
 use resilience::{
-    Admission, BreakerError, CallFailure, CallOutcome, CallWindow, CircuitBreaker, Clock, KvStore,
-    Random, RetryBudget, Transition,
+    Admission, BreakerError, Bulkhead, BulkheadError, BulkheadPermit, BulkheadPolicy, CallFailure,
+    CallOutcome, CallWindow, CircuitBreaker, Clock, KvStore, Random, RetryBudget, Transition,
 };
 use std::future::Future;
 
@@ -27,6 +27,8 @@ pub const JOBS_CHANNEL: &str = "orderly-jobs";
 pub const JOB_KIND: &str = "validate";
 /// The circuit breaker's (and the retry budget's) name: the dependency it guards.
 pub const DEPENDENCY: &str = "external-validator";
+/// The bulkhead that limits how many workers drain at once.
+const DRAINERS: &str = "validation-drainers";
 /// Where the sweeper leaves its heartbeat (JSON, for the health monitor).
 pub const HEARTBEAT_KEY: &str = "validator/heartbeat";
 /// When the sweeper last pruned old keys (milliseconds, as text).
@@ -57,6 +59,9 @@ pub enum WorkerError {
     /// The circuit breaker's state could not be read or written.
     #[error("circuit breaker: {0}")]
     Breaker(#[from] BreakerError),
+    /// The drainers' bulkhead could not be read or written.
+    #[error("drainer slots: {0}")]
+    Bulkhead(#[from] BulkheadError),
     /// The key-value store failed.
     #[error("key-value store: {0}")]
     Store(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -114,6 +119,17 @@ pub struct WorkerParts<'a, S: Sql, K: KvStore, C: Clock, V: ValidatorClient, P: 
     pub publisher: &'a P,
     /// The settings.
     pub settings: &'a WorkerSettings,
+}
+
+/// Whether a new order's doorbell is needed: not while some worker drains (it will find the
+/// order: a drainer looks for work once more after giving its slot back). One read.
+pub fn doorbell_needed<K: KvStore, C: Clock>(store: &K, clock: &C) -> Result<bool, BulkheadError> {
+    // Counting live leases reads the stored slots only; the policy plays no part in it.
+    let any = BulkheadPolicy {
+        slots: 1,
+        lease_ms: 1,
+    };
+    Ok(Bulkhead::new(store, clock, DRAINERS, any).occupied()? == 0)
 }
 
 /// One worker invocation (a doorbell or a sweep).
@@ -183,16 +199,12 @@ where
         channel: &str,
         message: &[u8],
     ) -> Result<DrainReport, WorkerError> {
-        let tally = Tally {
-            doorbells: 1,
-            ..Tally::default()
-        };
         let now = self.now();
         let doorbell = match Doorbell::parse(message) {
             Ok(doorbell) => doorbell,
             Err(error) => {
                 let reason = format!("malformed doorbell: {error}");
-                return self.dead_letter_message(channel, message, &reason, tally);
+                return self.dead_letter_message(channel, message, &reason);
             }
         };
         let probe = self
@@ -204,13 +216,12 @@ where
                 "doorbell for order {}, which does not exist",
                 doorbell.order_id.as_ref().map_or("?", |id| id.as_str())
             );
-            return self.dead_letter_message(channel, message, &reason, tally);
+            return self.dead_letter_message(channel, message, &reason);
         }
-        tally.save(self.parts.store).map_err(store_error)?;
         if !probe.due {
             return Ok(DrainReport::default());
         }
-        self.drain().await
+        self.drain_guarded().await
     }
 
     fn dead_letter_message(
@@ -218,12 +229,14 @@ where
         channel: &str,
         message: &[u8],
         reason: &str,
-        mut tally: Tally,
     ) -> Result<DrainReport, WorkerError> {
         self.parts
             .ledger
             .dead_letter_message(self.now(), channel, message, reason)?;
-        tally.dead_letters += 1;
+        let tally = Tally {
+            dead_letters: 1,
+            ..Tally::default()
+        };
         tally.save(self.parts.store).map_err(store_error)?;
         Ok(DrainReport {
             dead_lettered: 1,
@@ -235,7 +248,7 @@ where
     /// whose doorbell was lost), prunes expired keys now and then, and leaves a heartbeat.
     pub async fn sweep(&mut self) -> Result<DrainReport, WorkerError> {
         let mut report = self.expire()?;
-        report.absorb(self.drain().await?);
+        report.absorb(self.drain_guarded().await?);
         self.housekeeping()?;
         let heartbeat = serde_json::json!({
             "at_ms": self.parts.clock.now_ms(),
@@ -250,33 +263,81 @@ where
         Ok(report)
     }
 
-    /// Runs waves while they come back full, for up to the drain time. The first full wave
-    /// rings a doorbell so that another worker joins in (on hosts that run handlers
-    /// concurrently; elsewhere it is one more wake-up).
-    pub async fn drain(&mut self) -> Result<DrainReport, WorkerError> {
+    fn drainers(&self) -> Bulkhead<'a, K, C> {
+        Bulkhead::new(
+            self.parts.store,
+            self.parts.clock,
+            DRAINERS,
+            self.parts.settings.drainers.clone(),
+        )
+    }
+
+    /// Drains if a drainer slot is free (at most `worker_drainers` workers drain at once,
+    /// fleet-wide); a worker that finds every slot taken leaves the work to their holders.
+    /// After giving its slot back, a worker looks once more: work that arrived while every slot
+    /// was taken (its doorbell found no free slot) is drained then, so nothing waits for the
+    /// sweep.
+    pub async fn drain_guarded(&mut self) -> Result<DrainReport, WorkerError> {
         let started = self.parts.clock.now_ms();
         let mut report = DrainReport::default();
-        let mut rang = false;
+        let drainers = self.drainers();
         loop {
-            let (wave, full) = self.wave().await?;
-            report.absorb(wave);
-            if !full {
+            let Some(permit) = drainers.try_enter()? else {
+                return Ok(report);
+            };
+            let drained = self.drain(&drainers, &permit).await;
+            drainers.leave(permit)?;
+            report.absorb(drained?);
+            let now = self.now();
+            if !self.parts.ledger.probe_work(JOB_KIND, now, None)?.due {
                 return Ok(report);
             }
-            if !rang {
-                rang = true;
-                if let Err(error) = self.parts.publisher.ring(&Doorbell::backlog()) {
-                    eprintln!("could not ring a backlog doorbell: {error}");
-                }
-            }
-            if self.parts.clock.now_ms().saturating_sub(started) >= self.parts.settings.drain_ms {
+            if now.millis().saturating_sub(started) >= self.parts.settings.drain_ms {
+                // Time is up with work left: hand it on rather than hold the handler.
+                self.ring_backlog();
                 return Ok(report);
             }
         }
     }
 
-    /// One wave; `true` with it when the wave was full (more work is likely waiting) or a
-    /// probe just closed the circuit.
+    /// Runs waves while they find work, for up to the drain time, renewing the drainer slot
+    /// each wave. The first full wave rings a doorbell so that another worker joins in.
+    async fn drain(
+        &mut self,
+        drainers: &Bulkhead<'a, K, C>,
+        permit: &BulkheadPermit,
+    ) -> Result<DrainReport, WorkerError> {
+        let started = self.parts.clock.now_ms();
+        let mut report = DrainReport::default();
+        let mut rang = false;
+        loop {
+            let (wave, more) = self.wave().await?;
+            let claimed = wave.claimed;
+            report.absorb(wave);
+            if !more {
+                return Ok(report);
+            }
+            if !rang && claimed >= self.parts.settings.wave_size {
+                rang = true;
+                self.ring_backlog();
+            }
+            if self.parts.clock.now_ms().saturating_sub(started) >= self.parts.settings.drain_ms
+                || !drainers.renew(permit)?
+            {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// Rings a doorbell about no order in particular: more work waits.
+    fn ring_backlog(&self) {
+        if let Err(error) = self.parts.publisher.ring(&Doorbell::backlog()) {
+            eprintln!("could not ring a backlog doorbell: {error}");
+        }
+    }
+
+    /// One wave; `true` with it when the wave found work (more may be waiting) or a probe
+    /// just closed the circuit.
     async fn wave(&mut self) -> Result<(DrainReport, bool), WorkerError> {
         let settings = self.parts.settings;
         let now = self.now();
@@ -323,12 +384,11 @@ where
             Admission::Probe(_) => {
                 let others: Vec<i64> = jobs.drain(1..).map(|job| job.job_id).collect();
                 if !others.is_empty() {
-                    self.parts.ledger.release(&self.id, &others)?;
+                    self.parts.ledger.release_jobs(&self.id, &others)?;
                 }
             }
             Admission::Closed { .. } | Admission::Disabled => {}
         }
-        let limit = settings.wave_size;
         let claimed = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
         // Jobs are created with their order, so a job's creation is the order's acceptance.
         let accepted: Vec<(String, Timestamp)> = jobs
@@ -376,6 +436,8 @@ where
                 calls.push(job);
             }
         }
+        // No connection is held while the calls are out: they may take seconds.
+        self.parts.ledger.release_connection();
         let answers = futures::future::join_all(calls.iter().map(|job| self.call(job))).await;
         let finished = self.now();
         let mut outcomes = Vec::with_capacity(answers.len());
@@ -441,8 +503,8 @@ where
                 .as_ref()
                 .is_some_and(|t| t.to == resilience::CircuitState::Closed);
         report.transitions.extend(transition);
-        let full = claimed >= limit && !probing;
-        Ok((report, full || closed_by_probe))
+        let more = claimed > 0 && !probing;
+        Ok((report, more || closed_by_probe))
     }
 
     /// Puts jobs this worker claimed back until `until`: the circuit refused them after the

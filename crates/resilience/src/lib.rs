@@ -1,6 +1,7 @@
 //! Orderly's resilience mechanisms, for components sharing a Spin key-value store: a fleet-wide
-//! circuit breaker, time-bucketed call counters, retries with jittered backoff under a shared
-//! retry budget, and the decisions of the `Idempotency-Key` draft.
+//! circuit breaker, a fleet-wide bulkhead (a concurrency limit with leases), time-bucketed call
+//! counters, retries with jittered backoff under a shared retry budget, and the decisions of the
+//! `Idempotency-Key` draft.
 //!
 //! Policies (what to do) are plain values with defaults, validated and read from variables;
 //! mechanisms (how) run them over a [`KvStore`]. Time ([`Clock`]) and randomness ([`Random`])
@@ -15,6 +16,7 @@
 
 pub mod breaker;
 pub mod budget;
+pub mod bulkhead;
 pub mod clock;
 pub mod idempotency;
 pub mod kv;
@@ -28,6 +30,7 @@ pub use breaker::{
     CircuitState, ForcedState, ProbeLease, ProbeTicket, Transition, TripReason,
 };
 pub use budget::{BudgetPolicy, RetryBudget};
+pub use bulkhead::{Bulkhead, BulkheadError, BulkheadPermit, BulkheadPolicy};
 pub use clock::{Clock, ManualClock};
 pub use idempotency::{IdempotencyKey, KeyDecision, KeyError, KeyRecord, decide};
 pub use kv::{KvStore, MemoryStore, MemoryStoreError};

@@ -64,7 +64,7 @@ impl wit::HostConnection for SqliteView<'_> {
             return Ok(Err(wit::Error::InvalidConnection));
         };
         let (open, result) = tokio::task::spawn_blocking(move || {
-            let result = run_statement(open.connection(), &statement, parameters);
+            let result = run_statement(&open, &statement, parameters);
             (open, result)
         })
         .await?;
@@ -96,12 +96,17 @@ fn with_lease<R: Default>(guest: &GuestConnection, read: impl FnOnce(&Lease) -> 
 }
 
 fn run_statement(
-    connection: &rusqlite::Connection,
+    lease: &Lease,
     statement: &str,
     parameters: Vec<wit::Value>,
 ) -> Result<wit::QueryResult, wit::Error> {
     let io = |error: rusqlite::Error| wit::Error::Io(error.to_string());
-    let mut prepared = connection.prepare_cached(statement).map_err(io)?;
+    let mut prepared = lease.connection().prepare_cached(statement).map_err(io)?;
+    let _gate = if prepared.readonly() {
+        None
+    } else {
+        lease.write_gate()
+    };
     let columns: Vec<String> = prepared
         .column_names()
         .into_iter()

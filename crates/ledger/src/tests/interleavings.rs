@@ -182,7 +182,10 @@ impl World {
                     return;
                 }
                 let (job, _) = state.held.remove(pick % state.held.len());
-                state.ledger.release(&state.name, &[job.job_id]).unwrap();
+                state
+                    .ledger
+                    .release_jobs(&state.name, &[job.job_id])
+                    .unwrap();
             }
             Action::Wait { millis } => self.now += millis,
             Action::DeferDue => {

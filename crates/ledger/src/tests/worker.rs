@@ -490,10 +490,16 @@ fn released_jobs_can_be_claimed_at_once() {
     fixture.accept("b", 2);
     let jobs = claim(&fixture, "w1", 10, 1_000, 2);
     // Only the holder's release counts.
-    fixture.ledger.release("w2", &[jobs[0].job_id]).unwrap();
+    fixture
+        .ledger
+        .release_jobs("w2", &[jobs[0].job_id])
+        .unwrap();
     assert!(claim(&fixture, "w2", 20, 1_000, 2).is_empty());
-    fixture.ledger.release("w1", &[jobs[0].job_id]).unwrap();
-    fixture.ledger.release("w1", &[]).unwrap();
+    fixture
+        .ledger
+        .release_jobs("w1", &[jobs[0].job_id])
+        .unwrap();
+    fixture.ledger.release_jobs("w1", &[]).unwrap();
     let again = claim(&fixture, "w2", 20, 1_000, 2);
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].job_id, jobs[0].job_id);
