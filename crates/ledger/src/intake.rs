@@ -1,6 +1,7 @@
 //! Accepting orders (`POST /orders`) and the idempotency keys that make retried requests
 //! safe.
 
+use crate::reads::StoredOrder;
 use crate::sql::RowReader;
 use crate::{Ledger, LedgerError, Sql, SqlRows, SqlValue};
 use orders_core::{LineItem, Order, Timestamp};
@@ -14,8 +15,6 @@ pub struct Intake<'a> {
     pub key: &'a str,
     /// What identifies the request's content (`NewOrder::fingerprint`).
     pub fingerprint: &'a str,
-    /// The JSON body answered to the request, answered again to its retries.
-    pub response: &'a str,
     /// Until when the key counts as held by the request that is storing it.
     pub locked_until: Timestamp,
     /// When validation gives up and the order fails.
@@ -25,51 +24,76 @@ pub struct Intake<'a> {
 /// What became of an intake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IntakeOutcome {
-    /// The key, the order, its validation job and its `accepted` event were stored.
+    /// The order, with its key, and its validation job were stored.
     Created,
-    /// The key was already used; nothing was stored. What it holds is returned.
-    KeyTaken(StoredKey),
+    /// The key was already used; nothing was stored. What it holds is returned (boxed: it
+    /// carries a whole order).
+    KeyTaken(Box<StoredKey>),
     /// Another order has this id; nothing was stored.
     OrderIdTaken,
 }
 
-/// An idempotency key as stored.
+/// An idempotency key as stored, with the order it created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredKey {
     /// The key.
     pub key: String,
     /// The fingerprint of the request that first used it.
     pub fingerprint: String,
-    /// The order it created.
-    pub order_id: String,
-    /// The JSON body first answered.
-    pub response: String,
+    /// The order it created, as it was accepted (`processing`, no reason or detail, updated
+    /// when created): what the first answer was built from.
+    pub order: Order,
     /// Whether the first request finished answering.
     pub completed: bool,
     /// Until when the first request holds it.
     pub locked_until: Timestamp,
-    /// When it was first used.
+    /// When it was first used (when its order was created).
     pub created_at: Timestamp,
 }
 
 const INSERT_INTAKE: &str = "INSERT INTO order_intake
-    (key, fingerprint, response, locked_until, order_id, customer, items, created_at, deadline_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    (key, fingerprint, locked_until, order_id, customer, items, created_at, deadline_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// Reads a key `?1`: its columns, then its order as accepted, in `order_columns!` order.
+const SELECT_KEY: &str = "SELECT o.key_fingerprint, o.key_completed, o.key_locked_until,
+        o.id, o.customer, o.items, 'processing', NULL, NULL, o.created_at, o.created_at
+    FROM orders AS o WHERE o.idempotency_key = ?1";
+
+/// Prunes keys: `?1` expired before, `?2` how many orders to look at. It looks at the orders
+/// after the mark, in acceptance order, and passes those created before `?1` up to the first
+/// that was not; the view's trigger clears their keys and moves the mark past them.
+const PRUNE_KEYS: &str = "WITH
+        mark (seq) AS (SELECT value FROM ledger_marks WHERE name = 'keys_pruned_through'),
+        next (seq, created_at, key) AS (
+            SELECT seq, created_at, idempotency_key FROM orders
+            WHERE seq > (SELECT seq FROM mark) ORDER BY seq LIMIT ?2
+        ),
+        expired AS (
+            SELECT * FROM next WHERE seq < coalesce(
+                (SELECT min(seq) FROM next WHERE created_at >= ?1), 9223372036854775807)
+        )
+    INSERT INTO key_pruning (after_seq, through_seq, cleared)
+    SELECT after_seq, through_seq, cleared FROM (
+        SELECT (SELECT seq FROM mark) AS after_seq, max(seq) AS through_seq,
+            count(key) AS cleared
+        FROM expired
+    ) WHERE through_seq IS NOT NULL
+    RETURNING cleared";
 
 /// How many times an intake is tried when its key vanishes between the failed insert and the
 /// read of the key (it expired and was forgotten in between).
 const INTAKE_TRIES: usize = 3;
 
 impl<S: Sql> Ledger<S> {
-    /// Stores a new order in one statement: its idempotency key (not yet completed), the order
-    /// (`processing`), its `validate` job (due at once) and an `accepted` event, or nothing.
+    /// Stores a new order in one statement: the order (`processing`) with its idempotency key
+    /// (not yet completed) and its `validate` job (due at once), or nothing.
     pub fn accept(&self, intake: &Intake<'_>) -> Result<IntakeOutcome, LedgerError> {
         const OPERATION: &str = "accept an order";
         let order = intake.order;
         let parameters = [
             SqlValue::text(intake.key),
             SqlValue::text(intake.fingerprint),
-            SqlValue::text(intake.response),
             SqlValue::millis(intake.locked_until),
             SqlValue::text(order.id.as_str()),
             SqlValue::optional_text(order.customer.as_ref().map(|customer| customer.as_str())),
@@ -79,105 +103,115 @@ impl<S: Sql> Ledger<S> {
         ];
         let mut tries_left = INTAKE_TRIES;
         loop {
-            match self.execute(INSERT_INTAKE, &parameters)? {
+            let error = match self.execute(INSERT_INTAKE, &parameters)? {
                 Ok(_) => return Ok(IntakeOutcome::Created),
-                Err(error) if error.is_unique_violation("idempotency_keys.key") => {
-                    if let Some(stored) = self.stored_key(intake.key)? {
-                        return Ok(IntakeOutcome::KeyTaken(stored));
-                    }
-                    tries_left -= 1;
-                    if tries_left == 0 {
-                        return Err(LedgerError::Sql {
-                            operation: OPERATION,
-                            source: error,
-                        });
-                    }
-                }
-                Err(error) if error.is_unique_violation("orders.id") => {
-                    return Ok(IntakeOutcome::OrderIdTaken);
-                }
-                Err(source) => {
-                    return Err(LedgerError::Sql {
-                        operation: OPERATION,
-                        source,
-                    });
-                }
+                Err(error) => error,
+            };
+            let id_taken = error.is_unique_violation("orders.id");
+            if !id_taken && !error.is_unique_violation("orders.idempotency_key") {
+                return Err(LedgerError::Sql {
+                    operation: OPERATION,
+                    source: error,
+                });
+            }
+            // The key is answered for first, whichever constraint SQLite reported: a retried
+            // request often brings its order id again.
+            if let Some(stored) = self.stored_key(intake.key)? {
+                return Ok(IntakeOutcome::KeyTaken(Box::new(stored)));
+            }
+            if id_taken {
+                return Ok(IntakeOutcome::OrderIdTaken);
+            }
+            tries_left -= 1;
+            if tries_left == 0 {
+                return Err(LedgerError::Sql {
+                    operation: OPERATION,
+                    source: error,
+                });
             }
         }
     }
 
-    /// The idempotency key `key`, if stored.
+    /// The idempotency key `key`, if stored, with its order as accepted.
     pub fn stored_key(&self, key: &str) -> Result<Option<StoredKey>, LedgerError> {
         let found = self.run(
             "read an idempotency key",
-            "SELECT key, fingerprint, order_id, response, completed, locked_until, created_at
-            FROM idempotency_keys WHERE key = ?1",
+            SELECT_KEY,
             &[SqlValue::text(key)],
         )?;
-        found
-            .rows
-            .first()
-            .map(|row| {
-                read_stored_key(row).map_err(|detail| {
-                    LedgerError::corrupt(format!("idempotency key {key:?}"), detail)
-                })
-            })
-            .transpose()
+        let Some(row) = found.rows.first() else {
+            return Ok(None);
+        };
+        let mut reader = RowReader::new(row);
+        let corrupt = |detail| LedgerError::corrupt(format!("idempotency key {key:?}"), detail);
+        let fingerprint = reader.text("key_fingerprint").map_err(corrupt)?;
+        let completed = reader.flag("key_completed").map_err(corrupt)?;
+        let locked_until = reader.timestamp("key_locked_until").map_err(corrupt)?;
+        let order = StoredOrder::read(&mut reader)?.check()?;
+        Ok(Some(StoredKey {
+            key: key.to_owned(),
+            fingerprint,
+            created_at: order.created_at,
+            order,
+            completed,
+            locked_until,
+        }))
     }
 
     /// Marks the key's first request as answered.
     pub fn complete_key(&self, key: &str) -> Result<(), LedgerError> {
         self.run(
             "complete an idempotency key",
-            "UPDATE idempotency_keys SET completed = 1 WHERE key = ?1",
+            "UPDATE orders SET key_completed = 1 WHERE idempotency_key = ?1",
             &[SqlValue::text(key)],
         )
         .map(drop)
     }
 
-    /// Deletes the key if it was first used before `expired_before`; says whether it did.
+    /// Forgets the key (its order stays, without it) if it was first used before
+    /// `expired_before`; says whether it did.
     pub fn forget_key_if_expired(
         &self,
         key: &str,
         expired_before: Timestamp,
     ) -> Result<bool, LedgerError> {
-        let deleted = self.run(
+        let forgotten = self.run(
             "forget an expired idempotency key",
-            "DELETE FROM idempotency_keys WHERE key = ?1 AND created_at < ?2 RETURNING 1",
+            "UPDATE orders
+            SET idempotency_key = NULL, key_fingerprint = NULL, key_completed = NULL,
+                key_locked_until = NULL
+            WHERE idempotency_key = ?1 AND created_at < ?2 RETURNING 1",
             &[SqlValue::text(key), SqlValue::millis(expired_before)],
         )?;
-        Ok(!deleted.rows.is_empty())
+        Ok(!forgotten.rows.is_empty())
     }
 
-    /// Deletes up to `limit` keys first used before `expired_before`, oldest first; returns
-    /// how many.
+    /// Forgets the keys first used before `expired_before`, oldest first, looking at no more
+    /// than `limit` orders (so the work is bounded however many orders there are), in one
+    /// statement; returns how many keys it forgot.
+    ///
+    /// A mark remembers how far pruning got, in acceptance order; each call goes on from it
+    /// and stops at the first order not yet expired. Orders are accepted in that order with
+    /// non-decreasing creation times in practice, so it approximates creation order: an order
+    /// created earlier than one accepted before it (clocks of instances disagreeing) keeps its
+    /// key until that one expires too. A key may so outlive its TTL a little, but is never
+    /// forgotten before it expires.
     pub fn prune_keys(&self, expired_before: Timestamp, limit: u32) -> Result<u64, LedgerError> {
-        let deleted = self.run(
+        let pruned = self.run(
             "prune idempotency keys",
-            "DELETE FROM idempotency_keys WHERE key IN (
-                SELECT key FROM idempotency_keys WHERE created_at < ?1
-                ORDER BY created_at LIMIT ?2
-            ) RETURNING 1",
+            PRUNE_KEYS,
             &[
                 SqlValue::millis(expired_before),
                 SqlValue::Integer(i64::from(limit)),
             ],
         )?;
-        Ok(row_count(&deleted))
+        match pruned.rows.first().map(Vec::as_slice) {
+            None => Ok(0),
+            Some(row) => RowReader::new(row)
+                .count("cleared")
+                .map_err(|detail| LedgerError::corrupt("the key pruning", detail)),
+        }
     }
-}
-
-fn read_stored_key(row: &[SqlValue]) -> Result<StoredKey, String> {
-    let mut reader = RowReader::new(row);
-    Ok(StoredKey {
-        key: reader.text("key")?,
-        fingerprint: reader.text("fingerprint")?,
-        order_id: reader.text("order_id")?,
-        response: reader.text("response")?,
-        completed: reader.flag("completed")?,
-        locked_until: reader.timestamp("locked_until")?,
-        created_at: reader.timestamp("created_at")?,
-    })
 }
 
 /// How many rows a statement returned.

@@ -3,7 +3,7 @@
 
 use crate::sql::RowReader;
 use crate::{EventKind, Ledger, LedgerError, OrderEvent, Sql, SqlValue};
-use orders_core::{CustomerName, LineItem, Order, OrderId, OrderIdError, OrderStatus, Timestamp};
+use orders_core::{CustomerName, LineItem, Order, OrderId, OrderStatus, Timestamp};
 use serde::Deserialize;
 use std::fmt;
 use std::sync::LazyLock;
@@ -48,12 +48,11 @@ pub struct OrderPage {
     pub next: Option<PageCursor>,
 }
 
-/// Where a page of orders starts: just after the order created at a time with an id. Its text
-/// form (`to_string`, [`PageCursor::parse`]) is opaque to clients and safe in a URL.
+/// Where a page of orders starts: just after an order, by its place in acceptance order. Its
+/// text form (`to_string`, [`PageCursor::parse`]) is opaque to clients and safe in a URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageCursor {
-    created_at: Timestamp,
-    id: OrderId,
+    seq: i64,
 }
 
 /// Why text is not a page cursor.
@@ -62,29 +61,22 @@ pub enum CursorError {
     /// It is not in the form a page gave out.
     #[error("not a page cursor (use the `next` value a page returned)")]
     Malformed,
-    /// Its order id part is not an order id.
-    #[error("the page cursor's order id is invalid")]
-    OrderId(#[source] OrderIdError),
 }
 
 impl PageCursor {
     /// Parses a cursor's text form.
     pub fn parse(text: &str) -> Result<Self, CursorError> {
-        let (millis, id) = text.split_once('.').ok_or(CursorError::Malformed)?;
-        if millis.is_empty() || !millis.bytes().all(|byte| byte.is_ascii_digit()) {
+        if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
             return Err(CursorError::Malformed);
         }
-        let created_at = millis.parse().map_err(|_| CursorError::Malformed)?;
-        Ok(Self {
-            created_at: Timestamp(created_at),
-            id: OrderId::parse(id).map_err(CursorError::OrderId)?,
-        })
+        let seq = text.parse().map_err(|_| CursorError::Malformed)?;
+        Ok(Self { seq })
     }
 }
 
 impl fmt::Display for PageCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.created_at.millis(), self.id)
+        write!(f, "{}", self.seq)
     }
 }
 
@@ -129,7 +121,7 @@ pub(crate) use order_columns;
 
 impl StoredOrder {
     /// Reads an order's columns, in [`order_columns!`] order.
-    fn read(reader: &mut RowReader<'_>) -> Result<Self, LedgerError> {
+    pub(crate) fn read(reader: &mut RowReader<'_>) -> Result<Self, LedgerError> {
         let id = reader
             .text("id")
             .map_err(|detail| LedgerError::corrupt("an order", detail))?;
@@ -195,28 +187,29 @@ const SELECT_ORDER: &str = concat!(
     WHERE o.id = ?1"
 );
 
+/// A page of orders: `?1` how many, `?2` after which `seq`.
 const PAGE_ALL: &str = concat!(
     "SELECT ",
     order_columns!(),
-    " FROM orders AS o ORDER BY o.created_at, o.id LIMIT ?1"
+    ", o.seq FROM orders AS o WHERE o.seq > ?2 ORDER BY o.seq LIMIT ?1"
 );
-const PAGE_ALL_AFTER: &str = concat!(
-    "SELECT ",
-    order_columns!(),
-    " FROM orders AS o WHERE (o.created_at, o.id) > (?2, ?3)
-    ORDER BY o.created_at, o.id LIMIT ?1"
-);
+/// A page of orders with status `?3`, as [`PAGE_ALL`] (through `orders_by_status_and_seq`).
 const PAGE_BY_STATUS: &str = concat!(
     "SELECT ",
     order_columns!(),
-    " FROM orders AS o WHERE o.status = ?2 ORDER BY o.created_at, o.id LIMIT ?1"
+    ", o.seq FROM orders AS o WHERE o.status = ?3 AND o.seq > ?2 ORDER BY o.seq LIMIT ?1"
 );
-const PAGE_BY_STATUS_AFTER: &str = concat!(
-    "SELECT ",
-    order_columns!(),
-    " FROM orders AS o WHERE o.status = ?2 AND (o.created_at, o.id) > (?3, ?4)
-    ORDER BY o.created_at, o.id LIMIT ?1"
-);
+
+/// An order's timeline, `?1` its id: the `accepted` event derived from the order (seq 0), then
+/// those stored.
+const SELECT_EVENTS: &str = "SELECT 0, o.created_at, 'accepted', NULL, NULL, NULL,
+        CASE WHEN o.seq <= (SELECT value FROM ledger_marks WHERE name = 'legacy_orders_through')
+            THEN 'carried over from the previous release' END
+    FROM orders AS o WHERE o.id = ?1
+    UNION ALL
+    SELECT seq, at, kind, attempt, outcome, latency_ms, detail
+    FROM order_events WHERE order_id = ?1
+    ORDER BY 1";
 
 /// The counters of [`PipelineStats`], in one statement (`?1` is now). The first columns count
 /// orders by status, in the order of [`OrderStatus::ALL`].
@@ -266,8 +259,8 @@ impl<S: Sql> Ledger<S> {
         }))
     }
 
-    /// Up to `limit` orders (at least 1), oldest first by (`created_at`, id), optionally only
-    /// those with `status`, starting after `after`.
+    /// Up to `limit` orders (at least 1), oldest first (in the order they were accepted),
+    /// optionally only those with `status`, starting after `after`.
     pub fn orders(
         &self,
         status: Option<OrderStatus>,
@@ -276,44 +269,39 @@ impl<S: Sql> Ledger<S> {
     ) -> Result<OrderPage, LedgerError> {
         let limit = limit.max(1);
         // One more than asked, to learn whether there is a next page.
-        let mut parameters = vec![SqlValue::Integer(i64::from(limit) + 1)];
-        if let Some(status) = status {
-            parameters.push(SqlValue::text(status.as_str()));
-        }
-        if let Some(after) = after {
-            parameters.push(SqlValue::millis(after.created_at));
-            parameters.push(SqlValue::text(after.id.as_str()));
-        }
-        let statement = match (status, after) {
-            (None, None) => PAGE_ALL,
-            (None, Some(_)) => PAGE_ALL_AFTER,
-            (Some(_), None) => PAGE_BY_STATUS,
-            (Some(_), Some(_)) => PAGE_BY_STATUS_AFTER,
+        let mut parameters = vec![
+            SqlValue::Integer(i64::from(limit) + 1),
+            SqlValue::Integer(after.map_or(i64::MIN, |after| after.seq)),
+        ];
+        let statement = match status {
+            None => PAGE_ALL,
+            Some(status) => {
+                parameters.push(SqlValue::text(status.as_str()));
+                PAGE_BY_STATUS
+            }
         };
         let found = self.run("list orders", statement, &parameters)?;
-        let mut orders = found
+        let mut listed = found
             .rows
             .iter()
-            .map(|row| StoredOrder::read(&mut RowReader::new(row))?.check())
+            .map(|row| read_listed_order(row))
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if orders.len() > limit as usize {
-            orders.truncate(limit as usize);
-            orders.last().map(|last| PageCursor {
-                created_at: last.created_at,
-                id: last.id.clone(),
-            })
+        let next = if listed.len() > limit as usize {
+            listed.truncate(limit as usize);
+            listed.last().map(|&(_, seq)| PageCursor { seq })
         } else {
             None
         };
+        let orders = listed.into_iter().map(|(order, _)| order).collect();
         Ok(OrderPage { orders, next })
     }
 
-    /// The order's timeline, oldest first (empty for an unknown order).
+    /// The order's timeline, oldest first: its `accepted` event (seq 0, at its creation), then
+    /// what happened to it since. Empty for an unknown order.
     pub fn events(&self, id: &OrderId) -> Result<Vec<OrderEvent>, LedgerError> {
         let found = self.run(
             "read an order's events",
-            "SELECT seq, at, kind, attempt, outcome, latency_ms, detail
-            FROM order_events WHERE order_id = ?1 ORDER BY seq",
+            SELECT_EVENTS,
             &[SqlValue::text(id.as_str())],
         )?;
         found
@@ -337,6 +325,16 @@ impl<S: Sql> Ledger<S> {
         let row = found.rows.first().map(Vec::as_slice).unwrap_or_default();
         read_stats(row, now).map_err(|detail| LedgerError::corrupt("the counters", detail))
     }
+}
+
+/// A listed order and its `seq`.
+fn read_listed_order(row: &[SqlValue]) -> Result<(Order, i64), LedgerError> {
+    let mut reader = RowReader::new(row);
+    let stored = StoredOrder::read(&mut reader)?;
+    let seq = reader
+        .integer("seq")
+        .map_err(|detail| LedgerError::corrupt(format!("order {:?}", stored.id()), detail))?;
+    Ok((stored.check()?, seq))
 }
 
 fn read_job_view(reader: &mut RowReader<'_>) -> Result<Option<JobView>, String> {
@@ -401,11 +399,8 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_through_text() {
-        let cursor = PageCursor {
-            created_at: Timestamp(1_234),
-            id: OrderId::parse("a.b-c").unwrap(),
-        };
-        assert_eq!(cursor.to_string(), "1234.a.b-c");
+        let cursor = PageCursor { seq: 1_234 };
+        assert_eq!(cursor.to_string(), "1234");
         assert_eq!(PageCursor::parse(&cursor.to_string()), Ok(cursor));
     }
 
@@ -413,12 +408,12 @@ mod tests {
     fn refuses_text_that_is_not_a_cursor() {
         for text in [
             "",
-            "1234",
-            ".id",
-            "-1.id",
-            "+1.id",
-            "x.id",
-            "99999999999999999999.id",
+            "-1",
+            "+1",
+            "x",
+            "1.id",
+            "1234.a.b-c",
+            "99999999999999999999",
         ] {
             assert_eq!(
                 PageCursor::parse(text),
@@ -426,9 +421,5 @@ mod tests {
                 "{text}"
             );
         }
-        assert!(matches!(
-            PageCursor::parse("1.a/b"),
-            Err(CursorError::OrderId(_))
-        ));
     }
 }

@@ -11,20 +11,41 @@ pub const NO_DEADLINE: Timestamp = Timestamp(i64::MAX as u64);
 /// Version 1: every table, view and trigger.
 const VERSION_1: &[&str] = &[
     "CREATE TABLE ledger_schema (version INTEGER PRIMARY KEY)",
-    // Orders. `items` is `LineItem::to_json`; `reason` a code, `detail` its explanation.
+    // Orders, in the order they were accepted (`seq`, the rowid, which VACUUM keeps because it
+    // is declared). `items` is `LineItem::to_json`; `reason` a code, `detail` its explanation.
+    // The `key_` columns hold the idempotency key the order was accepted under, while it is
+    // kept: all NULL for orders carried over from the previous release and once the key is
+    // forgotten or pruned.
     "CREATE TABLE orders (
-        id         TEXT PRIMARY KEY,
-        customer   TEXT,
-        items      TEXT NOT NULL,
-        status     TEXT NOT NULL,
-        reason     TEXT,
-        detail     TEXT,
-        created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL,
-        decided_at INTEGER
+        seq              INTEGER PRIMARY KEY,
+        id               TEXT NOT NULL UNIQUE,
+        customer         TEXT,
+        items            TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        reason           TEXT,
+        detail           TEXT,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        decided_at       INTEGER,
+        idempotency_key  TEXT,
+        key_fingerprint  TEXT,
+        key_completed    INTEGER,
+        key_locked_until INTEGER
     )",
-    "CREATE INDEX orders_by_time ON orders (created_at, id)",
-    "CREATE INDEX orders_by_status_and_time ON orders (status, created_at, id)",
+    // Unique while kept; forgotten keys leave the index, so it holds only live keys.
+    "CREATE UNIQUE INDEX orders_by_idempotency_key ON orders (idempotency_key)
+    WHERE idempotency_key IS NOT NULL",
+    // (status, seq): SQLite appends the rowid, so pages by status follow acceptance order.
+    "CREATE INDEX orders_by_status_and_seq ON orders (status)",
+    // Named positions in `orders`: `keys_pruned_through`, the highest `seq` key pruning has
+    // passed; `legacy_orders_through`, the highest `seq` carried over from the previous
+    // release (0 when none was).
+    "CREATE TABLE ledger_marks (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID",
+    "INSERT INTO ledger_marks (name, value)
+    VALUES ('keys_pruned_through', 0), ('legacy_orders_through', 0)",
     // The outbox: one row per piece of work still to do. A lease is held while
     // `lease_until` is in the future; `previous_owner` is the holder of the lease the latest
     // claim replaced (NULL when the job was free).
@@ -59,16 +80,6 @@ const VERSION_1: &[&str] = &[
         detail     TEXT
     )",
     "CREATE INDEX order_events_by_order ON order_events (order_id, seq)",
-    "CREATE TABLE idempotency_keys (
-        key          TEXT PRIMARY KEY,
-        fingerprint  TEXT NOT NULL,
-        order_id     TEXT NOT NULL,
-        response     TEXT NOT NULL,
-        completed    INTEGER NOT NULL DEFAULT 0,
-        locked_until INTEGER NOT NULL,
-        created_at   INTEGER NOT NULL
-    )",
-    "CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at)",
     "CREATE TABLE dead_letters (
         id          INTEGER PRIMARY KEY,
         source      TEXT NOT NULL CHECK (source IN ('job', 'message')),
@@ -94,24 +105,32 @@ const VERSION_1: &[&str] = &[
         written_at INTEGER NOT NULL,
         PRIMARY KEY (batch, slot)
     ) WITHOUT ROWID",
-    // Intake: one INSERT stores the key, the order, its job and its first event, or nothing.
+    // Intake: one INSERT stores the order with its idempotency key, and its job, or nothing.
+    // Its `accepted` event is not stored: reads derive it from the order.
     "CREATE VIEW order_intake (
-        key, fingerprint, response, locked_until, order_id, customer, items, created_at,
-        deadline_at
-    ) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0",
+        key, fingerprint, locked_until, order_id, customer, items, created_at, deadline_at
+    ) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0",
     "CREATE TRIGGER order_intake_insert INSTEAD OF INSERT ON order_intake
     BEGIN
-        INSERT INTO idempotency_keys
-            (key, fingerprint, order_id, response, completed, locked_until, created_at)
-        VALUES (NEW.key, NEW.fingerprint, NEW.order_id, NEW.response, 0, NEW.locked_until,
-            NEW.created_at);
-        INSERT INTO orders (id, customer, items, status, created_at, updated_at)
+        INSERT INTO orders (id, customer, items, status, created_at, updated_at,
+            idempotency_key, key_fingerprint, key_completed, key_locked_until)
         VALUES (NEW.order_id, NEW.customer, NEW.items, 'processing', NEW.created_at,
-            NEW.created_at);
+            NEW.created_at, NEW.key, NEW.fingerprint, 0, NEW.locked_until);
         INSERT INTO jobs (kind, order_id, due_at, created_at, deadline_at)
         VALUES ('validate', NEW.order_id, NEW.created_at, NEW.created_at, NEW.deadline_at);
-        INSERT INTO order_events (order_id, at, kind)
-        VALUES (NEW.order_id, NEW.created_at, 'accepted');
+    END",
+    // Key pruning: one INSERT clears the keys of the orders after `after_seq` up to
+    // `through_seq` (all expired: the caller chose them) and moves the mark to `through_seq`.
+    // `cleared` is only returned to the caller.
+    "CREATE VIEW key_pruning (after_seq, through_seq, cleared)
+    AS SELECT NULL, NULL, NULL WHERE 0",
+    "CREATE TRIGGER key_pruning_insert INSTEAD OF INSERT ON key_pruning
+    BEGIN
+        UPDATE orders
+        SET idempotency_key = NULL, key_fingerprint = NULL, key_completed = NULL,
+            key_locked_until = NULL
+        WHERE seq > NEW.after_seq AND seq <= NEW.through_seq AND idempotency_key IS NOT NULL;
+        UPDATE ledger_marks SET value = NEW.through_seq WHERE name = 'keys_pruned_through';
     END",
     // Workers' results: one row per job (see `worker.rs` for the columns' meaning). The
     // trigger relies on `changes()`, which inside a trigger counts the rows changed by the
@@ -217,9 +236,9 @@ const VERSION_1: &[&str] = &[
         DELETE FROM order_events;
         DELETE FROM jobs;
         DELETE FROM orders;
-        DELETE FROM idempotency_keys;
         DELETE FROM dead_letters;
         DELETE FROM apply_outcomes;
+        UPDATE ledger_marks SET value = 0;
     END",
 ];
 
@@ -229,8 +248,10 @@ const MIGRATIONS: [&[&str]; 1] = [VERSION_1];
 /// Moves the previous release's `orders` table aside before version 1 is created.
 const SET_LEGACY_ORDERS_ASIDE: &str = "ALTER TABLE orders RENAME TO legacy_orders";
 
-/// Copies the previous release's orders into version 1, then drops them: every order kept,
-/// one line item each, `pending` becoming `processing` with a validation job due at once.
+/// Copies the previous release's orders into version 1, then drops them: every order kept, in
+/// the order they were created, one line item each, without an idempotency key, `pending`
+/// becoming `processing` with a validation job due at once. The marks then say which orders
+/// were carried over, and key pruning starts after them.
 const UPGRADE_LEGACY_ORDERS: &[&str] = &[
     "INSERT INTO orders
         (id, customer, items, status, reason, detail, created_at, updated_at, decided_at)
@@ -238,13 +259,12 @@ const UPGRADE_LEGACY_ORDERS: &[&str] = &[
         CASE status WHEN 'pending' THEN 'processing' ELSE status END,
         reason, NULL, created_at, updated_at,
         CASE status WHEN 'pending' THEN NULL ELSE updated_at END
-    FROM legacy_orders",
+    FROM legacy_orders ORDER BY created_at, id",
     "INSERT INTO jobs (kind, order_id, due_at, created_at, deadline_at)
     SELECT 'validate', id, created_at, created_at, 9223372036854775807
     FROM legacy_orders WHERE status = 'pending'",
-    "INSERT INTO order_events (order_id, at, kind, detail)
-    SELECT id, created_at, 'accepted', 'carried over from the previous release'
-    FROM legacy_orders ORDER BY created_at, id",
+    "UPDATE ledger_marks SET value = (SELECT coalesce(max(seq), 0) FROM orders)
+    WHERE name IN ('keys_pruned_through', 'legacy_orders_through')",
     "DROP TABLE legacy_orders",
 ];
 

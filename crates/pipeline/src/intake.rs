@@ -11,8 +11,8 @@ use crate::settings::IntakeSettings;
 /// What became of a create request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IntakeResult {
-    /// A new order was stored; `body` is the JSON answer, kept with the key for replays. Once
-    /// the answer is sent (and the doorbell rung), call [`complete`].
+    /// A new order was stored; `body` is the JSON answer (replays rebuild it from the order
+    /// as accepted). Once the answer is sent (and the doorbell rung), call [`complete`].
     Created {
         /// The order.
         order: Order,
@@ -23,7 +23,7 @@ pub enum IntakeResult {
     Replay {
         /// The order the key created.
         order_id: String,
-        /// The first answer's body.
+        /// The first answer's body, rebuilt from the order as it was accepted.
         body: String,
     },
     /// The first request with this key is still being handled.
@@ -38,7 +38,7 @@ pub enum IntakeResult {
 }
 
 /// Accepts `new` under `key` at `now`: stores it, or answers as the key's history says. The
-/// stored answer is `body_of(&order)`.
+/// answer is `body_of(&order)`, for a replay built again from the order as first accepted.
 pub fn accept<S: Sql>(
     ledger: &Ledger<S>,
     key: &IdempotencyKey,
@@ -50,12 +50,10 @@ pub fn accept<S: Sql>(
 ) -> Result<IntakeResult, LedgerError> {
     let fingerprint = new.fingerprint();
     let order = new.accept(now, entropy);
-    let body = body_of(&order);
     let intake = Intake {
         order: &order,
         key: key.as_str(),
         fingerprint: &fingerprint,
-        response: &body,
         locked_until: Timestamp(now.millis() + settings.in_flight_lock_ms),
         deadline_at: Timestamp(now.millis() + settings.deadline_ms),
     };
@@ -63,6 +61,7 @@ pub fn accept<S: Sql>(
     for _ in 0..2 {
         let stored = match ledger.accept(&intake)? {
             IntakeOutcome::Created => {
+                let body = body_of(&order);
                 return Ok(IntakeResult::Created { order, body });
             }
             IntakeOutcome::OrderIdTaken => return Ok(IntakeResult::OrderIdTaken(order.id)),
@@ -80,8 +79,8 @@ pub fn accept<S: Sql>(
             }
             KeyDecision::Replay => {
                 return Ok(IntakeResult::Replay {
-                    order_id: stored.order_id,
-                    body: stored.response,
+                    order_id: stored.order.id.to_string(),
+                    body: body_of(&stored.order),
                 });
             }
             KeyDecision::InFlight { retry_after_ms } => {

@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 /// writes).
 pub struct SqliteKvFile {
     connection: Mutex<Option<Connection>>,
+    /// Copies the file's log into it in the background (`None` in memory or once closed).
+    checkpointer: Mutex<Option<crate::sqlite::Checkpointer>>,
 }
 
 /// One label's view of a [`SqliteKvFile`].
@@ -25,14 +27,17 @@ pub struct SqliteStore {
 impl SqliteKvFile {
     /// Opens (creating if needed) the file at `path`, or an in-memory store for `None`.
     pub fn open(path: Option<&Path>) -> anyhow::Result<Arc<Self>> {
-        let connection = match path {
+        let (connection, checkpointer) = match path {
             Some(path) => {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                crate::sqlite::open_file(path)?
+                (
+                    crate::sqlite::open_file(path)?,
+                    Some(crate::sqlite::Checkpointer::start(path)?),
+                )
             }
-            None => Connection::open_in_memory()?,
+            None => (Connection::open_in_memory()?, None),
         };
         connection.execute_batch(
             "CREATE TABLE IF NOT EXISTS spin_key_value (
@@ -44,6 +49,7 @@ impl SqliteKvFile {
         )?;
         Ok(Arc::new(Self {
             connection: Mutex::new(Some(connection)),
+            checkpointer: Mutex::new(checkpointer),
         }))
     }
 
@@ -57,6 +63,7 @@ impl SqliteKvFile {
 
     /// Closes the connection (checkpointing the WAL); later calls fail.
     pub fn close(&self) -> anyhow::Result<()> {
+        drop(lock(&self.checkpointer).take());
         let taken = self.lock().take();
         if let Some(connection) = taken {
             connection.close().map_err(|(_, error)| error)?;

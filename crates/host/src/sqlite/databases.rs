@@ -9,6 +9,7 @@
 //! transaction left open, retires the connection instead. No connection may attach another
 //! database file.
 
+use super::Checkpointer;
 use crate::bindings::spin::sqlite::sqlite as wit;
 use crate::lock::lock;
 use orderly_manifest::{Problem, RuntimeConfig, SqliteDatabaseConfig};
@@ -32,13 +33,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MMAP_SIZE: i64 = 256 << 20;
 
 /// Opens the SQLite file at `path` as every Orderly file is used: WAL mode with
-/// `synchronous = NORMAL` (see the README on durability), memory-mapped reads, waiting up to
-/// [`BUSY_TIMEOUT`] for another connection's lock.
+/// `synchronous = NORMAL` (see the README on durability), memory-mapped reads, no automatic
+/// checkpoints (whoever owns the file runs a [`Checkpointer`](super::Checkpointer)), waiting up
+/// to [`BUSY_TIMEOUT`] for another connection's lock.
 pub(crate) fn open_file(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     let connection = rusqlite::Connection::open(path)?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "NORMAL")?;
     connection.pragma_update(None, "mmap_size", MMAP_SIZE)?;
+    connection.pragma_update(None, "wal_autocheckpoint", 0)?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
     Ok(connection)
 }
@@ -60,6 +63,9 @@ pub struct Database {
     permits: Arc<Semaphore>,
     /// Taken by each single-statement write (see [`Lease::write_gate`]).
     write_gate: Mutex<()>,
+    /// Copies a file database's log into it in the background; `None` in memory or once
+    /// closed.
+    checkpointer: Mutex<Option<Checkpointer>>,
 }
 
 enum Location {
@@ -115,10 +121,22 @@ impl Databases {
                 idle: Mutex::new(Some(Vec::new())),
                 permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
                 write_gate: Mutex::new(()),
+                checkpointer: Mutex::new(None),
             };
             // Open the anchor now: a bad path fails start-up.
-            match database.connect() {
-                Ok(connection) => *lock(&database.anchor) = Some(connection),
+            let checkpointer = match &database.location {
+                Location::File(path) => Checkpointer::start(path).map(Some),
+                Location::Memory(_) => Ok(None),
+            };
+            let opened = database
+                .connect()
+                .map_err(|error| error.to_string())
+                .and_then(|c| checkpointer.map(|k| (c, k)).map_err(|e| e.to_string()));
+            match opened {
+                Ok((connection, checkpointer)) => {
+                    *lock(&database.anchor) = Some(connection);
+                    *lock(&database.checkpointer) = checkpointer;
+                }
                 Err(error) => {
                     problems.push(Problem::new(
                         format!("SQLite database `{label}`"),
@@ -147,6 +165,7 @@ impl Databases {
     pub fn close(&self) {
         for database in self.by_label.values() {
             database.permits.close();
+            drop(lock(&database.checkpointer).take());
             drop(lock(&database.idle).take());
             let anchor = lock(&database.anchor).take();
             if let Some(connection) = anchor
@@ -341,6 +360,7 @@ mod tests {
             idle: Mutex::new(Some(Vec::new())),
             permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             write_gate: Mutex::new(()),
+            checkpointer: Mutex::new(None),
         };
         *lock(&database.anchor) = Some(database.connect().unwrap());
         database

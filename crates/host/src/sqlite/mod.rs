@@ -1,8 +1,10 @@
 //! `spin:sqlite/sqlite@3.0.0`: the host functions over the application's SQLite databases
 //! (by label, in WAL mode; see [`databases`] for how connections are lent to guests).
 
+mod checkpointer;
 mod databases;
 
+pub(crate) use checkpointer::Checkpointer;
 pub use databases::Databases;
 pub(crate) use databases::open_file;
 

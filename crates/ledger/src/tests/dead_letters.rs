@@ -197,12 +197,12 @@ fn clearing_deletes_everything() {
         .ledger
         .dead_letter_message(Timestamp(5), "c", b"p", "r")
         .unwrap();
+    fixture.ledger.prune_keys(Timestamp(100), 10).unwrap();
     fixture.ledger.clear_all().unwrap();
     for table in [
         "orders",
         "jobs",
         "order_events",
-        "idempotency_keys",
         "dead_letters",
         "apply_outcomes",
     ] {
@@ -212,12 +212,17 @@ fn clearing_deletes_everything() {
             "{table}"
         );
     }
+    assert_eq!(
+        fixture.value::<i64>("SELECT sum(value) FROM ledger_marks", []),
+        0
+    );
     // The ledger works as before.
     fixture.accept("a", 10);
     assert_eq!(
         fixture.ledger.orders(None, None, 10).unwrap().orders.len(),
         1
     );
+    assert_eq!(fixture.ledger.prune_keys(Timestamp(100), 10).unwrap(), 1);
 }
 
 #[test]

@@ -62,6 +62,26 @@ fn the_previous_releases_orders_are_upgraded_without_loss() {
     let events = fixture.ledger.events(&id("old-valid")).unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, EventKind::Accepted);
+    assert_eq!(events[0].at, Timestamp(2_000));
+    assert_eq!(
+        events[0].detail.as_deref(),
+        Some("carried over from the previous release")
+    );
+    // They have no idempotency keys, and key pruning starts after them.
+    assert_eq!(
+        fixture.value::<i64>(
+            "SELECT count(*) FROM orders WHERE idempotency_key IS NOT NULL",
+            []
+        ),
+        0
+    );
+    assert_eq!(
+        fixture.value::<i64>(
+            "SELECT value FROM ledger_marks WHERE name = 'keys_pruned_through'",
+            []
+        ),
+        3
+    );
 
     // The old table and its index are gone; the schema is at version 1.
     assert_eq!(
@@ -84,10 +104,13 @@ fn the_previous_releases_orders_are_upgraded_without_loss() {
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].order_id, "old-pending");
     fixture.accept("new", 6_000);
-    assert_eq!(
-        fixture.ledger.orders(None, None, 10).unwrap().orders.len(),
-        4
-    );
+    let page = fixture.ledger.orders(None, None, 10).unwrap();
+    assert_eq!(page.orders.len(), 4);
+    assert_eq!(page.orders[3].id.as_str(), "new");
+    let events = fixture.ledger.events(&id("new")).unwrap();
+    assert_eq!(events[0].kind, EventKind::Accepted);
+    assert_eq!(events[0].detail, None);
+    assert_eq!(fixture.ledger.prune_keys(Timestamp(7_000), 1).unwrap(), 1);
 }
 
 #[test]

@@ -148,7 +148,6 @@ pub(crate) fn intake<'a>(order: &'a Order, key: &'a str) -> Intake<'a> {
         order,
         key,
         fingerprint: "fingerprint",
-        response: r#"{"status":"processing"}"#,
         locked_until: Timestamp(order.created_at.millis() + 10_000),
         deadline_at: Timestamp(order.created_at.millis() + 60_000),
     }

@@ -21,7 +21,7 @@ fn unknown_orders_have_no_view_and_no_events() {
 }
 
 #[test]
-fn pages_follow_created_at_then_id_across_equal_times() {
+fn pages_follow_acceptance_order() {
     let fixture = Fixture::new();
     for (name, at) in [("e", 5), ("b", 5), ("d", 5), ("a", 9), ("c", 5), ("z", 1)] {
         fixture.accept(name, at);
@@ -38,7 +38,8 @@ fn pages_follow_created_at_then_id_across_equal_times() {
             None => break,
         }
     }
-    assert_eq!(seen, ["z", "b", "c", "d", "e", "a"]);
+    // As accepted, whatever their times and ids.
+    assert_eq!(seen, ["e", "b", "d", "a", "c", "z"]);
 
     // An exact fit has no next page.
     let all = fixture.ledger.orders(None, None, 6).unwrap();
@@ -189,6 +190,9 @@ fn unreadable_rows_are_reported_as_corrupt_naming_the_row() {
     assert!(detail.starts_with("items:"), "{detail}");
     assert!(fixture.ledger.order(&id("good")).unwrap().is_some());
     corrupt(fixture.ledger.orders(None, None, 10).unwrap_err());
+    // A key answers with its order, which must be readable too.
+    let (what, _) = corrupt(fixture.ledger.stored_key("key-bad").unwrap_err());
+    assert_eq!(what, r#"order "bad""#);
 
     fixture.run("UPDATE orders SET status = 'pending', items = '[{\"product\":\"a\",\"quantity\":1}]' WHERE id = 'bad'");
     let (_, detail) = corrupt(fixture.ledger.order(&id("bad")).unwrap_err());
@@ -216,7 +220,7 @@ fn unreadable_rows_are_reported_as_corrupt_naming_the_row() {
 fn failed_statements_carry_their_source() {
     let fixture = Fixture::new();
     fixture.accept("a", 1);
-    fixture.run("CREATE TRIGGER refuse BEFORE UPDATE ON idempotency_keys BEGIN SELECT RAISE(ABORT, 'read-only today'); END");
+    fixture.run("CREATE TRIGGER refuse BEFORE UPDATE ON orders BEGIN SELECT RAISE(ABORT, 'read-only today'); END");
     let error = fixture.ledger.complete_key("key-a").unwrap_err();
     assert_eq!(
         error.to_string(),
