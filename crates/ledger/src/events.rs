@@ -77,7 +77,8 @@ impl EventKind {
 /// One entry of an order's timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OrderEvent {
-    /// Its place in the ledger's sequence of events (increasing).
+    /// Its place in the ledger's sequence of events (increasing); 0 for `accepted`, which is
+    /// derived from the order rather than stored.
     pub seq: i64,
     /// When it happened.
     pub at: Timestamp,

@@ -229,8 +229,8 @@ mod tests {
 
     #[test]
     fn recognises_which_unique_constraint_failed() {
-        let key = error("UNIQUE constraint failed: idempotency_keys.key");
-        assert!(key.is_unique_violation("idempotency_keys.key"));
+        let key = error("UNIQUE constraint failed: orders.idempotency_key");
+        assert!(key.is_unique_violation("orders.idempotency_key"));
         assert!(!key.is_unique_violation("orders.id"));
         assert!(error("io: UNIQUE constraint failed: orders.id").is_unique_violation("orders.id"));
         assert!(!error("NOT NULL constraint failed: orders.id").is_unique_violation("orders.id"));
