@@ -37,6 +37,9 @@ mod cron {
 
 /// Where the latest report is kept.
 const SNAPSHOT_KEY: &str = "monitor/snapshot";
+/// When the monitor first looked (milliseconds, as text): the worker's silence is counted from
+/// there until its first heartbeat.
+const WATCHING_SINCE_KEY: &str = "monitor/watching-since";
 /// The services probed over HTTP: name and health path below `app_url`.
 const SERVICES: [(&str, &str); 3] = [
     ("orders", "/orders/health"),
@@ -193,9 +196,17 @@ async fn refresh(settings: &Settings) -> Result<serde_json::Value, String> {
                 silent_ms: 10_000,
                 backlog_ms: 30_000,
             };
+            let watching_since = watching_since(&store, now)?;
             services.insert(
                 "validator".into(),
-                worker_health(heartbeat.as_ref(), &stats, breaker.state, now, limits),
+                worker_health(
+                    heartbeat.as_ref(),
+                    watching_since,
+                    &stats,
+                    breaker.state,
+                    now,
+                    limits,
+                ),
             );
             services.insert("database".into(), healthy());
             services.insert("redis".into(), redis_health());
@@ -208,6 +219,24 @@ async fn refresh(settings: &Settings) -> Result<serde_json::Value, String> {
             Ok(report)
         }
         Err(error) => Err(format!("the database does not answer: {error}")),
+    }
+}
+
+/// When the monitor first looked; `now` (and remembered) on the first look.
+fn watching_since(store: &SpinKv, now: Timestamp) -> Result<Timestamp, String> {
+    let stored = store
+        .get(WATCHING_SINCE_KEY)
+        .map_err(|e| e.to_string())?
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.parse().ok());
+    match stored {
+        Some(millis) => Ok(Timestamp(millis)),
+        None => {
+            store
+                .set(WATCHING_SINCE_KEY, now.millis().to_string().as_bytes())
+                .map_err(|e| e.to_string())?;
+            Ok(now)
+        }
     }
 }
 

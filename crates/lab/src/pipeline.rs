@@ -154,13 +154,17 @@ fn app_flags(address: SocketAddr, redis_url: Option<&str>) -> Vec<String> {
     flags
 }
 
-/// The validator modes acceptance is measured under, with the delay of each.
+/// The validator modes acceptance is measured under, with the delay of each. Slow comes last:
+/// its calls stay in flight for the delay after the load stops, and would weigh on the next
+/// measurement.
 const MODES: [(FaultMode, Option<Duration>); 4] = [
     (FaultMode::Normal, None),
-    (FaultMode::Slow, Some(SLOW_DELAY)),
     (FaultMode::Down, None),
     (FaultMode::Error, None),
+    (FaultMode::Slow, Some(SLOW_DELAY)),
 ];
+/// The pause between two measurements, for the work the previous one left to settle.
+const SETTLE: Duration = Duration::from_secs(2);
 
 fn mode_label(mode: FaultMode, delay: Option<Duration>) -> String {
     match delay {
@@ -260,6 +264,7 @@ impl Experiment {
             eprintln!("acceptance, validator {label}");
             self.control.clear_orders().await?;
             self.control.configure(mode, delay).await?;
+            tokio::time::sleep(SETTLE).await;
             let plan = self.plan(Stop::After(self.settings.load), WARMUP, load_number);
             let report = orders_load::run(&plan).await?;
             results.push(ModeAcceptance { label, report });
@@ -271,6 +276,7 @@ impl Experiment {
         eprintln!("end to end, validator normal");
         self.control.clear_orders().await?;
         self.control.configure(FaultMode::Normal, None).await?;
+        tokio::time::sleep(SLOW_DELAY + SETTLE).await;
         let plan = self.plan(Stop::After(self.settings.load), Duration::ZERO, 10);
         let load = orders_load::run(&plan).await?;
         let settled_at_load_end = self.control.stats().await?.orders.settled();
@@ -519,6 +525,16 @@ fn print_outage(outage: &Outage, orders: u64) {
         "| validator calls during recovery | {} |",
         outage.calls_during_recovery
     );
+    if let (Some(recovery), Some(closed_ms)) = (outage.recovery, outage.closed_after_ms) {
+        let draining = recovery.as_secs_f64() - closed_ms.max(0.0) / 1000.0;
+        if draining > 0.0 {
+            println!(
+                "| backlog drained after the breaker closed | {:.0} validations/s ({} orders in {draining:.2} s) |",
+                outage.load.acknowledged as f64 / draining,
+                outage.load.acknowledged
+            );
+        }
+    }
     println!(
         "| settled: validated / rejected / failed | {} / {} / {} ({} dead letters) |",
         counts.validated, counts.rejected, counts.failed, outage.drain.last.dead_letters

@@ -111,22 +111,35 @@ pub struct WorkerLimits {
     pub backlog_ms: u64,
 }
 
-/// Judges the validation worker, which has no HTTP route of its own: it is down when its
-/// sweeps stopped, degraded when due jobs wait longer than they should while the validator is
-/// callable (an open circuit explains a backlog), healthy otherwise.
+/// Judges the validation worker, which has no HTTP route of its own: it is down when no sweep
+/// has run for `silent_ms` (counted from its last heartbeat, or from `watching_since`, when the
+/// monitor first looked, if none has run yet), degraded when due jobs wait longer than they
+/// should while the validator is callable (an open circuit explains a backlog), healthy
+/// otherwise.
 pub fn worker_health(
     heartbeat: Option<&Heartbeat>,
+    watching_since: Timestamp,
     stats: &PipelineStats,
     circuit: CircuitState,
     now: Timestamp,
     limits: WorkerLimits,
 ) -> ServiceHealth {
-    let silence = heartbeat.map(|beat| now.millis().saturating_sub(beat.at_ms));
-    let (status, detail) = match silence {
-        None => (Health::Down, Some("no sweep has run yet".to_owned())),
-        Some(silent) if silent >= limits.silent_ms => (
+    let last_seen = heartbeat.map_or(watching_since.millis(), |beat| beat.at_ms);
+    let silent = now.millis().saturating_sub(last_seen);
+    let (status, detail) = match heartbeat {
+        _ if silent >= limits.silent_ms => (
             Health::Down,
-            Some(format!("no sweep for {} s", silent / 1000)),
+            Some(match heartbeat {
+                Some(_) => format!("no sweep for {} s", silent / 1000),
+                None => format!(
+                    "no sweep in {} s (is the cron trigger running?)",
+                    silent / 1000
+                ),
+            }),
+        ),
+        None => (
+            Health::Healthy,
+            Some("waiting for the first sweep".to_owned()),
         ),
         Some(_)
             if stats.oldest_due_age_ms >= limits.backlog_ms
@@ -284,10 +297,21 @@ mod tests {
         let now = Timestamp(100_000);
         let beat = Heartbeat { at_ms: 99_000 };
         let judge = |beat: Option<&Heartbeat>, age, circuit| {
-            worker_health(beat, &stats(age), circuit, now, limits).status
+            worker_health(beat, Timestamp(99_500), &stats(age), circuit, now, limits).status
         };
         assert_eq!(judge(Some(&beat), 0, CircuitState::Closed), Health::Healthy);
-        assert_eq!(judge(None, 0, CircuitState::Closed), Health::Down);
+        // No sweep yet, but the monitor only started looking half a second ago.
+        assert_eq!(judge(None, 0, CircuitState::Closed), Health::Healthy);
+        let never = worker_health(
+            None,
+            Timestamp(80_000),
+            &stats(0),
+            CircuitState::Closed,
+            now,
+            limits,
+        );
+        assert_eq!(never.status, Health::Down);
+        assert!(never.detail.unwrap().contains("cron"));
         assert_eq!(
             judge(Some(&Heartbeat { at_ms: 90_000 }), 0, CircuitState::Closed),
             Health::Down
