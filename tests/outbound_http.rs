@@ -1,4 +1,5 @@
-//! Outbound HTTP: the allow-list, service chaining to (private) components, and timeouts.
+//! Outbound HTTP: the allow-list, service chaining to (private) components, timeouts, and pooled
+//! connections.
 
 use orderly_tests::{TestApp, native_server};
 use std::time::{Duration, Instant};
@@ -119,5 +120,22 @@ async fn first_byte_timeouts_are_honoured() {
             started.elapsed()
         );
     }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_connections_are_reused_across_instances() {
+    let server = native_server::CountingServer::start("pooled").await;
+    let allowed = format!(r#"["http://{}"]"#, server.address);
+    let app = TestApp::start(&chaining_app(&allowed)).await;
+    // Every request to the app runs a fresh instance; they share the app's connections.
+    for _ in 0..5 {
+        let reply = app
+            .get(&format!("/probe/fetch?url=http://{}/", server.address))
+            .await
+            .json();
+        assert_eq!(reply["body"], "pooled", "{reply}");
+    }
+    assert_eq!(server.connections(), 1);
     app.stop().await;
 }

@@ -35,6 +35,48 @@ pub async fn serve(body: &'static str, delay: Duration) -> SocketAddr {
     address
 }
 
+/// A native keep-alive server that serves `body` and counts the TCP connections it accepts.
+pub struct CountingServer {
+    /// Where it listens.
+    pub address: SocketAddr,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingServer {
+    /// Starts serving `body` on a free loopback port.
+    pub async fn start(body: &'static str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let server = Self {
+            address: listener.local_addr().expect("address"),
+            connections: std::sync::Arc::default(),
+        };
+        let connections = std::sync::Arc::clone(&server.connections);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = service_fn(move |_request| async move {
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                            body.as_bytes(),
+                        ))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        server
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// What a [`ScriptedServer`] answers right now.
 #[derive(Debug, Clone)]
 pub struct Script {

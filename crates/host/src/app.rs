@@ -7,7 +7,7 @@ use crate::engine::{self, ComponentCache};
 use crate::http_trigger::routes::{RoutePattern, Router};
 use crate::instance::{self, InstanceState};
 use crate::key_value::KeyValueStores;
-use crate::outbound_http::OutboundHttp;
+use crate::outbound_http::{HttpConnectionPool, OutboundHttp};
 use crate::redis::trigger::Subscription;
 use crate::redis::{ConnectionPool, RedisAddress, RedisHub, RedisMode};
 use crate::sqlite::Databases;
@@ -101,6 +101,8 @@ pub struct App {
     /// The instances serving HTTP requests: one may still run (and write) after its response
     /// went out, so shutdown waits for them before closing the stores.
     pub(crate) http_instances: TaskTracker,
+    /// The outbound `http://` connections, shared by every instance.
+    pub(crate) outbound_connections: HttpConnectionPool,
 }
 
 /// Where state, logs and compiled components live.
@@ -248,6 +250,7 @@ impl App {
             key_value,
             sqlite,
             http_instances: TaskTracker::new(),
+            outbound_connections: HttpConnectionPool::default(),
         }))
     }
 

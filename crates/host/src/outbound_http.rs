@@ -1,6 +1,13 @@
 //! Outbound HTTP (`wasi:http/outgoing-handler`): `allowed_outbound_hosts` enforced,
-//! `http://<component>.spin.internal` served in-process by that component, and the guest's
+//! `http://<component>.spin.internal` served in-process by that component, other `http://`
+//! requests sent on the application's pooled connections ([`pool`]), `https://` ones by
+//! `wasmtime_wasi_http::default_send_request` (a new connection each), and the guest's
 //! timeouts honoured.
+
+mod pool;
+mod replay;
+
+pub use pool::HttpConnectionPool;
 
 use crate::allowed_hosts::AllowedHosts;
 use crate::app::App;
@@ -75,6 +82,13 @@ impl WasiHttpHooks for OutboundHttp {
                         .map_err(|_| Error::ConnectionReadTimeout)??,
                     None => served.await?,
                 };
+                let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
+                    Box::new(async { Ok(()) });
+                return Ok((response, done));
+            }
+            if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+                let response = app.outbound_connections.send(request, options).await?;
+                // The pool drives its connections itself.
                 let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
                     Box::new(async { Ok(()) });
                 return Ok((response, done));
