@@ -8,11 +8,16 @@
 //! open between calls. The schema is created and upgraded on demand: a statement that finds
 //! it missing runs [`Ledger::migrate`] and is tried once more. Time always comes in as
 //! [`Timestamp`] arguments.
+//!
+//! With the `rusqlite` feature, [`RusqliteSql`] runs the ledger over a native SQLite file (for
+//! tests and tools outside WebAssembly).
 
 mod dead_letters;
 mod events;
 mod intake;
 mod reads;
+#[cfg(any(test, feature = "rusqlite"))]
+mod rusqlite_sql;
 mod schema;
 mod sql;
 mod worker;
@@ -24,6 +29,8 @@ pub use dead_letters::{DeadLetter, DeadLetterSource, ReplayOutcome};
 pub use events::{EventKind, OrderEvent};
 pub use intake::{Intake, IntakeOutcome, StoredKey};
 pub use reads::{CursorError, JobView, OrderPage, OrderView, PageCursor, PipelineStats};
+#[cfg(any(test, feature = "rusqlite"))]
+pub use rusqlite_sql::RusqliteSql;
 pub use schema::NO_DEADLINE;
 pub use sql::{Sql, SqlError, SqlRows, SqlValue};
 pub use worker::{Applied, ClaimedJob, JobResult, NextStep, WorkProbe};

@@ -3,8 +3,8 @@
 //! letters never decide an order twice, never lose a job, and never let two workers hold
 //! an unexpired lease on one job.
 
-use super::{Fixture, Sqlite};
-use crate::{ClaimedJob, EventKind, JobResult, Ledger, NextStep};
+use super::Fixture;
+use crate::{ClaimedJob, EventKind, JobResult, Ledger, NextStep, RusqliteSql};
 use orders_core::{OrderStatus, Timestamp};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -86,7 +86,7 @@ fn action(workers: usize) -> impl Strategy<Value = Action> {
 
 struct Worker {
     name: String,
-    ledger: Ledger<Sqlite>,
+    ledger: Ledger<RusqliteSql>,
     /// Jobs it claimed and has not handed back, with the end of its lease.
     held: Vec<(ClaimedJob, u64)>,
     /// Results it applied, for delivering again.

@@ -1,5 +1,5 @@
-use super::{Fixture, Sqlite};
-use crate::{EventKind, IntakeOutcome, Ledger, NO_DEADLINE};
+use super::Fixture;
+use crate::{EventKind, IntakeOutcome, Ledger, NO_DEADLINE, RusqliteSql};
 use orders_core::{OrderId, OrderStatus, Timestamp};
 
 /// The previous release's table, as it created it, with three orders.
@@ -140,7 +140,7 @@ fn racing_migrations_upgrade_once() {
         .map(|racer| {
             let path = path.clone();
             std::thread::spawn(move || {
-                let ledger = Ledger::new(Sqlite::open(&path));
+                let ledger = Ledger::new(RusqliteSql::open(&path).unwrap());
                 if racer == 0 {
                     ledger.migrate().unwrap();
                 } else {

@@ -1,4 +1,4 @@
-//! Tests against real SQLite files, through an adapter that behaves as the Spin host's
+//! Tests against real SQLite files, through [`RusqliteSql`], which behaves as the Spin host's
 //! `spin:sqlite` does (one statement per call, WAL mode, a busy timeout).
 
 mod dead_letters;
@@ -8,80 +8,15 @@ mod migration;
 mod reads;
 mod worker;
 
-use crate::{Intake, Ledger, Sql, SqlError, SqlRows, SqlValue};
+use crate::{Intake, Ledger, RusqliteSql};
 use orders_core::{NewOrder, Order, Timestamp};
-use rusqlite::types::{Value, ValueRef};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// A SQLite connection seen through [`Sql`].
-pub(crate) struct Sqlite {
-    connection: rusqlite::Connection,
-}
-
-impl Sqlite {
-    /// Opens the file as the host does.
-    pub(crate) fn open(path: &Path) -> Self {
-        let connection = rusqlite::Connection::open(path).unwrap();
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .unwrap();
-        connection
-            .pragma_update(None, "synchronous", "NORMAL")
-            .unwrap();
-        connection.busy_timeout(Duration::from_secs(5)).unwrap();
-        Self { connection }
-    }
-}
-
-impl Sql for Sqlite {
-    fn execute(&self, statement: &str, parameters: &[SqlValue]) -> Result<SqlRows, SqlError> {
-        let failed = |error: rusqlite::Error| SqlError {
-            message: error.to_string(),
-        };
-        let mut prepared = self.connection.prepare_cached(statement).map_err(failed)?;
-        let columns: Vec<String> = prepared
-            .column_names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let parameters = parameters.iter().map(|value| match value {
-            SqlValue::Integer(integer) => Value::Integer(*integer),
-            SqlValue::Real(real) => Value::Real(*real),
-            SqlValue::Text(text) => Value::Text(text.clone()),
-            SqlValue::Blob(bytes) => Value::Blob(bytes.clone()),
-            SqlValue::Null => Value::Null,
-        });
-        let mut rows = prepared
-            .query(rusqlite::params_from_iter(parameters))
-            .map_err(failed)?;
-        let mut result = Vec::new();
-        while let Some(row) = rows.next().map_err(failed)? {
-            let values = (0..columns.len())
-                .map(|index| match row.get_ref(index) {
-                    Ok(ValueRef::Integer(integer)) => SqlValue::Integer(integer),
-                    Ok(ValueRef::Real(real)) => SqlValue::Real(real),
-                    Ok(ValueRef::Text(text)) => {
-                        SqlValue::Text(String::from_utf8_lossy(text).into_owned())
-                    }
-                    Ok(ValueRef::Blob(bytes)) => SqlValue::Blob(bytes.to_vec()),
-                    Ok(ValueRef::Null) | Err(_) => SqlValue::Null,
-                })
-                .collect();
-            result.push(values);
-        }
-        Ok(SqlRows {
-            columns,
-            rows: result,
-        })
-    }
-}
+use std::path::PathBuf;
 
 /// A ledger in a fresh temporary file, and a second connection to look inside it.
 pub(crate) struct Fixture {
     _directory: tempfile::TempDir,
     pub(crate) path: PathBuf,
-    pub(crate) ledger: Ledger<Sqlite>,
+    pub(crate) ledger: Ledger<RusqliteSql>,
     pub(crate) inspect: rusqlite::Connection,
 }
 
@@ -89,8 +24,8 @@ impl Fixture {
     pub(crate) fn new() -> Self {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("ledger.db");
-        let ledger = Ledger::new(Sqlite::open(&path));
-        let inspect = Sqlite::open(&path).connection;
+        let ledger = Ledger::new(RusqliteSql::open(&path).unwrap());
+        let inspect = RusqliteSql::open(&path).unwrap().into_connection();
         Self {
             _directory: directory,
             path,
@@ -100,8 +35,8 @@ impl Fixture {
     }
 
     /// Another ledger on its own connection to the same file.
-    pub(crate) fn another_ledger(&self) -> Ledger<Sqlite> {
-        Ledger::new(Sqlite::open(&self.path))
+    pub(crate) fn another_ledger(&self) -> Ledger<RusqliteSql> {
+        Ledger::new(RusqliteSql::open(&self.path).unwrap())
     }
 
     /// One value from the inspecting connection.

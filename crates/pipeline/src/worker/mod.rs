@@ -12,7 +12,7 @@ use crate::doorbell::Doorbell;
 use crate::metrics::Tally;
 use crate::plan::{JobFacts, deadline_passed, next_step};
 use crate::settings::WorkerSettings;
-use ledger::{ClaimedJob, EventKind, JobResult, Ledger, LedgerError, NextStep, Sql};
+use ledger::{Applied, ClaimedJob, EventKind, JobResult, Ledger, LedgerError, NextStep, Sql};
 use orders_core::Timestamp;
 use resilience::{
     Admission, BreakerError, Bulkhead, BulkheadError, BulkheadPermit, BulkheadPolicy, CallFailure,
@@ -364,38 +364,21 @@ where
             };
             return Ok((report, false));
         }
-        // Claim first, then ask: a probe slot is only taken by a worker that holds a job to
-        // probe with (others may defer every unclaimed job meanwhile).
+        // Claim and sort first, then ask: a probe slot is only taken by a worker that holds a
+        // job to probe with (others may defer every unclaimed job meanwhile).
         let lease_until = Timestamp(now.millis() + settings.lease_ms);
-        let mut jobs =
+        let jobs =
             self.parts
                 .ledger
                 .claim(JOB_KIND, &self.id, now, lease_until, settings.wave_size)?;
         if jobs.is_empty() {
             return Ok((DrainReport::default(), false));
         }
-        let admission = breaker.admit()?;
-        match &admission {
-            Admission::Rejected { until_ms, .. } => {
-                return self
-                    .defer_claimed(jobs, Timestamp(*until_ms))
-                    .map(|r| (r, false));
-            }
-            Admission::Probe(_) => {
-                let others: Vec<i64> = jobs.drain(1..).map(|job| job.job_id).collect();
-                if !others.is_empty() {
-                    self.parts.ledger.release_jobs(&self.id, &others)?;
-                }
-            }
-            Admission::Closed { .. } | Admission::Disabled => {}
-        }
-        let claimed = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
         // Jobs are created with their order, so a job's creation is the order's acceptance.
         let accepted: Vec<(String, Timestamp)> = jobs
             .iter()
             .map(|job| (job.order_id.clone(), job.created_at))
             .collect();
-        let probing = matches!(admission, Admission::Probe(_));
         let mut tally = Tally::default();
         let mut results = Vec::new();
         let mut to_call = Vec::new();
@@ -405,6 +388,33 @@ where
                 Triage::Call(job) => to_call.push(job),
             }
         }
+        // Jobs settled without a call never ask: a probe slot taken for them would stay
+        // taken, unused, until the probe timed out, and every worker would defer meanwhile.
+        let admission = if to_call.is_empty() {
+            None
+        } else {
+            Some(breaker.admit()?)
+        };
+        match &admission {
+            Some(Admission::Rejected { until_ms, .. }) => {
+                let until = Timestamp(*until_ms);
+                tally.deferrals += to_call.len() as u64;
+                results.extend(to_call.drain(..).map(|job| {
+                    let detail = format!("circuit open; next probe at {until}");
+                    put_off(job, until, EventKind::Deferred, detail)
+                }));
+            }
+            Some(Admission::Probe(_)) => {
+                let others: Vec<i64> = to_call.drain(1..).map(|job| job.job_id).collect();
+                if !others.is_empty() {
+                    self.parts.ledger.release_jobs(&self.id, &others)?;
+                }
+            }
+            Some(Admission::Closed { .. } | Admission::Disabled) | None => {}
+        }
+        let claimed = u32::try_from(results.len() + to_call.len()).unwrap_or(u32::MAX);
+        let probing = matches!(admission, Some(Admission::Probe(_)));
+        let refused = matches!(admission, Some(Admission::Rejected { .. }));
         // Retries spend the fleet's retry budget (a probe is limited by the breaker instead).
         let retries = to_call.iter().filter(|job| job.attempts > 0).count() as u32;
         let granted = if retries == 0 || probing {
@@ -419,16 +429,15 @@ where
             .acquire(retries)
             .map_err(store_error)?
         };
-        let mut refused = retries - granted;
+        let mut over_budget = retries - granted;
         let mut calls = Vec::new();
         for job in to_call {
-            if job.attempts > 0 && refused > 0 {
-                refused -= 1;
+            if job.attempts > 0 && over_budget > 0 {
+                over_budget -= 1;
                 tally.budget_rejections += 1;
-                results.push(held_back(
-                    job,
-                    Timestamp(now.millis() + settings.budget_wait_ms),
-                ));
+                let until = Timestamp(now.millis() + settings.budget_wait_ms);
+                let detail = format!("retry budget exhausted; next try at {until}");
+                results.push(put_off(job, until, EventKind::BudgetExhausted, detail));
             } else {
                 if job.attempts > 0 {
                     tally.retries += 1;
@@ -463,10 +472,11 @@ where
                 next,
             });
         }
-        let transition = if outcomes.is_empty() {
-            None
-        } else {
-            self.breaker().record(&admission, &outcomes)?
+        let transition = match &admission {
+            Some(admission) if !outcomes.is_empty() => {
+                self.breaker().record(admission, &outcomes)?
+            }
+            _ => None,
         };
         let calls_made = outcomes.len() as u32;
         let mut report = DrainReport {
@@ -489,13 +499,7 @@ where
             let applied = self.parts.ledger.apply(&self.id, finished, &results)?;
             report.decided = applied.decided.len() as u32;
             report.duplicates = applied.duplicates;
-            for (order_id, _) in &applied.decided {
-                if let Some((_, accepted_at)) = accepted.iter().find(|(id, _)| id == order_id) {
-                    tally
-                        .validation_latency
-                        .observe(finished.millis().saturating_sub(accepted_at.millis()));
-                }
-            }
+            observe_decisions(&mut tally, &applied, &accepted, finished);
         }
         tally.save(self.parts.store).map_err(store_error)?;
         let closed_by_probe = probing
@@ -503,45 +507,8 @@ where
                 .as_ref()
                 .is_some_and(|t| t.to == resilience::CircuitState::Closed);
         report.transitions.extend(transition);
-        let more = claimed > 0 && !probing;
+        let more = claimed > 0 && !probing && !refused;
         Ok((report, more || closed_by_probe))
-    }
-
-    /// Puts jobs this worker claimed back until `until`: the circuit refused them after the
-    /// claim.
-    fn defer_claimed(
-        &self,
-        jobs: Vec<ClaimedJob>,
-        until: Timestamp,
-    ) -> Result<DrainReport, WorkerError> {
-        let results: Vec<JobResult> = jobs
-            .into_iter()
-            .map(|job| JobResult {
-                job_id: job.job_id,
-                order_id: job.order_id,
-                attempt: None,
-                outcome: None,
-                latency_ms: None,
-                recovered_from: job.previous_owner,
-                next: NextStep::Defer {
-                    until,
-                    kind: EventKind::Deferred,
-                    detail: format!("circuit open; next probe at {until}"),
-                },
-            })
-            .collect();
-        let deferred = results.len() as u64;
-        self.parts.ledger.apply(&self.id, self.now(), &results)?;
-        let tally = Tally {
-            deferrals: deferred,
-            ..Tally::default()
-        };
-        tally.save(self.parts.store).map_err(store_error)?;
-        Ok(DrainReport {
-            claimed: deferred as u32,
-            deferred,
-            ..DrainReport::default()
-        })
     }
 
     /// Settles a claimed job that needs no call (its order is missing or unreadable, or its
@@ -598,6 +565,10 @@ where
             return Ok(DrainReport::default());
         }
         let claimed = jobs.len() as u32;
+        let accepted: Vec<(String, Timestamp)> = jobs
+            .iter()
+            .map(|job| (job.order_id.clone(), job.created_at))
+            .collect();
         let results: Vec<JobResult> = jobs
             .into_iter()
             .map(|job| JobResult {
@@ -611,6 +582,9 @@ where
             })
             .collect();
         let applied = self.parts.ledger.apply(&self.id, now, &results)?;
+        let mut tally = Tally::default();
+        observe_decisions(&mut tally, &applied, &accepted, now);
+        tally.save(self.parts.store).map_err(store_error)?;
         Ok(DrainReport {
             claimed,
             decided: applied.decided.len() as u32,
@@ -647,8 +621,26 @@ where
     }
 }
 
-/// A retry the budget refused: back in the queue for later, without an attempt.
-fn held_back(job: ClaimedJob, until: Timestamp) -> JobResult {
+/// Observes how long each order `applied` decided at `at` took from its acceptance (`accepted`
+/// holds the claimed jobs' orders and creation times).
+fn observe_decisions(
+    tally: &mut Tally,
+    applied: &Applied,
+    accepted: &[(String, Timestamp)],
+    at: Timestamp,
+) {
+    for (order_id, _) in &applied.decided {
+        if let Some((_, accepted_at)) = accepted.iter().find(|(id, _)| id == order_id) {
+            tally
+                .validation_latency
+                .observe(at.millis().saturating_sub(accepted_at.millis()));
+        }
+    }
+}
+
+/// A claimed job put back in the queue until `until` without an attempt: the circuit refused
+/// the call ([`EventKind::Deferred`]) or the retry budget did ([`EventKind::BudgetExhausted`]).
+fn put_off(job: ClaimedJob, until: Timestamp, kind: EventKind, detail: String) -> JobResult {
     JobResult {
         job_id: job.job_id,
         order_id: job.order_id,
@@ -658,8 +650,11 @@ fn held_back(job: ClaimedJob, until: Timestamp) -> JobResult {
         recovered_from: job.previous_owner,
         next: NextStep::Defer {
             until,
-            kind: EventKind::BudgetExhausted,
-            detail: format!("retry budget exhausted; next try at {until}"),
+            kind,
+            detail,
         },
     }
 }
+
+#[cfg(test)]
+mod tests;
