@@ -5,11 +5,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PACKAGES: [&str; 9] = [
+const PACKAGES: [&str; 11] = [
     "orders",
     "external-sim",
     "validator",
+    "validation-sweeper",
     "monitor",
+    "monitor-refresh",
     "admin",
     "medisupply",
     "probe",

@@ -3,24 +3,11 @@
 
 use futures::future::join_all;
 use http::Method;
-use orderly_tests::{HttpClient, Reply, TestApp};
+use orderly_tests::{Reply, TestApp};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 const MEDICINE: &str = r#"{"product": "Medicine A", "quantity": 10}"#;
-
-/// Waits until order `id` has a final status and returns it (as JSON).
-async fn settled(client: &HttpClient, id: &str) -> serde_json::Value {
-    let path = format!("/orders/{id}");
-    client
-        .wait_for(
-            Duration::from_secs(30),
-            async |client| client.get(&path).await.json(),
-            |order| order["status"] != "processing",
-        )
-        .await
-}
 
 fn order_id(reply: &Reply) -> String {
     reply.json()["order"]["id"]
@@ -43,16 +30,13 @@ async fn an_order_is_accepted_at_once_then_validated_once() {
         created.header("location"),
         Some(format!("/orders/{id}").as_str())
     );
-    let order = settled(&app, &id).await;
+    let order = app.settled_order(&id).await;
     assert_eq!(order["status"], "validated", "{order}");
+    assert_eq!(
+        app.event_kinds(&id).await,
+        ["accepted", "attempt", "validated"]
+    );
     let events = app.get(&format!("/orders/{id}/events")).await.json();
-    let kinds: Vec<&str> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|event| event["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["accepted", "attempt", "validated"], "{events}");
     assert_eq!(events["events"][1]["outcome"], "valid");
     app.stop().await;
 }
@@ -66,7 +50,7 @@ async fn unknown_products_are_rejected_with_the_validators_reason() {
             r#"{"items": [{"product": "Medicine A", "quantity": 1}, {"product": "Gold", "quantity": 1}]}"#,
         )
         .await;
-    let order = settled(&app, &order_id(&created)).await;
+    let order = app.settled_order(&order_id(&created)).await;
     assert_eq!(order["status"], "rejected");
     assert_eq!(order["reason"], "unknown_product");
     assert!(
@@ -153,7 +137,7 @@ async fn lists_filter_by_status_and_page_through_every_order() {
         .await;
     }
     for id in ["p1", "p2", "p3", "p4", "p5"] {
-        settled(&app, id).await;
+        app.settled_order(id).await;
     }
     let mut seen = Vec::new();
     let mut path = "/orders?limit=2".to_owned();

@@ -72,16 +72,6 @@ async fn drained(client: &HttpClient, limit: Duration) -> Value {
     stats
 }
 
-/// The kinds of an order's events, in order.
-async fn event_kinds(client: &HttpClient, id: &str) -> Vec<String> {
-    client.get(&format!("/orders/{id}/events")).await.json()["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|event| event["kind"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_are_accepted_whatever_the_validator_does() {
     let app = TestApp::start_real().await;
@@ -147,7 +137,7 @@ async fn no_order_is_lost_or_decided_twice_while_the_validator_is_down() {
     assert_eq!(closed["state"], "closed", "{closed}");
     let mut deferred = 0;
     for id in &ids {
-        let kinds = event_kinds(&app, id).await;
+        let kinds = app.event_kinds(id).await;
         let decisions = kinds
             .iter()
             .filter(|k| ["validated", "rejected", "failed"].contains(&k.as_str()))
@@ -306,13 +296,7 @@ async fn unreadable_answers_dead_letter_the_job_and_a_replay_finishes_it() {
         )
         .await;
     assert_eq!(refused.status, 202);
-    let failed = app
-        .wait_for(
-            Duration::from_secs(20),
-            async |c| c.get("/orders/refused-1").await.json(),
-            |o| o["status"] != "processing",
-        )
-        .await;
+    let failed = app.settled_order("refused-1").await;
     assert_eq!(
         (failed["status"].as_str(), failed["reason"].as_str()),
         (Some("failed"), Some("validator_refused")),
@@ -323,15 +307,9 @@ async fn unreadable_answers_dead_letter_the_job_and_a_replay_finishes_it() {
     let id = entry["id"].as_i64().unwrap();
     let replayed = app.post(&format!("/admin/dlq/{id}/replay"), "").await;
     assert_eq!(replayed.status, 200, "{}", replayed.text());
-    let order = app
-        .wait_for(
-            Duration::from_secs(20),
-            async |c| c.get("/orders/poison-1").await.json(),
-            |o| o["status"] != "processing",
-        )
-        .await;
+    let order = app.settled_order("poison-1").await;
     assert_eq!(order["status"], "validated", "{order}");
-    let kinds = event_kinds(&app, "poison-1").await;
+    let kinds = app.event_kinds("poison-1").await;
     assert!(
         kinds.contains(&"dead_lettered".to_owned()) && kinds.contains(&"replayed".to_owned()),
         "{kinds:?}"
@@ -383,7 +361,7 @@ async fn malformed_messages_go_to_the_dead_letter_queue_and_never_block_the_rest
     drained(&app, Duration::from_secs(30)).await;
     for id in &ids {
         assert_eq!(
-            event_kinds(&app, id).await.last().map(String::as_str),
+            app.event_kinds(id).await.last().map(String::as_str),
             Some("validated")
         );
     }
@@ -424,13 +402,7 @@ async fn a_hung_redis_delays_no_answer_and_loses_no_order() {
     );
     assert!(duplicate.header("retry-after").is_some());
     // No doorbell arrives, yet the sweeper validates the order.
-    let order = app
-        .wait_for(
-            Duration::from_secs(30),
-            async |c| c.get("/orders/hung-1").await.json(),
-            |o| o["status"] != "processing",
-        )
-        .await;
+    let order = app.settled_order("hung-1").await;
     assert_eq!(order["status"], "validated", "{order}");
     // Once the first request gave up on the doorbell, duplicates get its answer.
     let replay = app

@@ -5,11 +5,13 @@ use std::collections::BTreeSet;
 use wasmtime::component::Component;
 use wit_parser::{Resolve, WorldKey};
 
-const COMPONENTS: [(&str, &str); 6] = [
+const COMPONENTS: [(&str, &str); 8] = [
     ("orders", "orders"),
     ("external_sim", "external-sim"),
     ("validator", "validator"),
+    ("validation_sweeper", "validation-sweeper"),
     ("monitor", "monitor"),
+    ("monitor_refresh", "monitor-refresh"),
     ("admin", "admin"),
     ("medisupply", "medisupply"),
 ];

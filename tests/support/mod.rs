@@ -281,6 +281,27 @@ impl HttpClient {
         })
     }
 
+    /// Order `id` once it has a final status (or as it is after 30 s), as JSON.
+    pub async fn settled_order(&self, id: &str) -> serde_json::Value {
+        let path = format!("/orders/{id}");
+        self.wait_for(
+            std::time::Duration::from_secs(30),
+            async |client| client.get(&path).await.json(),
+            |order| order["status"] != "processing",
+        )
+        .await
+    }
+
+    /// The kinds of order `id`'s events, in order.
+    pub async fn event_kinds(&self, id: &str) -> Vec<String> {
+        self.get(&format!("/orders/{id}/events")).await.json()["events"]
+            .as_array()
+            .expect("a list of events")
+            .iter()
+            .map(|event| event["kind"].as_str().expect("a kind").to_owned())
+            .collect()
+    }
+
     /// GET `path`.
     pub async fn get(&self, path: &str) -> Reply {
         self.send(Method::GET, path, &[], "").await

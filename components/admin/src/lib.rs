@@ -31,11 +31,10 @@ const DEFAULT_LIMIT: u32 = 100;
 
 #[http_component]
 async fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    let response = match Incoming::read(request, MAX_BODY).await {
-        Ok(request) => route(&request).unwrap_or_else(ApiError::into_response),
-        Err(error) => error.into_response(),
-    };
-    guest_kit::send(out, response).await;
+    guest_kit::serve(request, out, MAX_BODY, async |request| {
+        route(request).unwrap_or_else(ApiError::into_response)
+    })
+    .await;
 }
 
 fn route(request: &Incoming) -> Result<Response, ApiError> {

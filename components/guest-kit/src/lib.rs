@@ -12,7 +12,7 @@ mod sql;
 pub use clock::{WallClock, random_seed};
 pub use http_out::{FetchError, Fetched, Timeouts, fetch};
 pub use kv::{KvError, SpinKv};
-pub use request::{BodyError, Incoming, send};
+pub use request::{BodyError, Incoming, send, serve};
 pub use sql::SpinSql;
 
 use http_problem::Problem;

@@ -150,6 +150,21 @@ fn is_json_media_type(value: &str) -> bool {
             .is_some_and(|subtype| subtype.ends_with("+json"))
 }
 
+/// Serves one request: reads it with a body limit of `max_body` bytes (413 or 400 when that
+/// fails), answers what `route` says, and sends the answer through `out`.
+pub async fn serve(
+    request: IncomingRequest,
+    out: ResponseOutparam,
+    max_body: usize,
+    route: impl AsyncFnOnce(&Incoming) -> Response,
+) {
+    let response = match Incoming::read(request, max_body).await {
+        Ok(request) => route(&request).await,
+        Err(error) => error.into_response(),
+    };
+    send(out, response).await;
+}
+
 /// Sends `response` through `out`; the client has it when this returns, and the handler may
 /// go on working.
 pub async fn send(out: ResponseOutparam, response: Response) {

@@ -29,11 +29,7 @@ const CHAINED: Timeouts = Timeouts {
 
 #[http_component]
 async fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    let response = match Incoming::read(request, MAX_BODY).await {
-        Ok(request) => route(&request).await,
-        Err(error) => error.into_response(),
-    };
-    guest_kit::send(out, response).await;
+    guest_kit::serve(request, out, MAX_BODY, route).await;
 }
 
 async fn route(request: &Incoming) -> Response {

@@ -1,0 +1,131 @@
+//! The validation worker on Spin, shared by its two components: the Redis-triggered
+//! `validator` (a doorbell woke it) and the cron-triggered `validation-sweeper`. Spin gives
+//! each trigger type its own component (a component that exported both would import the cron
+//! plugin's types, which Spin's Redis trigger does not provide). This crate adapts Spin's
+//! SQLite, key-value store, outbound HTTP (with timeouts) and Redis to
+//! [`pipeline::ValidationWorker`]. A Redis- or cron-triggered component cannot use service
+//! chaining on Spin, so the validator is reached by its full URL (`validator_url`).
+
+use guest_kit::{FetchError, SpinKv, SpinSql, Timeouts, WallClock};
+use ledger::Ledger;
+use pipeline::{
+    Doorbell, DoorbellPublisher, HttpAnswer, ValidationWorker, ValidatorClient, WorkerParts,
+    WorkerSettings,
+};
+use resilience::{CallFailure, SplitMix64};
+use spin_sdk::http::Method;
+use std::time::Duration;
+
+/// The largest validator answer read.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// Why the worker runs.
+pub enum Invocation<'a> {
+    /// A message on the jobs channel.
+    Message(&'a [u8]),
+    /// The cron sweep.
+    Sweep,
+}
+
+/// Builds a worker over Spin's stores and runs it.
+pub async fn run(invocation: Invocation<'_>) -> anyhow::Result<pipeline::DrainReport> {
+    let settings = WorkerSettings::read(guest_kit::variable)?;
+    let ledger = Ledger::new(SpinSql::open_default()?);
+    let store = SpinKv::open("default")?;
+    let validator = HttpValidator::from_variables()?;
+    let publisher = RedisDoorbells {
+        address: variable_or("redis_url", "redis://127.0.0.1:6379"),
+        channel: pipeline::JOBS_CHANNEL,
+    };
+    let seed = guest_kit::random_seed();
+    let parts = WorkerParts {
+        ledger: &ledger,
+        store: &store,
+        clock: &WallClock,
+        validator: &validator,
+        publisher: &publisher,
+        settings: &settings,
+    };
+    let mut worker = ValidationWorker::new(parts, SplitMix64::new(seed), format!("w-{seed:016x}"));
+    let report = match invocation {
+        Invocation::Message(message) => worker.on_message(publisher.channel, message).await?,
+        Invocation::Sweep => worker.sweep().await?,
+    };
+    Ok(report)
+}
+
+fn variable_or(name: &str, default: &str) -> String {
+    guest_kit::variable(name).unwrap_or_else(|| default.to_owned())
+}
+
+/// The external validator over HTTP, with the configured timeouts.
+struct HttpValidator {
+    url: String,
+    timeouts: Timeouts,
+}
+
+impl HttpValidator {
+    fn from_variables() -> anyhow::Result<Self> {
+        let millis = |name: &str, default: u64| -> anyhow::Result<Duration> {
+            match guest_kit::variable(name) {
+                None => Ok(Duration::from_millis(default)),
+                Some(text) => text.trim().parse().map(Duration::from_millis).map_err(|_| {
+                    anyhow::anyhow!(
+                        "variable {name}: {text:?} is not a whole number of milliseconds"
+                    )
+                }),
+            }
+        };
+        let first_byte = millis("validator_timeout_ms", 5_000)?;
+        Ok(Self {
+            url: variable_or("validator_url", "http://127.0.0.1:3000/external/validate"),
+            timeouts: Timeouts {
+                connect: millis("validator_connect_timeout_ms", 1_000)?,
+                first_byte,
+                between_bytes: first_byte,
+            },
+        })
+    }
+}
+
+impl ValidatorClient for HttpValidator {
+    async fn validate(&self, body: Vec<u8>) -> Result<HttpAnswer, CallFailure> {
+        let answer = guest_kit::fetch(
+            Method::Post,
+            &self.url,
+            &[("content-type", "application/json")],
+            body,
+            self.timeouts,
+            MAX_ANSWER,
+        )
+        .await;
+        match answer {
+            Ok(answer) => Ok(HttpAnswer {
+                status: answer.status,
+                retry_after: answer.header("retry-after").map(str::to_owned),
+                body: answer.body,
+            }),
+            Err(error @ (FetchError::Connect(_) | FetchError::Denied | FetchError::BadUrl(_))) => {
+                Err(CallFailure::Connect(error.to_string()))
+            }
+            Err(FetchError::Timeout(detail)) => Err(CallFailure::Timeout(detail)),
+            Err(error @ (FetchError::TooLarge(_) | FetchError::Other(_))) => {
+                Err(CallFailure::Other(error.to_string()))
+            }
+        }
+    }
+}
+
+/// Publishes doorbells on the jobs channel.
+struct RedisDoorbells {
+    address: String,
+    channel: &'static str,
+}
+
+impl DoorbellPublisher for RedisDoorbells {
+    fn ring(&self, doorbell: &Doorbell) -> Result<(), String> {
+        spin_sdk::redis::Connection::open(&self.address)
+            .and_then(|redis| redis.publish(self.channel, &doorbell.to_bytes()))
+            .map_err(|error| format!("{error:?}"))
+    }
+}
