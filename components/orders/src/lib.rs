@@ -152,19 +152,23 @@ fn links(id: &str) -> serde_json::Value {
 }
 
 /// Publishes the doorbell for a new order, unless a worker is draining already (it will find
-/// the order). A failure is logged, not fatal: the sweeper finds every due job within a second
+/// the order) or the circuit is open (the sweep takes care of the order). A failure is logged, not fatal: the sweeper finds every due job within a second
 /// or so.
 fn ring(order_id: &OrderId) {
     let busy = SpinKv::open("default")
         .map_err(|error| error.to_string())
         .and_then(|store| {
-            pipeline::doorbell_needed(&store, &WallClock).map_err(|error| error.to_string())
+            let breaker = resilience::read_settings(guest_kit::variable)
+                .map(|settings| settings.breaker)
+                .unwrap_or_default();
+            pipeline::doorbell_needed(&store, &WallClock, &breaker)
+                .map_err(|error| error.to_string())
         });
     match busy {
         Ok(false) => return,
         Ok(true) => {}
         Err(error) => {
-            eprintln!("orders: cannot tell whether a worker is draining ({error}); ringing")
+            eprintln!("orders: cannot tell whether a doorbell is needed ({error}); ringing")
         }
     }
     let address =

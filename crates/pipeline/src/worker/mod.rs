@@ -15,8 +15,9 @@ use crate::settings::WorkerSettings;
 use ledger::{Applied, ClaimedJob, EventKind, JobResult, Ledger, LedgerError, NextStep, Sql};
 use orders_core::Timestamp;
 use resilience::{
-    Admission, BreakerError, Bulkhead, BulkheadError, BulkheadPermit, BulkheadPolicy, CallFailure,
-    CallOutcome, CallWindow, CircuitBreaker, Clock, KvStore, Random, RetryBudget, Transition,
+    Admission, BreakerError, BreakerPolicy, Bulkhead, BulkheadError, BulkheadPermit,
+    BulkheadPolicy, CallFailure, CallOutcome, CallWindow, CircuitBreaker, Clock, KvStore, Random,
+    RetryBudget, Transition,
 };
 use std::future::Future;
 
@@ -122,14 +123,24 @@ pub struct WorkerParts<'a, S: Sql, K: KvStore, C: Clock, V: ValidatorClient, P: 
 }
 
 /// Whether a new order's doorbell is needed: not while some worker drains (it will find the
-/// order: a drainer looks for work once more after giving its slot back). One read.
-pub fn doorbell_needed<K: KvStore, C: Clock>(store: &K, clock: &C) -> Result<bool, BulkheadError> {
+/// order: a drainer looks for work once more after giving its slot back), and not while the
+/// circuit refuses calls (a woken worker could only defer the job; the sweep defers due jobs
+/// every second and sends the next probe once the circuit lets one through). Two reads.
+pub fn doorbell_needed<K: KvStore, C: Clock>(
+    store: &K,
+    clock: &C,
+    breaker: &BreakerPolicy,
+) -> Result<bool, WorkerError> {
     // Counting live leases reads the stored slots only; the policy plays no part in it.
     let any = BulkheadPolicy {
         slots: 1,
         lease_ms: 1,
     };
-    Ok(Bulkhead::new(store, clock, DRAINERS, any).occupied()? == 0)
+    if Bulkhead::new(store, clock, DRAINERS, any).occupied()? > 0 {
+        return Ok(false);
+    }
+    let circuit = CircuitBreaker::new(store, clock, DEPENDENCY, breaker.clone());
+    Ok(circuit.refuses_until()?.is_none())
 }
 
 /// One worker invocation (a doorbell or a sweep).

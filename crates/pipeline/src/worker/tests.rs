@@ -16,8 +16,8 @@ use futures::executor::block_on;
 use ledger::{DeadLetterSource, EventKind, JobView, Ledger, OrderView, PipelineStats, RusqliteSql};
 use orders_core::{NewOrder, OrderId, OrderStatus, Timestamp};
 use resilience::{
-    BudgetPolicy, Bulkhead, CallFailure, CircuitBreaker, CircuitState, Clock, IdempotencyKey,
-    KvStore, ManualClock, MemoryStore, SplitMix64,
+    BudgetPolicy, Bulkhead, CallFailure, CircuitBreaker, CircuitState, Clock, ForcedState,
+    IdempotencyKey, KvStore, ManualClock, MemoryStore, SplitMix64,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -778,7 +778,7 @@ fn with_every_drainer_slot_taken_a_doorbell_leaves_the_work_to_the_holders() {
         .map(|_| drainers.try_enter().unwrap().unwrap())
         .collect();
     let order = harness.order("a");
-    assert!(!doorbell_needed(&harness.store, &*harness.clock).unwrap());
+    assert!(!doorbell_needed(&harness.store, &*harness.clock, &harness.settings.breaker).unwrap());
     assert_eq!(harness.ring(&order), DrainReport::default());
     assert_eq!(harness.validator.calls(), 0);
     let stats = harness.stats();
@@ -793,6 +793,24 @@ fn with_every_drainer_slot_taken_a_doorbell_leaves_the_work_to_the_holders() {
     assert_eq!(harness.status(&order), OrderStatus::Validated);
     // The worker gave its slot back: only the remaining holder's is live.
     assert_eq!(drainers.occupied().unwrap(), 1);
+}
+
+#[test]
+fn a_doorbell_is_needed_only_when_nobody_drains_and_the_circuit_lets_calls_through() {
+    let harness = Harness::new();
+    let policy = harness.settings.breaker.clone();
+    let needed = || doorbell_needed(&harness.store, &*harness.clock, &policy).unwrap();
+    assert!(needed());
+    let circuit = harness.breaker();
+    circuit.force(ForcedState::Open).unwrap();
+    assert!(!needed(), "an open circuit: the sweep defers and probes");
+    circuit.force(ForcedState::Closed).unwrap();
+    assert!(needed());
+    let drainers = harness.drainers();
+    let permit = drainers.try_enter().unwrap().unwrap();
+    assert!(!needed(), "a drainer will find the order");
+    drainers.leave(permit).unwrap();
+    assert!(needed());
 }
 
 #[test]
