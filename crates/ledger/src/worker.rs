@@ -365,28 +365,37 @@ impl<S: Sql> Ledger<S> {
         Ok(applied)
     }
 
-    /// The circuit breaker's bulk deferral: every due, unleased, queued job of `kind` becomes
-    /// due at `until`, one more deferral counted. Only jobs starting a deferral streak get a
-    /// `deferred` event (so a long outage writes one per job, not one per pass). Two
-    /// statements at most; returns how many jobs were deferred.
+    /// The circuit breaker's bulk deferral: up to `limit` due, unleased, queued jobs of `kind`
+    /// (oldest due first) become due at `until`, one more deferral counted. Only jobs starting
+    /// a deferral streak get a `deferred` event (so a long outage writes one per job, not one
+    /// per pass). Two statements at most; returns how many jobs were deferred. Callers defer in
+    /// chunks (calling again while a call returns `limit`), so that no single write holds the
+    /// database for long while thousands of jobs wait.
     pub fn defer_due(
         &self,
         kind: &str,
         now: Timestamp,
         until: Timestamp,
         detail: &str,
+        limit: u32,
     ) -> Result<u64, LedgerError> {
         let deferred = self.run(
             "defer due jobs",
             "UPDATE jobs
             SET due_at = ?3, deferrals = deferrals + 1, deferred_since = coalesce(deferred_since, ?2)
-            WHERE kind = ?1 AND state = 'queued' AND due_at <= ?2
-                AND (lease_until IS NULL OR lease_until <= ?2)
+            WHERE id IN (
+                SELECT id FROM jobs
+                WHERE kind = ?1 AND state = 'queued' AND due_at <= ?2
+                    AND (lease_until IS NULL OR lease_until <= ?2)
+                ORDER BY due_at, id
+                LIMIT ?4
+            )
             RETURNING order_id, deferred_since = ?2",
             &[
                 SqlValue::text(kind),
                 SqlValue::millis(now),
                 SqlValue::millis(until),
+                SqlValue::Integer(i64::from(limit)),
             ],
         )?;
         let mut starting_streaks = Vec::new();

@@ -191,7 +191,7 @@ impl World {
             Action::DeferDue => {
                 self.fixture
                     .ledger
-                    .defer_due(KIND, now, Timestamp(self.now + 700), "circuit open")
+                    .defer_due(KIND, now, Timestamp(self.now + 700), "circuit open", 1_000)
                     .unwrap();
             }
             Action::Replay { pick } => {

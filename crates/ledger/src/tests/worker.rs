@@ -556,6 +556,36 @@ fn jobs_past_their_deadline_are_claimed_whatever_their_due_time() {
 }
 
 #[test]
+fn bulk_deferral_goes_in_chunks_oldest_due_first() {
+    let fixture = Fixture::new();
+    for (name, at) in [("a", 3), ("b", 1), ("c", 2)] {
+        fixture.accept(name, at);
+    }
+    let defer = |limit| {
+        fixture
+            .ledger
+            .defer_due(
+                KIND,
+                Timestamp(100),
+                Timestamp(1_000),
+                "circuit open",
+                limit,
+            )
+            .unwrap()
+    };
+    assert_eq!(defer(2), 2);
+    assert_eq!(job_row(&fixture, "b").3, 1_000);
+    assert_eq!(job_row(&fixture, "c").3, 1_000);
+    assert_eq!(
+        job_row(&fixture, "a").3,
+        3,
+        "the newest waits for the next chunk"
+    );
+    assert_eq!(defer(2), 1);
+    assert_eq!(defer(2), 0);
+}
+
+#[test]
 fn bulk_deferral_records_only_the_start_of_a_streak() {
     let fixture = Fixture::new();
     fixture.accept("a", 1);
@@ -568,7 +598,13 @@ fn bulk_deferral_records_only_the_start_of_a_streak() {
     assert_eq!(
         fixture
             .ledger
-            .defer_due(KIND, Timestamp(100), Timestamp(1_000), "circuit open")
+            .defer_due(
+                KIND,
+                Timestamp(100),
+                Timestamp(1_000),
+                "circuit open",
+                1_000
+            )
             .unwrap(),
         1
     );
@@ -577,7 +613,13 @@ fn bulk_deferral_records_only_the_start_of_a_streak() {
     for now in [1_000, 2_000, 3_000] {
         fixture
             .ledger
-            .defer_due(KIND, Timestamp(now), Timestamp(now + 1_000), "circuit open")
+            .defer_due(
+                KIND,
+                Timestamp(now),
+                Timestamp(now + 1_000),
+                "circuit open",
+                1_000,
+            )
             .unwrap();
     }
     assert_eq!(job_row(&fixture, "b"), (None, 0, 0, 4_000, 4, Some(100)));
@@ -595,7 +637,13 @@ fn bulk_deferral_records_only_the_start_of_a_streak() {
     assert_eq!(
         fixture
             .ledger
-            .defer_due(KIND, Timestamp(5_000), Timestamp(6_000), "circuit open")
+            .defer_due(
+                KIND,
+                Timestamp(5_000),
+                Timestamp(6_000),
+                "circuit open",
+                1_000
+            )
             .unwrap(),
         2
     );
@@ -616,7 +664,13 @@ fn bulk_deferral_records_only_the_start_of_a_streak() {
     assert_eq!(job_row(&fixture, "b").5, None);
     fixture
         .ledger
-        .defer_due(KIND, Timestamp(7_000), Timestamp(8_000), "circuit open")
+        .defer_due(
+            KIND,
+            Timestamp(7_000),
+            Timestamp(8_000),
+            "circuit open",
+            1_000,
+        )
         .unwrap();
     assert_eq!(
         kinds(&fixture, "b"),

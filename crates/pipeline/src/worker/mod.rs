@@ -36,6 +36,8 @@ pub const HEARTBEAT_KEY: &str = "validator/heartbeat";
 const HOUSEKEEPING_KEY: &str = "validator/housekeeping-at";
 /// How often the sweeper prunes idempotency keys and old window counters.
 const HOUSEKEEPING_EVERY_MS: u64 = 60_000;
+/// How many jobs one deferral statement moves at most.
+const DEFER_CHUNK: u32 = 500;
 /// How many expired jobs or keys one sweep handles at most.
 const SWEEP_LIMIT: u32 = 500;
 
@@ -340,6 +342,24 @@ where
         }
     }
 
+    /// Defers every due job to `until` (the circuit's next probe time), in chunks of
+    /// [`DEFER_CHUNK`] so that no single write holds the database long; how many were
+    /// deferred.
+    fn defer_all_due(&self, now: Timestamp, until: Timestamp) -> Result<u64, WorkerError> {
+        let detail = format!("circuit open; next probe at {until}");
+        let mut total = 0;
+        loop {
+            let deferred =
+                self.parts
+                    .ledger
+                    .defer_due(JOB_KIND, now, until, &detail, DEFER_CHUNK)?;
+            total += deferred;
+            if deferred < u64::from(DEFER_CHUNK) {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Rings a doorbell about no order in particular: more work waits.
     fn ring_backlog(&self) {
         if let Err(error) = self.parts.publisher.ring(&Doorbell::backlog()) {
@@ -358,12 +378,7 @@ where
         let breaker = self.breaker();
         // An open circuit defers every due job in one statement, without claiming any.
         if let Some(until) = breaker.refuses_until()? {
-            let deferred = self.parts.ledger.defer_due(
-                JOB_KIND,
-                now,
-                Timestamp(until),
-                &format!("circuit open; next probe at {}", Timestamp(until)),
-            )?;
+            let deferred = self.defer_all_due(now, Timestamp(until))?;
             let tally = Tally {
                 deferrals: deferred,
                 ..Tally::default()
