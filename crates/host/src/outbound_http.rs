@@ -5,7 +5,6 @@
 //! timeouts honoured.
 
 mod pool;
-mod replay;
 
 pub use pool::HttpConnectionPool;
 

@@ -14,24 +14,22 @@
 //! it has been idle for [`IDLE_TIMEOUT`], or when more than [`MAX_IDLE_PER_AUTHORITY`] are
 //! idle for its authority (the oldest goes).
 //!
-//! A request that fails on a reused connection because the server had closed it, before any
-//! response byte came, goes once more on a fresh connection, if its body can be replayed (see
-//! [`super::replay`]) or hyper had not started sending it.
+//! A request that fails on a reused connection before hyper started writing it (hyper hands it
+//! back unsent, typically because the server had closed the connection) goes once more on a
+//! new connection, as hyper-util's client, Spin's, retries it. A request hyper has started
+//! writing is never sent again (the server may have acted on it): it fails.
 
-use super::replay::{Recorder, RecordingBody};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
-use std::io::ErrorKind;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Interval};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
@@ -97,8 +95,6 @@ struct IdleConnection {
 /// One HTTP/1.1 connection.
 struct Connection {
     sender: SendRequest<WasiBody>,
-    /// Bytes read from the server so far.
-    received: Arc<AtomicU64>,
 }
 
 /// The timeouts of one request.
@@ -123,10 +119,8 @@ impl Timeouts {
 /// A request that got no response.
 struct Failed {
     error: Error,
-    /// The request, when hyper had not started sending it.
-    request: Option<http::Request<WasiBody>>,
-    /// Whether the connection turned out closed before any response byte came.
-    closed_before_answer: bool,
+    /// The request, when hyper handed it back unsent.
+    unsent: Option<http::Request<WasiBody>>,
 }
 
 impl HttpConnectionPool {
@@ -161,8 +155,8 @@ impl HttpConnectionPool {
             .path_and_query(parts.uri.path_and_query().map_or("/", |p| p.as_str()))
             .build()
             .map_err(|_| Error::HttpRequestUriInvalid)?;
-        let (body, recorder) = RecordingBody::new(body);
-        let request = http::Request::from_parts(parts.clone(), body.boxed_unsync());
+        let (body, request_ended) = RequestBody::new(body);
+        let request = http::Request::from_parts(parts, body.boxed_unsync());
 
         let (connection, reused) = match self.shared.checkout(&key) {
             Some(connection) => (connection, true),
@@ -170,18 +164,11 @@ impl HttpConnectionPool {
         };
         let (response, connection) = match send_on(connection, request, timeouts.first_byte).await {
             Ok(sent) => sent,
-            Err(failed) if reused => {
-                let again = failed.request.or_else(|| {
-                    failed
-                        .closed_before_answer
-                        .then(|| recorder.replay())
-                        .flatten()
-                        .map(|body| http::Request::from_parts(parts, body))
-                });
-                let Some(again) = again else {
-                    return Err(failed.error);
-                };
-                tracing::debug!(authority = %key, error = %failed.error, "a pooled connection was closed by the server; sending again on a new one");
+            Err(Failed {
+                error,
+                unsent: Some(again),
+            }) if reused => {
+                tracing::debug!(authority = %key, %error, "a pooled connection failed before the request went out; sending it on a new one");
                 let connection = connect(&key, timeouts.connect).await?;
                 send_on(connection, again, timeouts.first_byte)
                     .await
@@ -189,7 +176,6 @@ impl HttpConnectionPool {
             }
             Err(failed) => return Err(failed.error),
         };
-        recorder.done();
         let between_bytes = if timeouts.between_bytes.is_zero() {
             // tokio's interval panics on zero, as `default_send_request` notes.
             Duration::new(0, 1)
@@ -202,7 +188,7 @@ impl HttpConnectionPool {
             pool: Arc::clone(&self.shared),
             key,
             connection,
-            request: recorder,
+            request_ended,
         };
         Ok(response.map(|incoming| {
             ResponseBody {
@@ -327,11 +313,6 @@ async fn connect(key: &str, limit: Duration) -> Result<Connection, Error> {
         Ok(stream) => stream.map_err(Error::Connect)?,
         Err(_) => return Err(Error::ConnectionTimeout),
     };
-    let received = Arc::new(AtomicU64::new(0));
-    let stream = CountingStream {
-        stream,
-        received: Arc::clone(&received),
-    };
     let (sender, connection) = tokio::time::timeout(
         limit,
         hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(stream)),
@@ -344,7 +325,7 @@ async fn connect(key: &str, limit: Duration) -> Result<Connection, Error> {
             tracing::debug!(%authority, %error, "an outbound HTTP connection failed");
         }
     });
-    Ok(Connection { sender, received })
+    Ok(Connection { sender })
 }
 
 /// Sends `request` on `connection`, waiting `first_byte` for the response head.
@@ -353,53 +334,22 @@ async fn send_on(
     request: http::Request<WasiBody>,
     first_byte: Duration,
 ) -> Result<(http::Response<Incoming>, Connection), Failed> {
-    let received = connection.received.load(Ordering::Acquire);
     let sent = tokio::time::timeout(first_byte, connection.sender.try_send_request(request)).await;
     match sent {
         Ok(Ok(response)) => Ok((response, connection)),
         // Dropping the connection closes it: its request is still out.
         Err(_) => Err(Failed {
             error: Error::ConnectionReadTimeout,
-            request: None,
-            closed_before_answer: false,
+            unsent: None,
         }),
         Ok(Err(mut error)) => {
-            let request = error.take_message();
-            let error = error.into_error();
-            let closed_before_answer = connection.received.load(Ordering::Acquire) == received
-                && is_closed_connection(&error);
+            let unsent = error.take_message();
             Err(Failed {
-                error: Error::from(error),
-                request,
-                closed_before_answer,
+                error: Error::from(error.into_error()),
+                unsent,
             })
         }
     }
-}
-
-/// Whether `error` says the connection was closed or reset (not, say, that the guest's body
-/// failed or the response was malformed).
-fn is_closed_connection(error: &hyper::Error) -> bool {
-    if error.is_user() || error.is_parse() || error.is_timeout() {
-        return false;
-    }
-    if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
-        return true;
-    }
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                ErrorKind::ConnectionReset
-                    | ErrorKind::ConnectionAborted
-                    | ErrorKind::BrokenPipe
-                    | ErrorKind::UnexpectedEof
-            );
-        }
-        source = cause.source();
-    }
-    false
 }
 
 /// A connection on its way back to the pool.
@@ -407,8 +357,8 @@ struct Returning {
     pool: Arc<Shared>,
     key: String,
     connection: Connection,
-    /// The request's body (whether hyper has had all of it).
-    request: Recorder,
+    /// Whether hyper has had all of the request's body.
+    request_ended: Arc<AtomicBool>,
 }
 
 impl Returning {
@@ -455,7 +405,9 @@ impl ResponseBody {
             }
             Poll::Ready(Err(_)) => self.returning = None,
             // hyper is about to be ready: the request has gone out whole.
-            Poll::Pending if returning.request.ended() => return Poll::Pending,
+            Poll::Pending if returning.request_ended.load(Ordering::Acquire) => {
+                return Poll::Pending;
+            }
             // hyper still sends the request's body.
             Poll::Pending => {
                 if let Some(returning) = self.returning.take() {
@@ -521,53 +473,53 @@ impl Drop for ResponseBody {
     }
 }
 
-/// A TCP stream that counts the bytes it reads.
-struct CountingStream {
-    stream: TcpStream,
-    received: Arc<AtomicU64>,
+/// A request body as hyper sends it: the guest's, telling the pool when hyper has had all of it.
+struct RequestBody {
+    body: WasiBody,
+    ended: Arc<AtomicBool>,
 }
 
-impl AsyncRead for CountingStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut self.stream).poll_read(cx, buf))?;
-        let read = (buf.filled().len() - before) as u64;
-        self.received.fetch_add(read, Ordering::Release);
-        Poll::Ready(Ok(()))
+impl RequestBody {
+    /// Wraps the guest's `body`; the flag says whether it has ended.
+    fn new(body: WasiBody) -> (Self, Arc<AtomicBool>) {
+        let ended = Arc::new(AtomicBool::new(body.is_end_stream()));
+        let flag = Arc::clone(&ended);
+        (Self { body, ended }, flag)
     }
 }
 
-impl AsyncWrite for CountingStream {
-    fn poll_write(
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        let ended = match &frame {
+            None => true,
+            // Trailers come last.
+            Some(Ok(frame)) => frame.is_trailers(),
+            Some(Err(_)) => false,
+        };
+        if ended {
+            self.ended.store(true, Ordering::Release);
+        }
+        Poll::Ready(frame)
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    fn is_end_stream(&self) -> bool {
+        let end = self.body.is_end_stream();
+        if end {
+            // hyper reads no further once a body says it ended.
+            self.ended.store(true, Ordering::Release);
+        }
+        end
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -576,9 +528,10 @@ mod tests {
     use super::*;
     use http_body_util::{Empty, Full, StreamBody};
     use hyper::service::service_fn;
+    use std::io::ErrorKind;
     use std::net::SocketAddr;
     use std::sync::atomic::AtomicUsize;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
     use tokio::net::TcpListener;
 
     /// A loopback server; `accepted` counts its TCP connections.
@@ -701,6 +654,23 @@ mod tests {
         text(response).await.expect("a body")
     }
 
+    /// Waits until hyper has found every idle connection to `authority` closed.
+    async fn until_idle_closed(pool: &HttpConnectionPool, authority: &str) {
+        let closed = || {
+            pool.shared
+                .lock()
+                .by_authority
+                .get(authority)
+                .is_none_or(|list| list.iter().all(|idle| idle.connection.sender.is_closed()))
+        };
+        let waited = tokio::time::timeout(Duration::from_secs(5), async {
+            while !closed() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        waited.await.expect("the idle connections closed");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sequential_requests_share_one_connection() {
         let server = http_server(None).await;
@@ -768,40 +738,111 @@ mod tests {
                 .await
                 .expect("a response");
             assert_eq!(text(response).await.expect("a body"), "ok");
+            // The next request goes once hyper has seen the close: one written before would
+            // fail (the server closing under it), one handed over just before is handed back
+            // unsent and goes again (see below).
+            until_idle_closed(&pool, &server.authority()).await;
         }
         assert_eq!(server.accepted(), 3);
     }
 
+    /// The client end of a connection the server has hung up (`hung_up`), hyper not knowing yet:
+    /// reads wait until then, without waking anyone when it comes, and are at their end after.
+    /// `written` keeps what hyper wrote.
+    struct HangingUp {
+        hung_up: Arc<AtomicBool>,
+        written: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl AsyncRead for HangingUp {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            if self.hung_up.load(Ordering::SeqCst) {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    impl AsyncWrite for HangingUp {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+            written.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_request_on_a_connection_closed_under_it_goes_again_on_a_new_one() {
-        // The server drops each connection at its second request, unanswered: the race of a
-        // server closing an idle connection just as it is reused.
+    async fn a_request_hyper_gave_back_unsent_goes_again_on_a_new_one() {
+        // A pooled connection the server closed just as it is reused, its end of stream there
+        // before hyper picks up the request: hyper hands the request back unsent.
+        let server = http_server(None).await;
+        let pool = HttpConnectionPool::default();
+        let authority = server.authority();
+        let hung_up = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let io = HangingUp {
+            hung_up: Arc::clone(&hung_up),
+            written: Arc::clone(&written),
+        };
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .expect("a handshake");
+        let driven = tokio::spawn(connection);
+        sender.ready().await.expect("a ready connection");
+        pool.shared
+            .checkin(authority.clone(), Connection { sender });
+        assert_eq!(pool.idle(&authority), 1);
+        hung_up.store(true, Ordering::SeqCst);
+
+        let reply = fetch(&pool, request(&server, "/two", streamed("body two"))).await;
+        assert_eq!(reply, format!("1:/two:{authority}:body two"));
+        assert_eq!(server.accepted(), 1);
+        assert!(
+            written
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty(),
+            "nothing went out on the closed connection"
+        );
+        driven
+            .await
+            .expect("the connection task")
+            .expect("a connection closed at its end");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_written_request_on_a_connection_closed_under_it_is_not_sent_again() {
+        // The server drops each connection at its second request, read whole but unanswered:
+        // it may have acted on it, so the request must not go again.
         let server = http_server(Some(2)).await;
         let pool = HttpConnectionPool::default();
         let authority = server.authority();
         let first = fetch(&pool, request(&server, "/one", streamed("body one"))).await;
         assert_eq!(first, format!("1:/one:{authority}:body one"));
         assert_eq!(pool.idle(&authority), 1);
-        // The body went out on the dead connection, and goes again (replayed) on a new one.
-        let second = fetch(&pool, request(&server, "/two", streamed("body two"))).await;
-        assert_eq!(second, format!("1:/two:{authority}:body two"));
-        assert_eq!(server.accepted(), 2);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_request_too_big_to_replay_is_not_sent_again() {
-        let server = http_server(Some(2)).await;
-        let pool = HttpConnectionPool::default();
-        fetch(&pool, request(&server, "/", empty())).await;
-        let big = Full::new(Bytes::from(vec![
-            b'x';
-            super::super::replay::MAX_REPLAY_BYTES + 1
-        ]))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-        let failed = pool.send(request(&server, "/", big), None).await;
+        let failed = pool
+            .send(request(&server, "/two", streamed("body two")), None)
+            .await;
         assert!(matches!(failed, Err(Error::Hyper(_))), "{failed:?}");
         assert_eq!(server.accepted(), 1);
+        assert_eq!(pool.idle(&authority), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
