@@ -54,6 +54,15 @@ pub enum ReplayOutcome {
         /// What to publish.
         payload: Vec<u8>,
     },
+    /// Nothing was replayed: the job's order was decided meanwhile (its job is gone: a
+    /// dead-lettered order fails at its deadline), or is being decided (a sweep holds the job
+    /// to fail it at its deadline). The entry is left as it is, not marked replayed: it stays
+    /// listed among the entries not replayed, as the record of what was given up on, and
+    /// replaying it again gives this answer again. The order's timeline says how it ended.
+    OrderSettled {
+        /// The job's order.
+        order_id: String,
+    },
     /// There is no such dead letter.
     NotFound,
     /// It was replayed before (nothing was done).
@@ -63,6 +72,25 @@ pub enum ReplayOutcome {
     },
 }
 
+/// Marks dead letter `?1` replayed at `?2` if it can be replayed: a message, or a job that is
+/// still dead, not held by a sweep failing it at its deadline (a live lease), and whose order is
+/// not decided. Marking a job's entry fires `dead_letter_replayed`, which requeues the job.
+const MARK_REPLAYED: &str = "UPDATE dead_letters SET replayed_at = ?2
+    WHERE id = ?1 AND replayed_at IS NULL
+        AND (source = 'message' OR EXISTS (
+            SELECT 1 FROM jobs AS j
+            WHERE j.id = dead_letters.job_id AND j.state = 'dead'
+                AND (j.lease_until IS NULL OR j.lease_until <= ?2)
+                AND NOT EXISTS (
+                    SELECT 1 FROM orders AS o WHERE o.id = j.order_id AND o.status <> 'processing'
+                )
+        ))
+    RETURNING source, order_id, channel, payload";
+
+/// Reads one dead letter: `?1` id.
+const SELECT_ONE: &str = "SELECT id, source, job_id, order_id, channel, payload, reason,
+        attempts, created_at, replayed_at
+    FROM dead_letters WHERE id = ?1";
 /// Lists dead letters, newest first: `?1` limit.
 const SELECT_ALL: &str = "SELECT id, source, job_id, order_id, channel, payload, reason,
         attempts, created_at, replayed_at
@@ -120,35 +148,53 @@ impl<S: Sql> Ledger<S> {
         found.rows.iter().map(|row| read_dead_letter(row)).collect()
     }
 
+    /// The dead letter `id`, if there is one (one read).
+    pub fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, LedgerError> {
+        let found = self.run("read a dead letter", SELECT_ONE, &[SqlValue::Integer(id)])?;
+        found
+            .rows
+            .first()
+            .map(|row| read_dead_letter(row))
+            .transpose()
+    }
+
     /// Replays a dead letter at `now`. A job goes back to the queue (due now, poison count 0,
-    /// lease cleared, a `replayed` event) and the entry is marked replayed, in one statement;
-    /// a message is marked replayed and returned for the caller to republish. Only one of
-    /// several racing replays of an entry succeeds.
+    /// lease cleared, a `replayed` event, its original retry window again from now) and the
+    /// entry is marked replayed, in one statement; if its order was decided meanwhile nothing
+    /// changes ([`ReplayOutcome::OrderSettled`]). A message is marked replayed and returned:
+    /// read it with [`Ledger::dead_letter`] and publish it first, then call this to mark it only
+    /// once publishing succeeded (marking first would lose it if publishing failed). Only one
+    /// of several racing replays of an entry succeeds.
     pub fn replay(&self, id: i64, now: Timestamp) -> Result<ReplayOutcome, LedgerError> {
         let what = || format!("dead letter {id}");
         // Marking it fires the trigger that requeues a job; RETURNING says whether this call
         // was the one that marked it.
         let replayed = self.run(
             "replay a dead letter",
-            "UPDATE dead_letters SET replayed_at = ?2 WHERE id = ?1 AND replayed_at IS NULL
-            RETURNING source, order_id, channel, payload",
+            MARK_REPLAYED,
             &[SqlValue::Integer(id), SqlValue::millis(now)],
         )?;
         if let Some(row) = replayed.rows.first() {
             return read_replayed(row).map_err(|detail| LedgerError::corrupt(what(), detail));
         }
-        let found = self.run(
-            "read a dead letter",
-            "SELECT replayed_at FROM dead_letters WHERE id = ?1",
-            &[SqlValue::Integer(id)],
-        )?;
-        let Some(row) = found.rows.first() else {
+        let Some(letter) = self.dead_letter(id)? else {
             return Ok(ReplayOutcome::NotFound);
         };
-        RowReader::new(row)
-            .timestamp("replayed_at")
-            .map(|at| ReplayOutcome::AlreadyReplayed { at })
-            .map_err(|detail| LedgerError::corrupt(what(), detail))
+        match (letter.replayed_at, letter.source, letter.order_id) {
+            (Some(at), _, _) => Ok(ReplayOutcome::AlreadyReplayed { at }),
+            (None, DeadLetterSource::Job, Some(order_id)) => {
+                Ok(ReplayOutcome::OrderSettled { order_id })
+            }
+            (None, DeadLetterSource::Job, None) => Err(LedgerError::corrupt(
+                what(),
+                "a job's entry has no order_id",
+            )),
+            // A message's entry is always marked unless it already was.
+            (None, DeadLetterSource::Message, _) => Err(LedgerError::corrupt(
+                what(),
+                "the message's entry could not be marked replayed",
+            )),
+        }
     }
 
     /// Deletes every order, job, event, idempotency key and dead letter, in one statement.

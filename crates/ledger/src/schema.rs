@@ -47,8 +47,10 @@ const VERSION_1: &[&str] = &[
     "INSERT INTO ledger_marks (name, value)
     VALUES ('keys_pruned_through', 0), ('legacy_orders_through', 0)",
     // The outbox: one row per piece of work still to do. A lease is held while
-    // `lease_until` is in the future; `previous_owner` is the holder of the lease the latest
-    // claim replaced (NULL when the job was free).
+    // `lease_until` is in the future; `previous_owner` is the holder of an expired lease a
+    // claim took the job over from, until the job's results are applied (a release keeps it,
+    // so the next claim reports it; NULL when the job was free). A dead job ('dead') waits for
+    // a replay or its deadline.
     "CREATE TABLE jobs (
         id              INTEGER PRIMARY KEY,
         kind            TEXT NOT NULL,
@@ -134,7 +136,9 @@ const VERSION_1: &[&str] = &[
     END",
     // Workers' results: one row per job (see `worker.rs` for the columns' meaning). The
     // trigger relies on `changes()`, which inside a trigger counts the rows changed by the
-    // trigger's previous statement.
+    // trigger's previous statement. A deferral is recorded only when it starts a deferral
+    // streak (as `defer_due`'s are). The worker that changes a job it holds has reported the
+    // owner its claim took the job over from, so `previous_owner` is cleared then.
     "CREATE VIEW job_results (
         batch, worker, now, slot, job_id, order_id, attempt, outcome, latency_ms,
         recovered_from, step, status, reason, detail, due_at, error, counts_attempt,
@@ -182,6 +186,15 @@ const VERSION_1: &[&str] = &[
         DELETE FROM jobs
         WHERE NEW.step = 'decide' AND id = NEW.job_id AND lease_owner = NEW.worker;
 
+        -- A deferral by the worker holding the lease is recorded only if it starts a streak:
+        -- the job was not put off since its last attempt (or this result counts an attempt,
+        -- which ends the old streak). Judged before the job changes.
+        INSERT INTO order_events (order_id, at, kind, attempt, detail)
+        SELECT NEW.order_id, NEW.now, NEW.event_kind, NEW.attempt, NEW.event_detail
+        FROM jobs
+        WHERE NEW.step = 'defer' AND id = NEW.job_id AND lease_owner = NEW.worker
+            AND (deferred_since IS NULL OR NEW.counts_attempt);
+
         -- Any other step changes the job only for the worker that holds its lease ...
         UPDATE jobs
         SET state = CASE NEW.step WHEN 'dead_letter' THEN 'dead' ELSE 'queued' END,
@@ -198,13 +211,14 @@ const VERSION_1: &[&str] = &[
             last_error = coalesce(NEW.error, last_error),
             last_attempt_at = CASE WHEN NEW.counts_attempt THEN NEW.now ELSE last_attempt_at END,
             lease_owner = NULL,
-            lease_until = NULL
+            lease_until = NULL,
+            previous_owner = NULL
         WHERE NEW.step IN ('retry', 'poison', 'defer', 'dead_letter')
             AND id = NEW.job_id AND lease_owner = NEW.worker;
-        -- ... which is then recorded (changes() counts the UPDATE) ...
+        -- ... which is then recorded (changes() counts the UPDATE; deferrals were above) ...
         INSERT INTO order_events (order_id, at, kind, attempt, detail)
         SELECT NEW.order_id, NEW.now, NEW.event_kind, NEW.attempt, NEW.event_detail
-        WHERE NEW.step IN ('retry', 'poison', 'defer', 'dead_letter') AND changes() > 0;
+        WHERE NEW.step IN ('retry', 'poison', 'dead_letter') AND changes() > 0;
         -- ... and a dead job is entered in the queue (changes() counts the event just
         -- written, which was written exactly when the job changed).
         INSERT INTO dead_letters (source, job_id, order_id, reason, attempts, created_at)

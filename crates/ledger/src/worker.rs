@@ -34,9 +34,13 @@ pub struct ClaimedJob {
     pub created_at: Timestamp,
     /// When validation gives up.
     pub deadline_at: Timestamp,
-    /// The worker whose lease had expired when this claim took the job (it died or stalled
-    /// mid-job); `None` when the job was free.
+    /// The worker whose lease had expired when this claim (or a claim whose jobs were then
+    /// released untouched) took the job over: it died or stalled mid-job. `None` when the job
+    /// was free, or its last holder changed it.
     pub previous_owner: Option<String>,
+    /// Why the job was dead-lettered, while it is in the dead-letter queue (only
+    /// [`Ledger::claim_expired`] claims such jobs, once their deadline passed).
+    pub dead_lettered: Option<String>,
     /// Why the order row is unreadable, if it exists but is.
     pub corrupt: Option<String>,
 }
@@ -120,6 +124,7 @@ macro_rules! claim_returning {
         concat!(
             " RETURNING id, order_id, attempts, poison_count, created_at, deadline_at,
                 previous_owner,
+                CASE state WHEN 'dead' THEN coalesce(last_error, 'no reason recorded') END,
                 (SELECT json_array(",
             order_columns!(),
             ") FROM orders AS o WHERE o.id = jobs.order_id), ",
@@ -128,9 +133,12 @@ macro_rules! claim_returning {
     };
 }
 
-/// Claims due jobs: `?1` kind, `?2` worker, `?3` now, `?4` lease end, `?5` limit.
+/// Claims due jobs: `?1` kind, `?2` worker, `?3` now, `?4` lease end, `?5` limit. A job whose
+/// lease expired names its holder in `previous_owner`; a job released untouched keeps the one it
+/// named (its claimer never reported it).
 const CLAIM_DUE: &str = concat!(
-    "UPDATE jobs SET lease_owner = ?2, lease_until = ?4, previous_owner = lease_owner
+    "UPDATE jobs SET lease_owner = ?2, lease_until = ?4,
+        previous_owner = coalesce(lease_owner, previous_owner)
     WHERE id IN (
         SELECT id FROM jobs
         WHERE kind = ?1 AND state = 'queued' AND due_at <= ?3
@@ -140,12 +148,14 @@ const CLAIM_DUE: &str = concat!(
     claim_returning!("due_at")
 );
 
-/// Claims jobs past their deadline, with the parameters of [`CLAIM_DUE`].
+/// Claims jobs past their deadline, queued or dead-lettered, with the parameters of
+/// [`CLAIM_DUE`].
 const CLAIM_EXPIRED: &str = concat!(
-    "UPDATE jobs SET lease_owner = ?2, lease_until = ?4, previous_owner = lease_owner
+    "UPDATE jobs SET lease_owner = ?2, lease_until = ?4,
+        previous_owner = coalesce(lease_owner, previous_owner)
     WHERE id IN (
         SELECT id FROM jobs
-        WHERE kind = ?1 AND state = 'queued' AND deadline_at <= ?3
+        WHERE kind = ?1 AND state IN ('queued', 'dead') AND deadline_at <= ?3
             AND (lease_until IS NULL OR lease_until <= ?3)
         ORDER BY deadline_at, id LIMIT ?5
     )",
@@ -218,8 +228,10 @@ impl<S: Sql> Ledger<S> {
         self.claim_with(CLAIM_DUE, kind, worker, now, lease_until, limit)
     }
 
-    /// Claims up to `limit` queued jobs of `kind` whose deadline has passed at `now` (due or
-    /// not) and whose lease is free or expired, in one statement.
+    /// Claims up to `limit` jobs of `kind` whose deadline has passed at `now` (due or not) and
+    /// whose lease is free or expired, in one statement: queued jobs, and dead-lettered ones
+    /// ([`ClaimedJob::dead_lettered`]), whose order stays processing until an operator replays
+    /// the job or its deadline passes. Earliest deadline first.
     pub fn claim_expired(
         &self,
         kind: &str,
@@ -261,7 +273,9 @@ impl<S: Sql> Ledger<S> {
     }
 
     /// Gives jobs `worker` claimed back untouched: their lease is cleared, so they can be
-    /// claimed again at once. Jobs another worker holds now are left alone.
+    /// claimed again at once. Jobs another worker holds now are left alone. A job the claim
+    /// took over from an expired lease keeps its [`ClaimedJob::previous_owner`], so the next
+    /// claim reports it (and the `lease_expired` event is not lost).
     pub fn release_jobs(&self, worker: &str, job_ids: &[i64]) -> Result<(), LedgerError> {
         if job_ids.is_empty() {
             return Ok(());
@@ -531,6 +545,7 @@ fn read_claimed_columns(
     let created_at = reader.timestamp("created_at")?;
     let deadline_at = reader.timestamp("deadline_at")?;
     let previous_owner = reader.optional_text("previous_owner")?;
+    let dead_lettered = reader.optional_text("dead_lettered")?;
     let (order, corrupt) = match reader.optional_text("order")? {
         None => (None, None),
         Some(columns) => match restore_order(&order_id, &columns) {
@@ -548,6 +563,7 @@ fn read_claimed_columns(
         created_at,
         deadline_at,
         previous_owner,
+        dead_lettered,
         corrupt,
     };
     Ok((job, picked_by))

@@ -109,3 +109,124 @@ fn record(stored: &StoredKey) -> KeyRecord {
         locked_until_ms: stored.locked_until.millis(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger::RusqliteSql;
+
+    const TTL_MS: u64 = 60_000;
+
+    fn settings() -> IntakeSettings {
+        IntakeSettings {
+            key_ttl_ms: TTL_MS,
+            in_flight_lock_ms: 10_000,
+            deadline_ms: 86_400_000,
+        }
+    }
+
+    fn ledger(dir: &tempfile::TempDir) -> Ledger<RusqliteSql> {
+        Ledger::new(RusqliteSql::open(dir.path().join("ledger.db")).unwrap())
+    }
+
+    fn order(body: &str) -> NewOrder {
+        NewOrder::parse(body.as_bytes()).unwrap()
+    }
+
+    fn submit(ledger: &Ledger<RusqliteSql>, key: &str, body: &str, now: u64) -> IntakeResult {
+        let key = IdempotencyKey::parse(key).unwrap();
+        accept(
+            ledger,
+            &key,
+            order(body),
+            Timestamp(now),
+            [7; 10],
+            &settings(),
+            |order| serde_json::to_string(order).unwrap(),
+        )
+        .unwrap()
+    }
+
+    const BODY: &str = r#"{"product": "Medicine A", "quantity": 2}"#;
+
+    #[test]
+    fn a_key_is_in_flight_until_completed_then_its_answer_is_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger(&dir);
+        let IntakeResult::Created { order, body } = submit(&ledger, "k", BODY, 1_000) else {
+            panic!("the first request creates the order");
+        };
+        // Between the order's commit and the key's completion: a duplicate is told to wait.
+        assert_eq!(
+            submit(&ledger, "k", BODY, 1_001),
+            IntakeResult::InFlight {
+                retry_after_ms: 9_999
+            }
+        );
+        complete(&ledger, &IdempotencyKey::parse("k").unwrap()).unwrap();
+        assert_eq!(
+            submit(&ledger, "k", BODY, 1_002),
+            IntakeResult::Replay {
+                order_id: order.id.to_string(),
+                body
+            }
+        );
+        assert_eq!(
+            submit(
+                &ledger,
+                "k",
+                r#"{"product": "Medicine A", "quantity": 3}"#,
+                1_003
+            ),
+            IntakeResult::KeyReused
+        );
+    }
+
+    #[test]
+    fn a_key_left_incomplete_by_a_crash_is_replayed_once_its_lock_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger(&dir);
+        let IntakeResult::Created { body, .. } = submit(&ledger, "k", BODY, 1_000) else {
+            panic!("created");
+        };
+        assert!(matches!(
+            submit(&ledger, "k", BODY, 10_999),
+            IntakeResult::InFlight { .. }
+        ));
+        assert!(matches!(
+            submit(&ledger, "k", BODY, 11_000),
+            IntakeResult::Replay { body: replayed, .. } if replayed == body
+        ));
+    }
+
+    #[test]
+    fn an_expired_key_is_forgotten_and_the_request_is_new_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger(&dir);
+        let IntakeResult::Created { order: first, .. } = submit(&ledger, "k", BODY, 1_000) else {
+            panic!("created");
+        };
+        complete(&ledger, &IdempotencyKey::parse("k").unwrap()).unwrap();
+        let IntakeResult::Created { order: second, .. } =
+            submit(&ledger, "k", BODY, 1_000 + TTL_MS + 1)
+        else {
+            panic!("an expired key starts over");
+        };
+        assert_ne!(first.id, second.id);
+    }
+
+    #[test]
+    fn an_order_id_taken_under_another_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger(&dir);
+        let body = r#"{"order_id": "o-1", "product": "Medicine A", "quantity": 2}"#;
+        assert!(matches!(
+            submit(&ledger, "k1", body, 1_000),
+            IntakeResult::Created { .. }
+        ));
+        assert_eq!(
+            submit(&ledger, "k2", body, 1_001),
+            IntakeResult::OrderIdTaken(OrderId::parse("o-1").unwrap())
+        );
+    }
+}

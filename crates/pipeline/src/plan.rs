@@ -107,6 +107,18 @@ pub fn deadline_passed(attempts: u32, last_error: &str) -> NextStep {
     }
 }
 
+/// The decision for an order whose job lay in the dead-letter queue (dead-lettered for
+/// `reason` after `attempts` attempts) until its deadline passed: nobody replayed it in time.
+pub(crate) fn dead_letter_expired(attempts: u32, reason: &str) -> NextStep {
+    NextStep::Decide {
+        status: OrderStatus::Failed,
+        reason: Some(DEADLINE_PASSED.into()),
+        detail: Some(format!(
+            "no verdict before the retry deadline: the job was dead-lettered after {attempts} attempt(s) ({reason}) and not replayed in time"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,7 +129,6 @@ mod tests {
             retry: RetryPolicy {
                 base_ms: 100,
                 max_delay_ms: 1_000,
-                deadline_ms: 60_000,
             },
             poison_limit: 3,
         }

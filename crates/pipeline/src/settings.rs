@@ -45,6 +45,11 @@ pub const PIPELINE_VARIABLES: &[(&str, &str, &str)] = &[
         "10000",
         "how long a request still in flight holds its Idempotency-Key (409 meanwhile)",
     ),
+    (
+        "validation_deadline_secs",
+        "86400",
+        "an order not validated this long after acceptance fails (deadline_passed), in seconds",
+    ),
 ];
 
 /// Reads the whole number `name` through `lookup` (its default from [`PIPELINE_VARIABLES`] or
@@ -81,7 +86,7 @@ pub struct WorkerSettings {
     pub breaker: BreakerPolicy,
     /// The fleet-wide retry budget's policy.
     pub budget: BudgetPolicy,
-    /// Backoff, deadline and dead-letter rules for each job.
+    /// Backoff and dead-letter rules for each job (its deadline is stored with it at intake).
     pub job: JobPolicy,
     /// How many workers drain at once, fleet-wide, and how long a draining worker's slot
     /// lasts without renewal.
@@ -167,5 +172,37 @@ mod tests {
         assert_eq!(intake.key_ttl_ms, 60_000);
         assert_eq!(intake.in_flight_lock_ms, 10_000);
         assert_eq!(intake.deadline_ms, 86_400_000);
+    }
+
+    #[test]
+    fn the_validation_deadline_is_a_pipeline_variable_read_by_intake() {
+        let deadline = |value: &'static str| {
+            IntakeSettings::read(move |name| {
+                (name == "validation_deadline_secs").then(|| value.to_owned())
+            })
+        };
+        assert_eq!(deadline("60").unwrap().deadline_ms, 60_000);
+        let error = deadline("0").unwrap_err();
+        assert!(
+            error.to_string().contains("validation_deadline_secs"),
+            "{error}"
+        );
+        // Listed once: by the pipeline, not by the resilience library.
+        let listed = |variables: &[(&str, &str, &str)]| {
+            variables
+                .iter()
+                .filter(|(name, _, _)| *name == "validation_deadline_secs")
+                .count()
+        };
+        assert_eq!(listed(PIPELINE_VARIABLES), 1);
+        assert_eq!(listed(resilience::VARIABLES), 0);
+        for (name, _, _) in PIPELINE_VARIABLES {
+            assert!(
+                resilience::VARIABLES
+                    .iter()
+                    .all(|(other, _, _)| other != name),
+                "{name} is listed twice"
+            );
+        }
     }
 }

@@ -35,8 +35,6 @@ pub use clock::{Clock, ManualClock};
 pub use idempotency::{IdempotencyKey, KeyDecision, KeyError, KeyRecord, decide};
 pub use kv::{KvStore, MemoryStore, MemoryStoreError};
 pub use random::{Random, SplitMix64};
-pub use retry::{
-    CallFailure, FailureClass, RetryDecision, RetryPolicy, classify, parse_retry_after,
-};
+pub use retry::{CallFailure, FailureClass, RetryPolicy, classify, parse_retry_after};
 pub use settings::{ResilienceSettings, SettingError, VARIABLES, read_settings};
 pub use window::{CallTally, CallWindow, WindowTotals};

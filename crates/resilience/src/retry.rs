@@ -1,5 +1,6 @@
 //! When to retry an outbound call: which failures are worth retrying, honouring `Retry-After`,
-//! and exponential backoff with full jitter under an overall deadline.
+//! and exponential backoff with full jitter. (The deadline retries stop at belongs to the work
+//! retried: callers compare the next attempt's time with it.)
 
 use crate::random::Random;
 use crate::settings::SettingError;
@@ -8,15 +9,13 @@ use std::time::UNIX_EPOCH;
 /// The longest `Retry-After` taken seriously; longer values are capped to this.
 const MAX_RETRY_AFTER_MS: u64 = 24 * 60 * 60 * 1_000;
 
-/// How retries are spaced and when they stop.
+/// How retries are spaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// The backoff cap of the first retry; it doubles with every attempt.
     pub base_ms: u64,
     /// The largest backoff cap.
     pub max_delay_ms: u64,
-    /// No retry is scheduled later than this after the work was created.
-    pub deadline_ms: u64,
 }
 
 impl Default for RetryPolicy {
@@ -24,7 +23,6 @@ impl Default for RetryPolicy {
         Self {
             base_ms: 250,
             max_delay_ms: 30_000,
-            deadline_ms: 86_400_000,
         }
     }
 }
@@ -98,15 +96,6 @@ pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<u64> {
     Some(date_ms.saturating_sub(now_ms).min(MAX_RETRY_AFTER_MS))
 }
 
-/// When to try again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryDecision {
-    /// Try again at this time (milliseconds since the epoch).
-    RetryAt(u64),
-    /// The deadline would pass first: stop.
-    GiveUp,
-}
-
 impl RetryPolicy {
     /// Checks every field; an error names the setting variable that sets the field.
     pub fn validate(&self) -> Result<(), SettingError> {
@@ -124,13 +113,6 @@ impl RetryPolicy {
                 format!("must be at least retry_base_ms ({})", self.base_ms),
             ));
         }
-        if self.deadline_ms == 0 {
-            return Err(SettingError::invalid(
-                "validation_deadline_secs",
-                self.deadline_ms,
-                "must be at least 1",
-            ));
-        }
         Ok(())
     }
 
@@ -141,28 +123,6 @@ impl RetryPolicy {
         let factor = 1_u64.checked_shl(doublings).unwrap_or(u64::MAX);
         let cap = self.base_ms.saturating_mul(factor).min(self.max_delay_ms);
         rng.below(cap.saturating_add(1))
-    }
-
-    /// When to make retry number `attempt` of work created at `created_ms`, after a failure at
-    /// `now_ms` whose class asked for at least `not_before_ms` from now: the later of the jittered
-    /// backoff and that, unless it falls after the deadline.
-    pub fn next_attempt(
-        &self,
-        now_ms: u64,
-        attempt: u32,
-        created_ms: u64,
-        not_before_ms: Option<u64>,
-        rng: &mut impl Random,
-    ) -> RetryDecision {
-        let delay = self
-            .backoff_ms(attempt, rng)
-            .max(not_before_ms.unwrap_or(0));
-        let at = now_ms.saturating_add(delay);
-        if at > created_ms.saturating_add(self.deadline_ms) {
-            RetryDecision::GiveUp
-        } else {
-            RetryDecision::RetryAt(at)
-        }
     }
 }
 
@@ -277,24 +237,6 @@ mod tests {
     }
 
     #[test]
-    fn next_attempt_waits_for_retry_after_and_respects_the_deadline() {
-        let policy = RetryPolicy {
-            base_ms: 100,
-            max_delay_ms: 100,
-            deadline_ms: 10_000,
-        };
-        let mut rng = SplitMix64::new(3);
-        assert_eq!(
-            policy.next_attempt(1_000, 1, 0, Some(5_000), &mut rng),
-            RetryDecision::RetryAt(6_000)
-        );
-        assert_eq!(
-            policy.next_attempt(1_000, 1, 0, Some(9_001), &mut rng),
-            RetryDecision::GiveUp
-        );
-    }
-
-    #[test]
     fn validate_checks_each_field() {
         RetryPolicy::default().validate().unwrap();
         let bad = [
@@ -312,13 +254,6 @@ mod tests {
                 },
                 "retry_max_delay_ms",
             ),
-            (
-                RetryPolicy {
-                    deadline_ms: 0,
-                    ..Default::default()
-                },
-                "validation_deadline_secs",
-            ),
         ];
         for (policy, name) in bad {
             let SettingError::Invalid { name: reported, .. } = policy.validate().unwrap_err();
@@ -334,7 +269,7 @@ mod tests {
             attempt in any::<u32>(),
             seed in any::<u64>(),
         ) {
-            let policy = RetryPolicy { base_ms, max_delay_ms: base_ms + extra, deadline_ms: 1 };
+            let policy = RetryPolicy { base_ms, max_delay_ms: base_ms + extra };
             let first = policy.backoff_ms(attempt, &mut SplitMix64::new(seed));
             let again = policy.backoff_ms(attempt, &mut SplitMix64::new(seed));
             prop_assert_eq!(first, again);
@@ -342,32 +277,6 @@ mod tests {
             let doublings = attempt.saturating_sub(1).min(63);
             let exponential = u128::from(base_ms) << doublings;
             prop_assert!(u128::from(first) <= exponential);
-        }
-
-        #[test]
-        fn next_attempt_honours_not_before_and_deadline(
-            now_ms in 0u64..1_000_000_000,
-            age_ms in 0u64..1_000_000_000,
-            attempt in 1u32..40,
-            not_before_ms in proptest::option::of(0u64..100_000_000),
-            deadline_ms in 1u64..200_000_000,
-            seed in any::<u64>(),
-        ) {
-            let policy = RetryPolicy { deadline_ms, ..Default::default() };
-            let created_ms = now_ms.saturating_sub(age_ms);
-            let decision = policy.next_attempt(
-                now_ms, attempt, created_ms, not_before_ms, &mut SplitMix64::new(seed),
-            );
-            let backoff = policy.backoff_ms(attempt, &mut SplitMix64::new(seed));
-            let expected_at = now_ms + backoff.max(not_before_ms.unwrap_or(0));
-            match decision {
-                RetryDecision::RetryAt(at) => {
-                    prop_assert_eq!(at, expected_at);
-                    prop_assert!(at >= now_ms + not_before_ms.unwrap_or(0));
-                    prop_assert!(at <= created_ms + deadline_ms);
-                }
-                RetryDecision::GiveUp => prop_assert!(expected_at > created_ms + deadline_ms),
-            }
         }
     }
 }

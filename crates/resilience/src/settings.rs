@@ -101,11 +101,6 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Retries: largest backoff, in ms",
     ),
     (
-        "validation_deadline_secs",
-        "86400",
-        "Retries: give up on a validation this long after the order, in seconds",
-    ),
-    (
         "retry_budget_ratio",
         "0.2",
         "Retry budget: retries allowed per call in the window (0-1)",
@@ -159,7 +154,6 @@ pub fn read_settings(
     let retry = &mut settings.retry;
     variables.number("retry_base_ms", &mut retry.base_ms)?;
     variables.number("retry_max_delay_ms", &mut retry.max_delay_ms)?;
-    variables.seconds("validation_deadline_secs", &mut retry.deadline_ms)?;
     let budget = &mut settings.budget;
     variables.number("retry_budget_ratio", &mut budget.ratio)?;
     variables.number("retry_budget_min_per_sec", &mut budget.min_per_sec)?;
@@ -247,7 +241,7 @@ mod tests {
             assert!(!description.is_empty());
             assert_eq!(rejected_name(&[(name, "oops")]), *name);
         }
-        assert_eq!(VARIABLES.len(), 17);
+        assert_eq!(VARIABLES.len(), 16);
     }
 
     #[test]
@@ -256,7 +250,6 @@ mod tests {
             ("breaker_window_secs", "20"),
             ("breaker_failure_rate", "0.25"),
             ("breaker_half_open_probes", " 3 "),
-            ("validation_deadline_secs", "60"),
             ("retry_budget_window_secs", "5"),
             ("retry_base_ms", ""),
         ])
@@ -264,7 +257,6 @@ mod tests {
         assert_eq!(settings.breaker.window_ms, 20_000);
         assert_eq!(settings.breaker.failure_rate, 0.25);
         assert_eq!(settings.breaker.half_open_probes, 3);
-        assert_eq!(settings.retry.deadline_ms, 60_000);
         assert_eq!(settings.budget.window_ms, 5_000);
         assert_eq!(settings.retry.base_ms, 250);
     }
@@ -300,8 +292,8 @@ mod tests {
             "breaker_min_calls"
         );
         assert_eq!(
-            rejected_name(&[("validation_deadline_secs", "18446744073709551615")]),
-            "validation_deadline_secs"
+            rejected_name(&[("retry_budget_window_secs", "18446744073709551615")]),
+            "retry_budget_window_secs"
         );
     }
 

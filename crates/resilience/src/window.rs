@@ -103,7 +103,30 @@ impl<'a, S: KvStore> CallWindow<'a, S> {
             return Ok(WindowTotals::default());
         }
         let first = self.bucket_of(now_ms.saturating_add(1).saturating_sub(span_ms));
-        let last = self.bucket_of(now_ms);
+        self.sum_buckets(first, self.bucket_of(now_ms))
+    }
+
+    /// Like [`CallWindow::totals`], but only over the buckets that start at or after
+    /// `since_ms`: none of the calls counted were recorded before `since_ms` (a bucket that
+    /// began earlier is left out whole, so recent calls may be left out too). Zeros without
+    /// reading when no such bucket overlaps the window.
+    pub(crate) fn totals_since(
+        &self,
+        now_ms: u64,
+        since_ms: u64,
+    ) -> Result<WindowTotals, S::Error> {
+        let first_in_window =
+            self.bucket_of(now_ms.saturating_add(1).saturating_sub(self.window_ms));
+        let first_since = since_ms.div_ceil(self.bucket_ms);
+        self.sum_buckets(first_in_window.max(first_since), self.bucket_of(now_ms))
+    }
+
+    /// Sums buckets `first..=last` (zeros without reading when the range is empty). One
+    /// `counters` call.
+    fn sum_buckets(&self, first: u64, last: u64) -> Result<WindowTotals, S::Error> {
+        if first > last {
+            return Ok(WindowTotals::default());
+        }
         let keys: Vec<String> = (first..=last)
             .flat_map(|bucket| COUNTER_NAMES.map(|name| self.key(bucket, name)))
             .collect();
@@ -215,6 +238,29 @@ mod tests {
             WindowTotals::default()
         );
         assert_eq!(window.totals_over(11_400, 1_000).unwrap().retries, 4);
+    }
+
+    #[test]
+    fn totals_since_leave_out_buckets_that_began_earlier() {
+        let store = MemoryStore::new();
+        let window = CallWindow::new(&store, "dep", 10_000, 10);
+        window.record(5_100, &tally(4, 4, 0)).unwrap(); // bucket 5, before the close
+        window.record(5_900, &tally(1, 0, 0)).unwrap(); // bucket 5, after it
+        window.record(6_000, &tally(2, 1, 0)).unwrap(); // bucket 6
+        // A close at 5_500: bucket 5 began before it and is left out whole.
+        assert_eq!(window.totals_since(6_500, 5_500).unwrap().calls, 2);
+        assert_eq!(
+            window.totals_since(5_950, 5_500).unwrap(),
+            WindowTotals::default()
+        );
+        // A close on a bucket's start keeps that bucket.
+        assert_eq!(window.totals_since(6_500, 5_000).unwrap().calls, 7);
+        // A close long ago: the whole window, as `totals`.
+        assert_eq!(
+            window.totals_since(14_000, 0).unwrap(),
+            window.totals(14_000).unwrap()
+        );
+        assert_eq!(window.totals_since(15_500, 5_500).unwrap().calls, 2);
     }
 
     #[test]

@@ -234,3 +234,122 @@ fn clearing_a_new_database_creates_the_schema() {
         1
     );
 }
+
+#[test]
+fn a_dead_lettered_order_is_failed_at_its_deadline_and_then_cannot_be_replayed() {
+    let fixture = Fixture::new();
+    let letter = dead_job(&fixture);
+    let a = OrderId::parse("a").unwrap();
+    // Until its deadline (60 s) the order stays processing, visibly dead-lettered.
+    assert!(
+        fixture
+            .ledger
+            .claim_expired(
+                "validate",
+                "sweep",
+                Timestamp(59_999),
+                Timestamp(60_100),
+                10
+            )
+            .unwrap()
+            .is_empty()
+    );
+    let view = fixture.ledger.order(&a).unwrap().unwrap();
+    assert_eq!(view.order.status, OrderStatus::Processing);
+    assert!(view.job.unwrap().dead_lettered);
+
+    // Then the sweep claims it, with why it was dead-lettered ...
+    let expired = fixture
+        .ledger
+        .claim_expired(
+            "validate",
+            "sweep",
+            Timestamp(60_000),
+            Timestamp(60_100),
+            10,
+        )
+        .unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(
+        expired[0].dead_lettered.as_deref(),
+        Some("the validator refuses it")
+    );
+    // ... and while it holds the job, a replay leaves it alone.
+    assert_eq!(
+        fixture.ledger.replay(letter, Timestamp(60_010)).unwrap(),
+        ReplayOutcome::OrderSettled {
+            order_id: "a".into()
+        }
+    );
+    let failed = JobResult {
+        job_id: expired[0].job_id,
+        order_id: "a".into(),
+        attempt: None,
+        outcome: None,
+        latency_ms: None,
+        recovered_from: None,
+        next: NextStep::Decide {
+            status: OrderStatus::Failed,
+            reason: Some("deadline_passed".into()),
+            detail: Some("dead-lettered".into()),
+        },
+    };
+    let applied = fixture
+        .ledger
+        .apply("sweep", Timestamp(60_020), &[failed])
+        .unwrap();
+    assert_eq!(applied.decided, [("a".into(), OrderStatus::Failed)]);
+    let view = fixture.ledger.order(&a).unwrap().unwrap();
+    assert_eq!(view.order.status, OrderStatus::Failed);
+    assert_eq!(view.job, None);
+
+    // The job is gone: a replay says so, requeues nothing and marks nothing, however often.
+    for at in [70_000, 80_000] {
+        assert_eq!(
+            fixture.ledger.replay(letter, Timestamp(at)).unwrap(),
+            ReplayOutcome::OrderSettled {
+                order_id: "a".into()
+            }
+        );
+    }
+    assert_eq!(fixture.value::<i64>("SELECT count(*) FROM jobs", []), 0);
+    let waiting = fixture.ledger.dead_letters(false, 10).unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].replayed_at, None);
+    let events = fixture.ledger.events(&a).unwrap();
+    assert!(events.iter().all(|event| event.kind != EventKind::Replayed));
+    assert_eq!(events.last().unwrap().kind, EventKind::Failed);
+}
+
+#[test]
+fn a_message_can_be_read_and_published_before_it_is_marked_replayed() {
+    let fixture = Fixture::new();
+    let id = fixture
+        .ledger
+        .dead_letter_message(Timestamp(5), "orderly-jobs", b"ring", "no such order")
+        .unwrap();
+    let letter = fixture.ledger.dead_letter(id).unwrap().unwrap();
+    assert_eq!(letter.id, id);
+    assert_eq!(letter.source, DeadLetterSource::Message);
+    assert_eq!(letter.channel.as_deref(), Some("orderly-jobs"));
+    assert_eq!(letter.payload.as_deref(), Some(&b"ring"[..]));
+    assert_eq!(letter.reason, "no such order");
+    assert_eq!(letter.created_at, Timestamp(5));
+    assert_eq!(letter.replayed_at, None);
+    // Reading marks nothing: publishing failed, the entry still waits.
+    assert_eq!(fixture.ledger.dead_letter(id).unwrap(), Some(letter));
+    assert_eq!(fixture.ledger.stats(Timestamp(6)).unwrap().dead_letters, 1);
+    // Published: now it is marked.
+    assert_eq!(
+        fixture.ledger.replay(id, Timestamp(7)).unwrap(),
+        ReplayOutcome::Message {
+            channel: "orderly-jobs".into(),
+            payload: b"ring".to_vec()
+        }
+    );
+    assert_eq!(
+        fixture.ledger.dead_letter(id).unwrap().unwrap().replayed_at,
+        Some(Timestamp(7))
+    );
+    assert_eq!(fixture.ledger.dead_letter(id + 1).unwrap(), None);
+}

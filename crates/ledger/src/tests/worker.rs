@@ -764,3 +764,159 @@ fn applies_sharing_a_batch_id_never_read_each_others_outcomes() {
         0
     );
 }
+
+#[test]
+fn a_released_job_still_names_the_owner_whose_lease_expired() {
+    let fixture = Fixture::new();
+    fixture.accept("a", 1);
+    claim(&fixture, "w1", 10, 100, 1);
+    // w1 dies; w2 takes the job over, then gives it back untouched (the probe path).
+    let taken = claim(&fixture, "w2", 110, 100, 1).remove(0);
+    assert_eq!(taken.previous_owner.as_deref(), Some("w1"));
+    fixture.ledger.release_jobs("w2", &[taken.job_id]).unwrap();
+    // The next claim still reports w1, and its results record it once.
+    let job = claim(&fixture, "w3", 120, 100, 1).remove(0);
+    assert_eq!(job.previous_owner.as_deref(), Some("w1"));
+    fixture
+        .ledger
+        .apply("w3", Timestamp(130), &[result(&job, retry(200))])
+        .unwrap();
+    assert_eq!(
+        kinds(&fixture, "a"),
+        [
+            EventKind::Accepted,
+            EventKind::LeaseExpired,
+            EventKind::Attempt,
+            EventKind::RetryScheduled
+        ]
+    );
+    let events = fixture.ledger.events(&id("a")).unwrap();
+    assert!(events[1].detail.as_deref().unwrap().contains("w1"));
+    // Reported: later claims of the job name nobody.
+    let again = claim(&fixture, "w4", 200, 100, 1).remove(0);
+    assert_eq!(again.previous_owner, None);
+    fixture.ledger.release_jobs("w4", &[again.job_id]).unwrap();
+    assert_eq!(claim(&fixture, "w5", 200, 100, 1)[0].previous_owner, None);
+}
+
+#[test]
+fn repeated_budget_deferrals_record_one_event_per_streak() {
+    let fixture = Fixture::new();
+    fixture.accept("a", 1);
+    let held_back = |job: &ClaimedJob, until: u64| JobResult {
+        attempt: None,
+        outcome: None,
+        latency_ms: None,
+        ..result(
+            job,
+            NextStep::Defer {
+                until: Timestamp(until),
+                kind: EventKind::BudgetExhausted,
+                detail: "retry budget exhausted".into(),
+            },
+        )
+    };
+    let job = claim(&fixture, "w", 10, 100, 1).remove(0);
+    fixture
+        .ledger
+        .apply("w", Timestamp(20), &[result(&job, retry(1_000))])
+        .unwrap();
+    // The retry is held back by the budget, again and again.
+    for now in [1_000, 2_000, 3_000, 4_000] {
+        let job = claim(&fixture, "w", now, 100, 1).remove(0);
+        fixture
+            .ledger
+            .apply("w", Timestamp(now + 5), &[held_back(&job, now + 1_000)])
+            .unwrap();
+    }
+    assert_eq!(job_row(&fixture, "a"), (None, 1, 0, 5_000, 4, Some(1_005)));
+    // A circuit deferral in the same streak adds nothing either.
+    fixture
+        .ledger
+        .defer_due(KIND, Timestamp(5_000), Timestamp(6_000), "circuit open", 10)
+        .unwrap();
+    assert_eq!(
+        kinds(&fixture, "a"),
+        [
+            EventKind::Accepted,
+            EventKind::Attempt,
+            EventKind::RetryScheduled,
+            EventKind::BudgetExhausted
+        ]
+    );
+    // An attempt ends the streak; the next deferral starts a new one, with its event.
+    let job = claim(&fixture, "w", 6_000, 100, 1).remove(0);
+    fixture
+        .ledger
+        .apply("w", Timestamp(6_010), &[result(&job, retry(7_000))])
+        .unwrap();
+    for now in [7_000, 8_000] {
+        let job = claim(&fixture, "w", now, 100, 1).remove(0);
+        fixture
+            .ledger
+            .apply("w", Timestamp(now + 5), &[held_back(&job, now + 1_000)])
+            .unwrap();
+    }
+    assert_eq!(
+        kinds(&fixture, "a")[4..],
+        [
+            EventKind::Attempt,
+            EventKind::RetryScheduled,
+            EventKind::BudgetExhausted
+        ]
+    );
+    assert_eq!(job_row(&fixture, "a").5, Some(7_005));
+    // A worker that lost the lease records nothing.
+    let stale = claim(&fixture, "w", 9_000, 100, 1).remove(0);
+    claim(&fixture, "other", 9_100, 100, 1);
+    fixture
+        .ledger
+        .apply("w", Timestamp(9_150), &[held_back(&stale, 10_000)])
+        .unwrap();
+    assert_eq!(kinds(&fixture, "a").len(), 7);
+}
+
+#[test]
+fn dead_jobs_are_claimed_as_expired_once_their_deadline_passed() {
+    let fixture = Fixture::new();
+    fixture.accept("a", 0);
+    fixture.accept("b", 0);
+    let jobs = claim(&fixture, "w", 10, 100, 2);
+    let dead = |job: &ClaimedJob| {
+        result(
+            job,
+            NextStep::DeadLetter {
+                reason: "unreadable 3 times".into(),
+            },
+        )
+    };
+    fixture
+        .ledger
+        .apply(
+            "w",
+            Timestamp(20),
+            &[dead(&jobs[0]), result(&jobs[1], retry(500_000))],
+        )
+        .unwrap();
+    // Neither is due; both reach their deadline at 60 s.
+    assert!(claim(&fixture, "w", 100_000, 100, 10).is_empty());
+    let expire = |now: u64| {
+        fixture
+            .ledger
+            .claim_expired(KIND, "sweep", Timestamp(now), Timestamp(now + 100), 10)
+            .unwrap()
+    };
+    assert!(expire(59_999).is_empty());
+    let expired = expire(60_000);
+    let found: Vec<(&str, Option<&str>)> = expired
+        .iter()
+        .map(|job| (job.order_id.as_str(), job.dead_lettered.as_deref()))
+        .collect();
+    assert_eq!(
+        found,
+        [("a", Some("unreadable 3 times")), ("b", None)],
+        "the dead job with its reason, the queued one without"
+    );
+    // Claimed: not again while the sweep's lease lasts.
+    assert!(expire(60_050).is_empty());
+}

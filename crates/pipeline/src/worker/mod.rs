@@ -10,7 +10,7 @@
 use crate::answer::{CallResult, HttpAnswer, interpret, request_body};
 use crate::doorbell::Doorbell;
 use crate::metrics::Tally;
-use crate::plan::{JobFacts, deadline_passed, next_step};
+use crate::plan::{JobFacts, dead_letter_expired, deadline_passed, next_step};
 use crate::settings::WorkerSettings;
 use ledger::{Applied, ClaimedJob, EventKind, JobResult, Ledger, LedgerError, NextStep, Sql};
 use orders_core::Timestamp;
@@ -38,8 +38,13 @@ const HOUSEKEEPING_KEY: &str = "validator/housekeeping-at";
 const HOUSEKEEPING_EVERY_MS: u64 = 60_000;
 /// How many jobs one deferral statement moves at most.
 const DEFER_CHUNK: u32 = 500;
-/// How many expired jobs or keys one sweep handles at most.
+/// How many expired jobs one sweep handles at most, and how many orders one key-pruning
+/// statement looks at.
 const SWEEP_LIMIT: u32 = 500;
+/// How many key-pruning statements one housekeeping pass runs at most (while each clears a
+/// full chunk): up to 10,000 keys. A pass that stops at this bound with keys left leaves the
+/// next sweep (a second later) to go on, so pruning keeps up with any sustained intake rate.
+const PRUNE_CHUNKS: u32 = 20;
 
 /// The external validator, as the worker calls it.
 pub trait ValidatorClient {
@@ -259,9 +264,14 @@ where
 
     /// The periodic sweep: fails jobs whose deadline passed, drains due jobs (including those
     /// whose doorbell was lost), prunes expired keys now and then, and leaves a heartbeat.
+    ///
+    /// The sweep always drains, with a drainer slot if one is free and without one otherwise:
+    /// slots live in the key-value store and outlive their holders, so after a crash every slot
+    /// may look taken by workers that are gone (until their leases expire) while new orders,
+    /// seeing them, ring no doorbell. The sweep is what keeps such orders moving.
     pub async fn sweep(&mut self) -> Result<DrainReport, WorkerError> {
         let mut report = self.expire()?;
-        report.absorb(self.drain_guarded().await?);
+        report.absorb(self.drain_looking_again(true).await?);
         self.housekeeping()?;
         let heartbeat = serde_json::json!({
             "at_ms": self.parts.clock.now_ms(),
@@ -291,15 +301,27 @@ where
     /// was taken (its doorbell found no free slot) is drained then, so nothing waits for the
     /// sweep.
     pub async fn drain_guarded(&mut self) -> Result<DrainReport, WorkerError> {
+        self.drain_looking_again(false).await
+    }
+
+    /// [`ValidationWorker::drain_guarded`], but with `without_slot` draining even when every
+    /// drainer slot is taken (the sweep).
+    async fn drain_looking_again(
+        &mut self,
+        without_slot: bool,
+    ) -> Result<DrainReport, WorkerError> {
         let started = self.parts.clock.now_ms();
         let mut report = DrainReport::default();
         let drainers = self.drainers();
         loop {
-            let Some(permit) = drainers.try_enter()? else {
+            let permit = drainers.try_enter()?;
+            if permit.is_none() && !without_slot {
                 return Ok(report);
-            };
-            let drained = self.drain(&drainers, &permit).await;
-            drainers.leave(permit)?;
+            }
+            let drained = self.drain(&drainers, permit.as_ref()).await;
+            if let Some(permit) = permit {
+                drainers.leave(permit)?;
+            }
             report.absorb(drained?);
             let now = self.now();
             if !self.parts.ledger.probe_work(JOB_KIND, now, None)?.due {
@@ -314,11 +336,12 @@ where
     }
 
     /// Runs waves while they find work, for up to the drain time, renewing the drainer slot
-    /// each wave. The first full wave rings a doorbell so that another worker joins in.
+    /// (if it holds one) each wave. The first full wave rings a doorbell so that another worker
+    /// joins in.
     async fn drain(
         &mut self,
         drainers: &Bulkhead<'a, K, C>,
-        permit: &BulkheadPermit,
+        permit: Option<&BulkheadPermit>,
     ) -> Result<DrainReport, WorkerError> {
         let started = self.parts.clock.now_ms();
         let mut report = DrainReport::default();
@@ -334,8 +357,11 @@ where
                 rang = true;
                 self.ring_backlog();
             }
-            if self.parts.clock.now_ms().saturating_sub(started) >= self.parts.settings.drain_ms
-                || !drainers.renew(permit)?
+            if self.parts.clock.now_ms().saturating_sub(started) >= self.parts.settings.drain_ms {
+                return Ok(report);
+            }
+            if let Some(permit) = permit
+                && !drainers.renew(permit)?
             {
                 return Ok(report);
             }
@@ -579,7 +605,8 @@ where
         )
     }
 
-    /// Fails the orders whose deadline passed while their job waited (deferred or backing off).
+    /// Fails the orders whose deadline passed while their job waited (deferred or backing off)
+    /// or lay in the dead-letter queue (no operator replayed it in time).
     fn expire(&mut self) -> Result<DrainReport, WorkerError> {
         let now = self.now();
         let lease_until = Timestamp(now.millis() + self.parts.settings.lease_ms);
@@ -598,7 +625,10 @@ where
         let results: Vec<JobResult> = jobs
             .into_iter()
             .map(|job| JobResult {
-                next: deadline_passed(job.attempts, "the deadline passed while waiting"),
+                next: match &job.dead_lettered {
+                    Some(reason) => dead_letter_expired(job.attempts, reason),
+                    None => deadline_passed(job.attempts, "the deadline passed while waiting"),
+                },
                 job_id: job.job_id,
                 order_id: job.order_id,
                 attempt: None,
@@ -619,7 +649,8 @@ where
         })
     }
 
-    /// Once a minute (fleet-wide, roughly): drops expired idempotency keys and old window
+    /// Once a minute (fleet-wide, roughly): drops expired idempotency keys (in chunks, up to
+    /// [`PRUNE_CHUNKS`] of them; at the next sweep again while more are left) and old window
     /// counters.
     fn housekeeping(&self) -> Result<(), WorkerError> {
         let now = self.parts.clock.now_ms();
@@ -638,10 +669,23 @@ where
             .store
             .set(HOUSEKEEPING_KEY, now.to_string().as_bytes())
             .map_err(store_error)?;
-        self.parts.ledger.prune_keys(
-            Timestamp(now.saturating_sub(self.parts.settings.key_ttl_ms)),
-            SWEEP_LIMIT,
-        )?;
+        let expired_before = Timestamp(now.saturating_sub(self.parts.settings.key_ttl_ms));
+        let mut keys_left = false;
+        for _ in 0..PRUNE_CHUNKS {
+            let cleared = self.parts.ledger.prune_keys(expired_before, SWEEP_LIMIT)?;
+            keys_left = cleared >= u64::from(SWEEP_LIMIT);
+            if !keys_left {
+                break;
+            }
+        }
+        if keys_left {
+            // More expired keys than one pass clears: the next sweep goes on at once.
+            let due_again = now.saturating_sub(HOUSEKEEPING_EVERY_MS);
+            self.parts
+                .store
+                .set(HOUSEKEEPING_KEY, due_again.to_string().as_bytes())
+                .map_err(store_error)?;
+        }
         self.breaker().prune()?;
         Ok(())
     }

@@ -66,9 +66,21 @@ struct FakeValidator {
     script: RefCell<VecDeque<(Reply, u64)>>,
     /// The order each call was about, in call order.
     called_about: RefCell<Vec<String>>,
+    /// Run as the next call is made (while its wave is out).
+    during_next_call: RefCell<Option<Box<dyn FnOnce()>>>,
 }
 
 impl FakeValidator {
+    /// A validator with nothing scripted, its latencies moving `clock`.
+    fn new(clock: Rc<ManualClock>) -> Self {
+        Self {
+            clock,
+            script: RefCell::default(),
+            called_about: RefCell::default(),
+            during_next_call: RefCell::default(),
+        }
+    }
+
     /// Scripts the next call's reply, answered at once.
     fn then(&self, reply: Reply) {
         self.then_after(0, reply);
@@ -84,6 +96,11 @@ impl FakeValidator {
         for _ in 0..count {
             self.then(valid());
         }
+    }
+
+    /// Runs `action` as the next call is made.
+    fn during_next_call(&self, action: impl FnOnce() + 'static) {
+        *self.during_next_call.borrow_mut() = Some(Box::new(action));
     }
 
     /// How many calls were made.
@@ -106,6 +123,10 @@ impl ValidatorClient for FakeValidator {
             panic!("unexpected call about order {order_id}: the script is used up");
         };
         self.called_about.borrow_mut().push(order_id);
+        let action = self.during_next_call.borrow_mut().take();
+        if let Some(action) = action {
+            action();
+        }
         let clock = Rc::clone(&self.clock);
         async move {
             clock.advance(latency_ms);
@@ -150,7 +171,7 @@ type TestWorker<'a> = ValidationWorker<
 struct Harness {
     ledger: Ledger<RusqliteSql>,
     path: PathBuf,
-    store: MemoryStore,
+    store: Rc<MemoryStore>,
     clock: Rc<ManualClock>,
     validator: FakeValidator,
     publisher: FakePublisher,
@@ -179,12 +200,8 @@ impl Harness {
         Self {
             ledger: Ledger::new(RusqliteSql::open(&path).unwrap()),
             path,
-            store: MemoryStore::new(),
-            validator: FakeValidator {
-                clock: Rc::clone(&clock),
-                script: RefCell::default(),
-                called_about: RefCell::default(),
-            },
+            store: Rc::new(MemoryStore::new()),
+            validator: FakeValidator::new(Rc::clone(&clock)),
             clock,
             publisher: FakePublisher::default(),
             settings,
@@ -236,7 +253,7 @@ impl Harness {
         self.workers_started.set(number);
         let parts = WorkerParts {
             ledger: &self.ledger,
-            store: &self.store,
+            store: &*self.store,
             clock: &*self.clock,
             validator: &self.validator,
             publisher: &self.publisher,
@@ -289,7 +306,7 @@ impl Harness {
     }
 
     fn totals(&self) -> Totals {
-        read_totals(&self.store).unwrap()
+        read_totals(&*self.store).unwrap()
     }
 
     /// Calls counted under the outcome `label`.
@@ -300,7 +317,7 @@ impl Harness {
 
     fn breaker(&self) -> CircuitBreaker<'_, MemoryStore, ManualClock> {
         CircuitBreaker::new(
-            &self.store,
+            &*self.store,
             &*self.clock,
             super::DEPENDENCY,
             self.settings.breaker.clone(),
@@ -314,7 +331,7 @@ impl Harness {
     /// The drainers' bulkhead, as another worker holds it.
     fn drainers(&self) -> Bulkhead<'_, MemoryStore, ManualClock> {
         Bulkhead::new(
-            &self.store,
+            &*self.store,
             &*self.clock,
             DRAINERS,
             self.settings.drainers.clone(),
@@ -778,7 +795,7 @@ fn with_every_drainer_slot_taken_a_doorbell_leaves_the_work_to_the_holders() {
         .map(|_| drainers.try_enter().unwrap().unwrap())
         .collect();
     let order = harness.order("a");
-    assert!(!doorbell_needed(&harness.store, &*harness.clock, &harness.settings.breaker).unwrap());
+    assert!(!doorbell_needed(&*harness.store, &*harness.clock, &harness.settings.breaker).unwrap());
     assert_eq!(harness.ring(&order), DrainReport::default());
     assert_eq!(harness.validator.calls(), 0);
     let stats = harness.stats();
@@ -799,7 +816,7 @@ fn with_every_drainer_slot_taken_a_doorbell_leaves_the_work_to_the_holders() {
 fn a_doorbell_is_needed_only_when_nobody_drains_and_the_circuit_lets_calls_through() {
     let harness = Harness::new();
     let policy = harness.settings.breaker.clone();
-    let needed = || doorbell_needed(&harness.store, &*harness.clock, &policy).unwrap();
+    let needed = || doorbell_needed(&*harness.store, &*harness.clock, &policy).unwrap();
     assert!(needed());
     let circuit = harness.breaker();
     circuit.force(ForcedState::Open).unwrap();
@@ -883,4 +900,187 @@ fn a_job_claimed_by_a_worker_that_died_is_taken_over_after_its_lease() {
     // The dead worker's call never counted: this was the first attempt.
     assert_eq!(events[2].attempt, Some(1));
     assert_eq!(harness.validator.called_about(), ["a", "a"]);
+}
+
+#[test]
+fn a_dead_lettered_order_stays_processing_until_its_deadline_then_fails() {
+    let harness = Harness::new();
+    let order = harness.order_due_within("a", 60_000);
+    for _ in 0..3 {
+        harness.validator.then(unreadable());
+        assert_eq!(harness.sweep().calls, 1);
+        harness.advance(until_due(&harness, &order));
+    }
+    assert!(harness.job(&order).dead_lettered);
+    // Before its deadline: processing, visibly dead-lettered, waiting for an operator.
+    harness.advance(10_000);
+    assert_eq!(harness.sweep(), DrainReport::default());
+    assert_eq!(harness.status(&order), OrderStatus::Processing);
+
+    // At its deadline the sweep fails it, saying why.
+    let deadline = harness.job(&order).deadline_at;
+    harness.clock.set(deadline.millis());
+    let report = harness.sweep();
+    assert_eq!((report.claimed, report.calls, report.decided), (1, 0, 1));
+    let view = harness.view(&order);
+    assert_eq!(view.order.status, OrderStatus::Failed);
+    assert_eq!(view.order.reason.as_deref(), Some(DEADLINE_PASSED));
+    let detail = view.order.detail.unwrap();
+    assert!(
+        detail.contains("dead-lettered after 3 attempt(s)")
+            && detail.contains("unreadable 3 times"),
+        "{detail}"
+    );
+    assert_eq!(view.job, None);
+    assert_eq!(harness.kinds(&order).last(), Some(&EventKind::Failed));
+    assert_eq!(harness.validator.calls(), 3);
+    // Its dead letter can no longer requeue anything.
+    let letter = harness.ledger.dead_letters(false, 10).unwrap().remove(0);
+    assert_eq!(
+        harness.ledger.replay(letter.id, harness.now()).unwrap(),
+        ledger::ReplayOutcome::OrderSettled {
+            order_id: "a".into()
+        }
+    );
+}
+
+#[test]
+fn a_sweep_drains_even_when_dead_workers_hold_every_drainer_slot() {
+    let harness = Harness::new();
+    // Every slot taken by workers that were then killed: their leases outlive them.
+    let drainers = harness.drainers();
+    for _ in 0..harness.settings.drainers.slots {
+        let _forgotten = drainers.try_enter().unwrap().unwrap();
+    }
+    let order = harness.order("a");
+    // The order rings no doorbell (slots look taken), and a doorbell would drain nothing.
+    assert!(!doorbell_needed(&*harness.store, &*harness.clock, &harness.settings.breaker).unwrap());
+    assert_eq!(harness.ring(&order), DrainReport::default());
+    // The sweep drains it anyway, well before the dead workers' leases expire.
+    harness.advance(1_000);
+    harness.validator.then(valid());
+    let report = harness.sweep();
+    assert_eq!((report.claimed, report.calls, report.decided), (1, 1, 1));
+    assert_eq!(harness.status(&order), OrderStatus::Validated);
+    // It took no slot, and freed none.
+    assert_eq!(
+        drainers.occupied().unwrap(),
+        harness.settings.drainers.slots
+    );
+    // Doorbell-woken workers still respect the bulkhead.
+    let next = harness.order("b");
+    assert_eq!(harness.ring(&next), DrainReport::default());
+    assert_eq!(harness.status(&next), OrderStatus::Processing);
+}
+
+#[test]
+fn housekeeping_prunes_every_expired_key_however_many_there_are() {
+    let harness = Harness::new();
+    let keys_left = || -> i64 {
+        RusqliteSql::open(&harness.path)
+            .unwrap()
+            .into_connection()
+            .query_row(
+                "SELECT count(*) FROM orders WHERE idempotency_key IS NOT NULL",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap()
+    };
+    // A day of intake at a sustained 10,600 orders a minute, decided long ago.
+    harness.stats();
+    harness.tamper(&format!(
+        "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10600)
+        INSERT INTO orders (id, items, status, created_at, updated_at, idempotency_key,
+            key_fingerprint, key_completed, key_locked_until)
+        SELECT 'old-' || i, '[]', 'validated', {START_MS}, {START_MS}, 'key-old-' || i, 'f', 1,
+            {START_MS}
+        FROM n"
+    ));
+    assert_eq!(keys_left(), 10_600);
+    harness.advance(harness.settings.key_ttl_ms + 1);
+    // One pass clears up to 20 chunks of 500 ...
+    harness.sweep();
+    assert_eq!(keys_left(), 600);
+    // ... and, with keys left, the next sweep goes on at once instead of a minute later.
+    harness.advance(1_000);
+    harness.sweep();
+    assert_eq!(keys_left(), 0);
+    // Done: the next pass waits its minute.
+    let pass_at = harness.store.get(super::HOUSEKEEPING_KEY).unwrap().unwrap();
+    harness.advance(1_000);
+    harness.sweep();
+    assert_eq!(
+        harness.store.get(super::HOUSEKEEPING_KEY).unwrap().unwrap(),
+        pass_at
+    );
+}
+
+#[test]
+fn an_order_arriving_while_a_drainer_holds_the_only_slot_is_drained_by_it_after_it_leaves() {
+    let harness = Harness::with(|settings| settings.drainers.slots = 1);
+    let first = harness.order("a");
+    let rang_late = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // During the drainer's last call: its wave's results are written, the drainer renews its
+    // slot (the wave found work), looks once more (nothing: its drain ends) and gives the slot
+    // back. Just before it does (its last compare-and-swap), order b is committed and its
+    // doorbell, rung at once, finds the only slot taken and returns.
+    let (store, path, settings, intake) = (
+        Rc::clone(&harness.store),
+        harness.path.clone(),
+        harness.settings.clone(),
+        harness.intake,
+    );
+    let now = harness.clock.now_ms();
+    let rang = std::sync::Arc::clone(&rang_late);
+    harness.validator.during_next_call(move || {
+        store.before_next_compare_and_swap(|_| {}); // the renewal
+        store.before_next_compare_and_swap(move |store| {
+            let ledger = Ledger::new(RusqliteSql::open(&path).unwrap());
+            let clock = Rc::new(ManualClock::new(now));
+            let body = r#"{"order_id": "b", "product": "Medicine A", "quantity": 2}"#;
+            let created = accept(
+                &ledger,
+                &IdempotencyKey::parse("key-b").unwrap(),
+                NewOrder::parse(body.as_bytes()).unwrap(),
+                Timestamp(now),
+                [0; 10],
+                &intake,
+                |order| order.id.to_string(),
+            )
+            .unwrap();
+            let IntakeResult::Created { order, .. } = created else {
+                panic!("b was not created: {created:?}");
+            };
+            assert!(!doorbell_needed(store, &*clock, &settings.breaker).unwrap());
+            let (validator, publisher) = (
+                FakeValidator::new(Rc::clone(&clock)),
+                FakePublisher::default(),
+            );
+            let parts = WorkerParts {
+                ledger: &ledger,
+                store,
+                clock: &*clock,
+                validator: &validator,
+                publisher: &publisher,
+                settings: &settings,
+            };
+            let mut late = ValidationWorker::new(parts, SplitMix64::new(99), "w-late".into());
+            let doorbell = Doorbell::for_order(&order.id).to_bytes();
+            let report = late.on_message(JOBS_CHANNEL, &doorbell).now_or_never();
+            assert_eq!(report.unwrap().unwrap(), DrainReport::default());
+            assert_eq!(validator.calls(), 0);
+            rang.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    });
+    harness.validator.then_valid(2);
+    let report = harness.ring(&first);
+    assert!(rang_late.load(std::sync::atomic::Ordering::SeqCst));
+    // The same invocation drained b after giving its slot back: no sweep, no other doorbell.
+    assert_eq!((report.waves, report.calls, report.decided), (2, 2, 2));
+    assert_eq!(harness.validator.called_about(), ["a", "b"]);
+    let b = OrderId::parse("b").unwrap();
+    assert_eq!(harness.status(&b), OrderStatus::Validated);
+    assert_eq!(harness.drainers().occupied().unwrap(), 0);
+    assert!(harness.publisher.rang.borrow().is_empty());
 }

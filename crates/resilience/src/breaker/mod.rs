@@ -149,8 +149,13 @@ impl<'a, S: KvStore, C: Clock> CircuitBreaker<'a, S, C> {
 
     /// Records what the calls made under `admission` did, in order, and moves the circuit if
     /// they warrant it. Returns the transition if this caller won one. Nothing is recorded for a
-    /// rejected admission or an empty `outcomes`; a probe's answer that is stale (its generation
-    /// or lease is gone) counts in the window but never changes the state.
+    /// rejected admission or an empty `outcomes`.
+    ///
+    /// Stale outcomes never change the state: those of a closed admission whose generation is
+    /// no longer the stored one (calls admitted before the circuit tripped, answering late), and
+    /// a probe's answer whose generation or lease is gone. They count in the window, but never
+    /// in the failure run, and never in the rates of a circuit that closed after they were
+    /// admitted.
     pub fn record(
         &self,
         admission: &Admission,
@@ -166,14 +171,8 @@ impl<'a, S: KvStore, C: Clock> CircuitBreaker<'a, S, C> {
                 self.count_in_window(now_ms, outcomes)?;
                 Ok(None)
             }
-            Admission::Closed { .. } => {
-                self.count_in_window(now_ms, outcomes)?;
-                self.record_closed(now_ms, outcomes)
-            }
-            Admission::Probe(ticket) => {
-                self.count_in_window(now_ms, outcomes)?;
-                self.record_probe(now_ms, ticket, outcomes)
-            }
+            Admission::Closed { generation } => self.record_closed(now_ms, *generation, outcomes),
+            Admission::Probe(ticket) => self.record_probe(now_ms, ticket, outcomes),
         }
     }
 
@@ -244,13 +243,21 @@ impl<'a, S: KvStore, C: Clock> CircuitBreaker<'a, S, C> {
         Ok(buckets + finished.len())
     }
 
-    /// Closed: extends or ends the failure run, then trips if the window or the run says so.
+    /// Closed: extends or ends the failure run, then trips if the window or the run says so;
+    /// unless the calls were admitted in another generation than the stored one (the circuit
+    /// moved since), whose outcomes are only counted.
     fn record_closed(
         &self,
         now_ms: u64,
+        generation: u64,
         outcomes: &[CallOutcome],
     ) -> Result<Option<Transition>, BreakerError> {
         let mut snapshot = self.load()?;
+        if snapshot.record.generation != generation {
+            self.count_stale(&snapshot.record, now_ms, outcomes)?;
+            return Ok(None);
+        }
+        self.count_in_window(now_ms, outcomes)?;
         let last_success = outcomes.iter().rposition(|outcome| !outcome.failed);
         if last_success.is_some() {
             snapshot = self.end_failure_run(snapshot)?;
@@ -306,18 +313,19 @@ impl<'a, S: KvStore, C: Clock> CircuitBreaker<'a, S, C> {
     /// Trips the closed circuit if the calls since it closed (within the window) or the failure
     /// run warrant it. Gives up if the record moves to another generation or run meanwhile: the
     /// evidence was about the circuit as it was.
+    ///
+    /// The rates count only the window's buckets that start at or after the close: a bucket the
+    /// close fell in also holds calls from before it, so its calls count only once the next
+    /// bucket begins (until then only the failure run can trip a circuit just closed).
     fn trip_if_warranted(
         &self,
         snapshot: Snapshot,
         now_ms: u64,
         run: u64,
     ) -> Result<Option<Transition>, BreakerError> {
-        let since_close_ms = now_ms
-            .saturating_sub(snapshot.record.since_ms)
-            .saturating_add(1);
         let totals = self
             .window
-            .totals_over(now_ms, since_close_ms.min(self.policy.window_ms))
+            .totals_since(now_ms, snapshot.record.since_ms)
             .map_err(store_error)?;
         let Some(reason) = self.policy.trip_reason(&totals, run) else {
             return Ok(None);
@@ -348,11 +356,16 @@ impl<'a, S: KvStore, C: Clock> CircuitBreaker<'a, S, C> {
         ticket: &ProbeTicket,
         outcomes: &[CallOutcome],
     ) -> Result<Option<Transition>, BreakerError> {
+        let mut snapshot = self.load()?;
+        if !snapshot.record.holds_probe(ticket) {
+            self.count_stale(&snapshot.record, now_ms, outcomes)?;
+            return Ok(None);
+        }
+        self.count_in_window(now_ms, outcomes)?;
         let succeeded = outcomes
             .iter()
             .all(|outcome| !outcome.failed && !self.policy.is_slow(outcome.latency_ms));
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let snapshot = self.load()?;
             if !snapshot.record.holds_probe(ticket) {
                 return Ok(None);
             }
@@ -366,8 +379,28 @@ impl<'a, S: KvStore, C: Clock> CircuitBreaker<'a, S, C> {
             {
                 return Ok(transition);
             }
+            snapshot = self.load()?;
         }
         Ok(None)
+    }
+
+    /// Counts stale outcomes (admitted before the circuit last moved; see
+    /// [`CircuitBreaker::record`]) in the window, as of just before the current state began if
+    /// the circuit is closed again: the rates of a closed circuit count only the buckets that
+    /// start at or after its close, so calls admitted before it never count there. Another
+    /// state evaluates no rates, and the outcomes land before any later close.
+    fn count_stale(
+        &self,
+        current: &BreakerRecord,
+        now_ms: u64,
+        outcomes: &[CallOutcome],
+    ) -> Result<(), BreakerError> {
+        let at_ms = if current.state == CircuitState::Closed {
+            now_ms.min(current.since_ms.saturating_sub(1))
+        } else {
+            now_ms
+        };
+        self.count_in_window(at_ms, outcomes)
     }
 
     fn count_in_window(&self, now_ms: u64, outcomes: &[CallOutcome]) -> Result<(), BreakerError> {
@@ -771,6 +804,90 @@ mod tests {
         // ... still in the window, but they belong to the circuit before it closed.
         assert_eq!(call(&breaker, FAILED), None);
         assert_eq!(breaker.window_totals().unwrap().failures, 10);
+    }
+
+    #[test]
+    fn late_outcomes_of_calls_admitted_before_a_trip_do_not_reopen_the_closed_circuit() {
+        let (store, clock) = (MemoryStore::new(), ManualClock::new(1_000));
+        let breaker = breaker(&store, &clock);
+        // A slow call admitted while the circuit was closed, in generation 1 ...
+        let before_the_trip = breaker.admit().unwrap();
+        assert_eq!(before_the_trip, Admission::Closed { generation: 1 });
+        trip(&breaker);
+        clock.advance(1_000);
+        let admission = probe(&breaker);
+        breaker.record(&admission, &[SUCCEEDED]).unwrap().unwrap();
+        let closed = breaker.record_snapshot().unwrap();
+        assert_eq!(closed.generation, 4);
+        // ... answers after the circuit closed again: five failures, as many as trip it.
+        clock.advance(1_500);
+        let late = [FAILED; 5];
+        assert_eq!(breaker.record(&before_the_trip, &late).unwrap(), None);
+        assert_eq!(
+            breaker.record_snapshot().unwrap(),
+            closed,
+            "no run, no trip"
+        );
+        assert_eq!(store.counter("breaker/dep/run/2").unwrap(), 0);
+        // They are in the window ...
+        assert_eq!(breaker.window_totals().unwrap().failures, 10);
+        // ... but the circuit trips only on failures of its own.
+        for _ in 0..4 {
+            assert_eq!(call(&breaker, FAILED), None);
+        }
+        let transition = call(&breaker, FAILED).unwrap();
+        assert_eq!(
+            transition.reason,
+            Some(TripReason::ConsecutiveFailures { count: 5 })
+        );
+    }
+
+    #[test]
+    fn calls_of_the_bucket_the_circuit_closed_in_do_not_count_after_the_close() {
+        let (store, clock) = (MemoryStore::new(), ManualClock::new(1_000));
+        let breaker = breaker(&store, &clock);
+        let in_flight: Vec<Admission> = (0..9).map(|_| breaker.admit().unwrap()).collect();
+        trip(&breaker);
+        clock.set(2_000);
+        let admission = probe(&breaker);
+        // The slow calls fail while the probe is out, in the bucket [2_000, 3_000).
+        clock.set(2_050);
+        for admission in &in_flight {
+            assert_eq!(breaker.record(admission, &[FAILED]).unwrap(), None);
+        }
+        clock.set(2_100);
+        breaker.record(&admission, &[SUCCEEDED]).unwrap().unwrap();
+        // A stale probe's failure after the close does not count there either.
+        let stale_probe = Admission::Probe(ProbeTicket {
+            generation: 3,
+            lease_id: 7,
+        });
+        clock.set(2_150);
+        assert_eq!(breaker.record(&stale_probe, &[FAILED]).unwrap(), None);
+        // One failure after the close: eleven calls and eleven failures in that bucket, but
+        // they are not the closed circuit's.
+        clock.set(2_200);
+        assert_eq!(call(&breaker, FAILED), None);
+        assert_eq!(breaker.window_totals().unwrap().failures, 16);
+        assert_eq!(
+            breaker.record_snapshot().unwrap().state,
+            CircuitState::Closed
+        );
+        // From the next bucket on, the circuit's own calls count, and only they.
+        clock.set(3_000);
+        for _ in 0..4 {
+            assert_eq!(call(&breaker, SUCCEEDED), None);
+            assert_eq!(call(&breaker, FAILED), None);
+        }
+        assert_eq!(call(&breaker, SUCCEEDED), None);
+        let transition = call(&breaker, FAILED).unwrap();
+        assert_eq!(
+            transition.reason,
+            Some(TripReason::FailureRate {
+                rate: 0.5,
+                calls: 10
+            })
+        );
     }
 
     #[test]

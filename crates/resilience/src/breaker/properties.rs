@@ -295,6 +295,66 @@ proptest! {
         prop_assert_eq!(store.get(STATE_KEY).unwrap(), before);
     }
 
+    /// (6): outcomes of calls admitted before the circuit tripped, answering at any time after
+    /// (while it is open, half-open, or closed again), never move it: a breaker that hears
+    /// them goes through exactly the states of a twin that never does, step by step. So once
+    /// the circuit closed again, only the new calls themselves can reopen it.
+    #[test]
+    fn late_outcomes_never_reopen_a_circuit_that_closed_again(
+        policy in policies(),
+        in_flight in 1usize..4,
+        early in proptest::collection::vec(outcomes(), 0..12),
+        early_at in 0u64..1_000,
+        later in proptest::collection::vec(late_steps(), 1..80),
+    ) {
+        let clock = ManualClock::new(1_000_000);
+        let (noisy_store, quiet_store) = (MemoryStore::new(), MemoryStore::new());
+        let noisy = CircuitBreaker::new(&noisy_store, &clock, NAME, policy.clone());
+        let quiet = CircuitBreaker::new(&quiet_store, &clock, NAME, policy.clone());
+        let same = |noisy_step: (Admission, Option<Transition>), quiet_step| {
+            prop_assert_eq!(noisy_step, quiet_step);
+            prop_assert_eq!(noisy.record_snapshot().unwrap(), quiet.record_snapshot().unwrap());
+            Ok(())
+        };
+        // Calls admitted while the circuit is closed, answering only much later.
+        let stale: Vec<Admission> = (0..in_flight).map(|_| noisy.admit().unwrap()).collect();
+        let all_closed = stale.iter().all(|a| matches!(a, Admission::Closed { .. }));
+        prop_assert!(all_closed, "{:?}", stale);
+        // Both trip ...
+        let failed = CallOutcome { failed: true, latency_ms: 1 };
+        while quiet.record_snapshot().unwrap().state != CircuitState::Open {
+            same(call_now(&noisy, failed), call_now(&quiet, failed))?;
+        }
+        // ... the late answers start while the circuit is open ...
+        clock.advance(early_at % policy.open_ms);
+        for (index, outcome) in early.iter().enumerate() {
+            let admission = &stale[index % stale.len()];
+            prop_assert_eq!(noisy.record(admission, &[*outcome]).unwrap(), None);
+        }
+        clock.advance(policy.open_max_ms);
+        // ... both close again through their probes ...
+        let succeeded = CallOutcome { failed: false, latency_ms: 1 };
+        while quiet.record_snapshot().unwrap().state != CircuitState::Closed {
+            same(call_now(&noisy, succeeded), call_now(&quiet, succeeded))?;
+        }
+        // ... and from then on only `noisy` hears the late answers.
+        for step in &later {
+            match step {
+                Late::Advance(ms) => clock.advance(*ms),
+                Late::Fresh(outcome) => {
+                    same(call_now(&noisy, *outcome), call_now(&quiet, *outcome))?;
+                }
+                Late::Stale { pick, outcomes } => {
+                    let before = noisy_store.get(STATE_KEY).unwrap();
+                    let admission = &stale[pick % stale.len()];
+                    prop_assert_eq!(noisy.record(admission, outcomes).unwrap(), None);
+                    prop_assert_eq!(noisy_store.get(STATE_KEY).unwrap(), before);
+                }
+            }
+            prop_assert_eq!(noisy.record_snapshot().unwrap(), quiet.record_snapshot().unwrap());
+        }
+    }
+
     /// (4): whatever the trips, the open duration stays within the cap.
     #[test]
     fn trips_never_open_longer_than_the_cap(policy in policies(), trips in any::<u32>()) {
@@ -375,6 +435,41 @@ proptest! {
             }
         }
     }
+}
+
+/// What happens after the circuit tripped with calls still out: time passes, new calls are
+/// made, and the calls admitted before the trip answer late.
+#[derive(Debug, Clone)]
+enum Late {
+    Advance(u64),
+    Fresh(CallOutcome),
+    Stale {
+        pick: usize,
+        outcomes: Vec<CallOutcome>,
+    },
+}
+
+fn late_steps() -> impl Strategy<Value = Late> {
+    prop_oneof![
+        2 => (1u64..300).prop_map(Late::Advance),
+        4 => outcomes().prop_map(Late::Fresh),
+        2 => (any::<usize>(), proptest::collection::vec(outcomes(), 1..6))
+            .prop_map(|(pick, outcomes)| Late::Stale { pick, outcomes }),
+    ]
+}
+
+/// Admits one call on `breaker` and records `outcome` at once (probes included); the
+/// admission and the transition it brought.
+fn call_now(
+    breaker: &CircuitBreaker<'_, MemoryStore, ManualClock>,
+    outcome: CallOutcome,
+) -> (Admission, Option<Transition>) {
+    let admission = breaker.admit().unwrap();
+    let transition = match admission {
+        Admission::Rejected { .. } => None,
+        _ => breaker.record(&admission, &[outcome]).unwrap(),
+    };
+    (admission, transition)
 }
 
 /// Runs more steps on an existing breaker (one instance, no checks): history for stale tickets.
