@@ -159,17 +159,34 @@ async fn no_order_is_lost_or_decided_twice_while_the_validator_is_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_open_circuit_lets_exactly_one_probe_through_at_a_time() {
-    let app = TestApp::start_real_in(Arc::new(tempfile::tempdir().unwrap()), quick).await;
+    // 50 workers at once need a real Redis (doorbells) and 64 drainer slots: every woken
+    // worker then competes for the half-open circuit's one probe.
+    let Some(redis) = private_redis() else { return };
+    let url = redis.url();
+    let app = TestApp::start_real_in(Arc::new(tempfile::tempdir().unwrap()), |options| {
+        quick(options);
+        options.variables.insert("redis_url".into(), url.clone());
+        options
+            .variables
+            .insert("worker_drainers".into(), "64".into());
+        options.redis_mode = RedisMode::Server;
+    })
+    .await;
     set_mode(&app, r#"{"mode": "error"}"#).await;
-    create_many(&app, "trip", 20).await;
+    create_many(&app, "trip", 50).await;
     app.wait_for(
         Duration::from_secs(20),
         async |c| breaker(c).await,
         |b| b["state"] == "open",
     )
     .await;
-    // Let calls already in flight when it tripped land.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the calls in flight when it tripped land: no job is leased any more.
+    app.wait_for(
+        Duration::from_secs(20),
+        async |c| stats(c).await,
+        |s| s["jobs_leased"] == 0,
+    )
+    .await;
     let half_opened = |b: &Value| -> u64 {
         b["transitions"]
             .as_array()
@@ -185,30 +202,20 @@ async fn the_open_circuit_lets_exactly_one_probe_through_at_a_time() {
             .unwrap()
     };
     let (calls_before, half_before) = (calls(&app).await, half_opened(&breaker(&app).await));
-    // 50 concurrent callers for two seconds: every new order rings a doorbell, and each woken
-    // worker finds the circuit open or half-open.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    let callers = (0..50).map(|caller| {
-        let client = app.client.clone();
-        tokio::spawn(async move {
-            let mut n = 0;
-            while tokio::time::Instant::now() < deadline {
-                client
-                    .create_order(
-                        &format!("probe-{caller}-{n}"),
-                        r#"{"product": "Medicine B", "quantity": 1}"#,
-                    )
-                    .await;
-                n += 1;
-            }
-        })
-    });
-    join_all(callers).await;
+    // Three seconds of bursts: 50 doorbells every 50 ms, so that 50 workers run at once
+    // whenever the circuit's open time ends (every 200 to 400 ms here).
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        for _ in 0..50 {
+            publish(&url, "orderly-jobs", br#"{"wake": "backlog"}"#);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (calls_after, half_after) = (calls(&app).await, half_opened(&breaker(&app).await));
     let periods = half_after - half_before;
     let calls_made = calls_after - calls_before;
     assert!(
-        periods >= 2,
+        periods >= 3,
         "the circuit half-opened several times: {periods}"
     );
     // One call per half-open period; a probe sent just before the first reading or just after
@@ -216,6 +223,11 @@ async fn the_open_circuit_lets_exactly_one_probe_through_at_a_time() {
     assert!(
         calls_made <= periods + 1 && calls_made + 1 >= periods,
         "{calls_made} calls in {periods} half-open periods"
+    );
+    assert_eq!(
+        stats(&app).await["dead_letters"],
+        0,
+        "backlog doorbells are not poison"
     );
     app.stop().await;
 }
@@ -391,29 +403,45 @@ async fn a_hung_redis_delays_no_answer_and_loses_no_order() {
     let body = r#"{"order_id": "hung-1", "product": "Medicine A", "quantity": 1}"#;
     let first = app.create_order("hung-key", body).await;
     assert_eq!(first.status, 202, "{}", first.text());
-    // The first request is still ringing the doorbell (Redis does not answer): a duplicate
-    // gets 409 and is told when to retry.
-    let duplicate = app.create_order("hung-key", body).await;
-    assert_eq!(
-        (duplicate.status, duplicate.json()["type"].as_str()),
-        (409, Some("/problems/idempotency-key-in-flight")),
-        "{}",
-        duplicate.text()
-    );
-    assert!(duplicate.header("retry-after").is_some());
+    // The first request is still ringing the doorbell (Redis does not answer), but it answered
+    // and its key is complete: a retry gets the same answer.
+    let retry = app.create_order("hung-key", body).await;
+    assert_eq!(retry.status, 202, "{}", retry.text());
+    assert_eq!(retry.body, first.body);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
     // No doorbell arrives, yet the sweeper validates the order.
     let order = app.settled_order("hung-1").await;
     assert_eq!(order["status"], "validated", "{order}");
-    // Once the first request gave up on the doorbell, duplicates get its answer.
-    let replay = app
-        .wait_for(
-            Duration::from_secs(30),
-            async |c| c.create_order("hung-key", body).await,
-            |r| r.status != 409,
-        )
-        .await;
-    assert_eq!(replay.status, 202);
-    assert_eq!(replay.body, first.body);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_create_one_order_and_get_its_answer_or_409() {
+    let app = TestApp::start_real().await;
+    let body = r#"{"order_id": "twin-1", "product": "Medicine A", "quantity": 1}"#;
+    let replies = join_all((0..20).map(|_| {
+        let client = app.client.clone();
+        tokio::spawn(async move { client.create_order("twin-key", body).await })
+    }))
+    .await;
+    let replies: Vec<_> = replies.into_iter().map(Result::unwrap).collect();
+    let created: Vec<_> = replies
+        .iter()
+        .filter(|r| r.status == 202 && r.header("idempotent-replayed").is_none())
+        .collect();
+    assert_eq!(created.len(), 1, "one request created the order");
+    for reply in &replies {
+        match reply.status {
+            202 => assert_eq!(reply.body, created[0].body, "a replay is the first answer"),
+            409 => {
+                assert_eq!(reply.json()["type"], "/problems/idempotency-key-in-flight");
+                assert!(reply.header("retry-after").is_some());
+            }
+            other => panic!("unexpected {other}: {}", reply.text()),
+        }
+    }
+    let listed = app.get("/orders?limit=100").await.json();
+    assert_eq!(listed["count"], 1, "{listed}");
     app.stop().await;
 }
 

@@ -33,6 +33,14 @@ pub enum ApiError {
     NotFound(String),
     /// The endpoint exists but not for this method.
     MethodNotAllowed(&'static str),
+    /// The dead letter's order was decided meanwhile (its deadline failed it): nothing to
+    /// replay.
+    OrderSettled {
+        /// The dead letter's id.
+        id: i64,
+        /// Its order.
+        order_id: String,
+    },
     /// The dead letter was replayed before.
     AlreadyReplayed {
         /// Its id.
@@ -94,6 +102,12 @@ impl ApiError {
                 .with("parameter", parameter),
             Self::NotFound(detail) => return guest_kit::not_found(detail),
             Self::MethodNotAllowed(allow) => return guest_kit::method_not_allowed(allow),
+            Self::OrderSettled { id, order_id } => Problem::new(409, "Conflict")
+                .with_type("/problems/order-settled")
+                .with_detail(format!(
+                    "dead letter {id}: order {order_id} was decided meanwhile; nothing to replay"
+                ))
+                .with("order_id", order_id),
             Self::AlreadyReplayed { id, at } => Problem::new(409, "Conflict")
                 .with_type("/problems/already-replayed")
                 .with_detail(format!("dead letter {id} was replayed at {at}")),
@@ -102,7 +116,7 @@ impl ApiError {
                 .with_type("/problems/settings")
                 .with_detail(error.to_string()),
             Self::Storage(error) => {
-                eprintln!("admin: storage error: {error}");
+                eprintln!("admin: storage error: {}", guest_kit::error_chain(&*error));
                 Problem::new(503, "Service Unavailable")
                     .with_type("/problems/storage")
                     .with_detail(format!("storage is unavailable: {error}"))

@@ -17,7 +17,7 @@ mod api;
 
 use api::ApiError;
 use guest_kit::{Incoming, SpinKv, SpinSql, WallClock};
-use ledger::{Ledger, ReplayOutcome};
+use ledger::{DeadLetterSource, Ledger, ReplayOutcome};
 use orders_core::Timestamp;
 use pipeline::{DEPENDENCY, Doorbell, WorkerSettings};
 use resilience::{CircuitBreaker, Clock, ForcedState};
@@ -140,8 +140,8 @@ fn dead_letters(query: &str) -> Result<Response, ApiError> {
             serde_json::json!({
                 "id": entry.id,
                 "source": match entry.source {
-                    ledger::DeadLetterSource::Job => "job",
-                    ledger::DeadLetterSource::Message => "message",
+                    DeadLetterSource::Job => "job",
+                    DeadLetterSource::Message => "message",
                 },
                 "order_id": entry.order_id,
                 "job_id": entry.job_id,
@@ -160,6 +160,9 @@ fn dead_letters(query: &str) -> Result<Response, ApiError> {
     ))
 }
 
+/// Replays dead letter `id`. A job goes back to the queue (atomically) and a doorbell rings;
+/// a message is published again first and only then marked replayed, so a failed publish
+/// leaves it in the queue.
 fn replay(id: &str) -> Result<Response, ApiError> {
     let id: i64 = id
         .parse()
@@ -167,16 +170,30 @@ fn replay(id: &str) -> Result<Response, ApiError> {
     let now = Timestamp(WallClock.now_ms());
     let address =
         guest_kit::variable("redis_url").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-    let channel = pipeline::JOBS_CHANNEL;
     let publish = |channel: &str, payload: &[u8]| {
         spin_sdk::redis::Connection::open(&address)
             .and_then(|redis| redis.publish(channel, payload))
     };
-    match open_ledger()?.replay(id, now)? {
+    let ledger = open_ledger()?;
+    let entry = ledger
+        .dead_letter(id)?
+        .ok_or_else(|| ApiError::NotFound(format!("no dead letter {id}")))?;
+    if let Some(at) = entry.replayed_at {
+        return Err(ApiError::AlreadyReplayed { id, at });
+    }
+    if let (DeadLetterSource::Message, Some(channel), Some(payload)) =
+        (entry.source, &entry.channel, &entry.payload)
+    {
+        publish(channel, payload).map_err(|error| ApiError::Redis(format!("{error:?}")))?;
+    }
+    match ledger.replay(id, now)? {
         ReplayOutcome::Job { order_id } => {
-            let rang = orders_core::OrderId::parse(&order_id)
-                .ok()
-                .map(|order| publish(channel, &Doorbell::for_order(&order).to_bytes()));
+            let rang = orders_core::OrderId::parse(&order_id).ok().map(|order| {
+                publish(
+                    pipeline::JOBS_CHANNEL,
+                    &Doorbell::for_order(&order).to_bytes(),
+                )
+            });
             if let Some(Err(error)) = rang {
                 eprintln!(
                     "admin: replay doorbell not published ({error:?}); the sweeper will find the job"
@@ -187,13 +204,11 @@ fn replay(id: &str) -> Result<Response, ApiError> {
                 &serde_json::json!({"replayed": id, "order_id": order_id, "requeued": true}),
             ))
         }
-        ReplayOutcome::Message { channel, payload } => {
-            publish(&channel, &payload).map_err(|error| ApiError::Redis(format!("{error:?}")))?;
-            Ok(guest_kit::json(
-                200,
-                &serde_json::json!({"replayed": id, "republished_on": channel}),
-            ))
-        }
+        ReplayOutcome::Message { channel, .. } => Ok(guest_kit::json(
+            200,
+            &serde_json::json!({"replayed": id, "republished_on": channel}),
+        )),
+        ReplayOutcome::OrderSettled { order_id } => Err(ApiError::OrderSettled { id, order_id }),
         ReplayOutcome::NotFound => Err(ApiError::NotFound(format!("no dead letter {id}"))),
         ReplayOutcome::AlreadyReplayed { at } => Err(ApiError::AlreadyReplayed { id, at }),
     }

@@ -103,6 +103,19 @@ pub fn path_info(request: &Request) -> String {
     }
 }
 
+/// An error with every cause below it, `outer: inner: innermost`, for logs and problem details
+/// (an error's `Display` usually names only its own step).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
 /// The value of Spin variable `name`, if it is set and not empty (for settings readers).
 pub fn variable(name: &str) -> Option<String> {
     spin_sdk::variables::get(name)
@@ -147,6 +160,15 @@ mod tests {
 
     fn pairs(query: &str) -> Vec<(String, String)> {
         query_pairs(query).collect()
+    }
+
+    #[test]
+    fn error_chains_name_every_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let error = Outer(std::io::Error::other("inner"));
+        assert_eq!(error_chain(&error), "outer: inner");
     }
 
     #[test]

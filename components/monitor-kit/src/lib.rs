@@ -10,7 +10,7 @@ use futures::future::join_all;
 use guest_kit::{FetchError, SpinKv, SpinSql, Timeouts, WallClock};
 use ledger::Ledger;
 use monitor_core::{
-    BreakerSummary, HealthReport, Heartbeat, ProbeFailure, ProbeReport, ServiceHealth,
+    BreakerSummary, Health, HealthReport, Heartbeat, ProbeFailure, ProbeReport, ServiceHealth,
     WorkerLimits, worker_health,
 };
 use orders_core::Timestamp;
@@ -37,14 +37,21 @@ struct Settings {
     interval_ms: u64,
     timeout: Duration,
     degraded_ms: u64,
+    worker_limits: WorkerLimits,
 }
 
 impl Settings {
+    /// The settings from variables; an absent one takes its default, and so does an
+    /// unreadable one (said on stderr: the monitor must keep reporting).
     fn read() -> Self {
-        let millis = |name: &str, default: u64| {
-            guest_kit::variable(name)
-                .and_then(|text| text.trim().parse().ok())
-                .unwrap_or(default)
+        let millis = |name: &str, default: u64| match guest_kit::variable(name) {
+            None => default,
+            Some(text) => text.trim().parse().unwrap_or_else(|_| {
+                eprintln!(
+                    "monitor: variable {name} = {text:?} is not a whole number; using {default}"
+                );
+                default
+            }),
         };
         Self {
             app_url: guest_kit::variable("app_url")
@@ -54,22 +61,37 @@ impl Settings {
             interval_ms: millis("monitor_interval_secs", 10) * 1000,
             timeout: Duration::from_millis(millis("monitor_timeout_ms", 2_000)),
             degraded_ms: millis("monitor_degraded_ms", 1_000),
+            worker_limits: WorkerLimits {
+                silent_ms: millis("monitor_worker_silent_secs", 10) * 1000,
+                backlog_ms: millis("monitor_backlog_secs", 30) * 1000,
+            },
         }
     }
 }
 
 /// The report to serve: the stored one if it is recent (younger than twice the refresh
-/// interval) and `refresh_now` is false, else a new one.
+/// interval: the cron refresh keeps it younger than one) and `refresh_now` is false, else a
+/// new one. When a new one cannot be made, the stored one is served, marked with why.
 pub async fn report(refresh_now: bool) -> Result<serde_json::Value, String> {
     let settings = Settings::read();
     let now = WallClock.now_ms();
-    match stored_report()? {
+    let stored = stored_report()?;
+    match stored {
         Some((checked_at, report))
             if !refresh_now && now.saturating_sub(checked_at) < 2 * settings.interval_ms =>
         {
             Ok(report)
         }
-        _ => refresh(&settings).await,
+        stored => match refresh(&settings).await {
+            Ok(report) => Ok(report),
+            Err(error) => match stored {
+                Some((_, mut report)) => {
+                    report["refresh_error"] = error.into();
+                    Ok(report)
+                }
+                None => Err(error),
+            },
+        },
     }
 }
 
@@ -96,10 +118,10 @@ fn stored_report() -> Result<Option<(u64, serde_json::Value)>, String> {
         .map(|at| (at, stored["report"].clone())))
 }
 
-/// Probes everything now, stores the report and returns it.
+/// Probes everything now, stores the report and returns it. A database that does not answer
+/// is reported `down` (with the counts it would give left `null`), never a missing report.
 async fn refresh(settings: &Settings) -> Result<serde_json::Value, String> {
-    let store = SpinKv::open("default").map_err(|e| e.to_string())?;
-    let ledger = Ledger::new(SpinSql::open_default().map_err(|e| e.to_string())?);
+    let store = SpinKv::open("default").map_err(|e| guest_kit::error_chain(&e))?;
     let probes = join_all(SERVICES.iter().map(|(name, path)| async move {
         (
             *name,
@@ -124,41 +146,51 @@ async fn refresh(settings: &Settings) -> Result<serde_json::Value, String> {
         BreakerPolicy::default(),
     )
     .record_snapshot()
-    .map_err(|e| e.to_string())?;
-    match ledger.stats(now) {
-        Ok(stats) => {
-            let heartbeat = store
-                .get(pipeline::HEARTBEAT_KEY)
-                .map_err(|e| e.to_string())?
-                .and_then(|bytes| serde_json::from_slice::<Heartbeat>(&bytes).ok());
-            let limits = WorkerLimits {
-                silent_ms: 10_000,
-                backlog_ms: 30_000,
-            };
-            let watching_since = watching_since(&store, now)?;
-            services.insert(
-                "validator".into(),
-                worker_health(
-                    heartbeat.as_ref(),
-                    watching_since,
-                    &stats,
-                    breaker.state,
-                    now,
-                    limits,
-                ),
-            );
-            services.insert("database".into(), healthy());
-            services.insert("redis".into(), redis_health());
-            let report = HealthReport::new(now, services, BreakerSummary::of(&breaker), &stats);
-            let report = serde_json::to_value(&report).map_err(|e| e.to_string())?;
-            let stored = serde_json::json!({"checked_at_ms": now.millis(), "report": report});
-            store
-                .set(SNAPSHOT_KEY, stored.to_string().as_bytes())
-                .map_err(|e| e.to_string())?;
-            Ok(report)
-        }
-        Err(error) => Err(format!("the database does not answer: {error}")),
-    }
+    .map_err(|e| guest_kit::error_chain(&e))?;
+    let started = WallClock.now_ms();
+    let stats = SpinSql::open_default()
+        .map(Ledger::new)
+        .map_err(|e| guest_kit::error_chain(&e))
+        .and_then(|ledger| ledger.stats(now).map_err(|e| guest_kit::error_chain(&e)));
+    let latency_ms = Some(WallClock.now_ms().saturating_sub(started));
+    let database = match &stats {
+        Ok(_) => ServiceHealth {
+            latency_ms,
+            ..healthy()
+        },
+        Err(error) => ServiceHealth {
+            status: Health::Down,
+            latency_ms,
+            http_status: None,
+            detail: Some(format!("the database does not answer: {error}")),
+        },
+    };
+    let stats = stats.ok();
+    let heartbeat = store
+        .get(pipeline::HEARTBEAT_KEY)
+        .map_err(|e| guest_kit::error_chain(&e))?
+        .and_then(|bytes| serde_json::from_slice::<Heartbeat>(&bytes).ok());
+    let watching_since = watching_since(&store, now)?;
+    services.insert(
+        "validator".into(),
+        worker_health(
+            heartbeat.as_ref(),
+            watching_since,
+            stats.as_ref(),
+            breaker.state,
+            now,
+            settings.worker_limits,
+        ),
+    );
+    services.insert("database".into(), database);
+    services.insert("redis".into(), redis_health());
+    let report = HealthReport::new(now, services, BreakerSummary::of(&breaker), stats.as_ref());
+    let report = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+    let stored = serde_json::json!({"checked_at_ms": now.millis(), "report": report});
+    store
+        .set(SNAPSHOT_KEY, stored.to_string().as_bytes())
+        .map_err(|e| guest_kit::error_chain(&e))?;
+    Ok(report)
 }
 
 /// When the monitor first looked; `now` (and remembered) on the first look.

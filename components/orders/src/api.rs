@@ -121,7 +121,7 @@ impl ApiError {
             Self::MethodNotAllowed(allow) => return guest_kit::method_not_allowed(allow),
             Self::Refused(response) => return response,
             Self::Storage(error) => {
-                eprintln!("orders: storage error: {error}");
+                eprintln!("orders: storage error: {}", guest_kit::error_chain(&*error));
                 let mut response = guest_kit::problem(
                     &Problem::new(503, "Service Unavailable")
                         .with_type("/problems/storage")

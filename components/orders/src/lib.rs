@@ -74,31 +74,21 @@ fn route(request: &Incoming) -> Result<Response, ApiError> {
 
 async fn create(request: &Incoming, out: ResponseOutparam) {
     match accept(request) {
-        Ok((response, Some((key, order_id)))) => {
+        Ok((response, Some(order_id))) => {
             guest_kit::send(out, response).await;
-            // The client has its answer; the order is safe in SQLite. Now wake a worker, and
-            // only then let duplicates of this request have the answer replayed.
+            // The client has its answer and the order is safe in SQLite: wake a worker.
             ring(&order_id);
-            let completed = open_ledger()
-                .and_then(|ledger| pipeline::complete(&ledger, &key).map_err(ApiError::from));
-            if let Err(error) = completed {
-                eprintln!(
-                    "orders: could not mark key {key} complete (it completes on its own after the in-flight lock): {error:?}"
-                );
-            }
         }
         Ok((response, None)) => guest_kit::send(out, response).await,
         Err(error) => guest_kit::send(out, error.into_response()).await,
     }
 }
 
-/// Stores the order; the answer, and for a new order its key and id (to finish after
-/// answering).
-#[allow(
-    clippy::type_complexity,
-    reason = "a private tuple, named at its one caller"
-)]
-fn accept(request: &Incoming) -> Result<(Response, Option<(IdempotencyKey, OrderId)>), ApiError> {
+/// Stores the order; the answer, and for a new order its id (to ring its doorbell after
+/// answering). The key is marked complete before the answer goes out, so a client that got
+/// its answer and retries gets it replayed; a duplicate that arrives between the order's
+/// commit and that mark is told the first request is still in flight (409).
+fn accept(request: &Incoming) -> Result<(Response, Option<OrderId>), ApiError> {
     request.require_json().map_err(ApiError::Refused)?;
     let key = request
         .header("idempotency-key")
@@ -120,8 +110,16 @@ fn accept(request: &Incoming) -> Result<(Response, Option<(IdempotencyKey, Order
     };
     match pipeline::accept(&ledger, &key, new, now, entropy(), &settings, body_of)? {
         IntakeResult::Created { order, body } => {
+            if let Err(error) = pipeline::complete(&ledger, &key) {
+                // The order is stored; the key completes on its own once its in-flight lock
+                // passes (duplicates get 409 until then).
+                eprintln!(
+                    "orders: could not mark key {key} complete: {}",
+                    guest_kit::error_chain(&error)
+                );
+            }
             let response = accepted(order.id.as_str(), body, false);
-            Ok((response, Some((key, order.id))))
+            Ok((response, Some(order.id)))
         }
         IntakeResult::Replay { order_id, body } => Ok((accepted(&order_id, body, true), None)),
         IntakeResult::InFlight { retry_after_ms } => Err(ApiError::KeyInFlight {

@@ -119,7 +119,7 @@ pub struct WorkerLimits {
 pub fn worker_health(
     heartbeat: Option<&Heartbeat>,
     watching_since: Timestamp,
-    stats: &PipelineStats,
+    stats: Option<&PipelineStats>,
     circuit: CircuitState,
     now: Timestamp,
     limits: WorkerLimits,
@@ -141,20 +141,22 @@ pub fn worker_health(
             Health::Healthy,
             Some("waiting for the first sweep".to_owned()),
         ),
-        Some(_)
-            if stats.oldest_due_age_ms >= limits.backlog_ms
-                && matches!(circuit, CircuitState::Closed | CircuitState::Disabled) =>
-        {
-            (
-                Health::Degraded,
-                Some(format!(
-                    "{} due jobs, the oldest waiting {} s",
-                    stats.jobs_due,
-                    stats.oldest_due_age_ms / 1000
-                )),
-            )
-        }
-        Some(_) => (Health::Healthy, None),
+        Some(_) => match stats {
+            Some(stats)
+                if stats.oldest_due_age_ms >= limits.backlog_ms
+                    && matches!(circuit, CircuitState::Closed | CircuitState::Disabled) =>
+            {
+                (
+                    Health::Degraded,
+                    Some(format!(
+                        "{} due jobs, the oldest waiting {} s",
+                        stats.jobs_due,
+                        stats.oldest_due_age_ms / 1000
+                    )),
+                )
+            }
+            _ => (Health::Healthy, None),
+        },
     };
     ServiceHealth {
         status,
@@ -202,21 +204,21 @@ pub struct HealthReport {
     pub services: BTreeMap<String, ServiceHealth>,
     /// The circuit breaker guarding the external validator.
     pub breaker: BreakerSummary,
-    /// The job queue.
+    /// The job queue (`null` when the database did not answer).
     pub queue: serde_json::Value,
-    /// Dead letters waiting for an operator.
-    pub dead_letters: u64,
-    /// Orders by status.
-    pub orders: BTreeMap<&'static str, u64>,
+    /// Dead letters waiting for an operator (`null` when the database did not answer).
+    pub dead_letters: Option<u64>,
+    /// Orders by status (`null` when the database did not answer).
+    pub orders: Option<BTreeMap<&'static str, u64>>,
 }
 
 impl HealthReport {
-    /// The report from its parts.
+    /// The report from its parts; `stats` is `None` when the database did not answer.
     pub fn new(
         checked_at: Timestamp,
         services: BTreeMap<String, ServiceHealth>,
         breaker: BreakerSummary,
-        stats: &PipelineStats,
+        stats: Option<&PipelineStats>,
     ) -> Self {
         let status = services
             .values()
@@ -228,18 +230,22 @@ impl HealthReport {
             checked_at,
             services,
             breaker,
-            queue: serde_json::json!({
-                "due": stats.jobs_due,
-                "deferred": stats.jobs_deferred,
-                "leased": stats.jobs_leased,
-                "oldest_due_age_ms": stats.oldest_due_age_ms,
+            queue: stats.map_or(serde_json::Value::Null, |stats| {
+                serde_json::json!({
+                    "due": stats.jobs_due,
+                    "deferred": stats.jobs_deferred,
+                    "leased": stats.jobs_leased,
+                    "oldest_due_age_ms": stats.oldest_due_age_ms,
+                })
             }),
-            dead_letters: stats.dead_letters,
-            orders: stats
-                .orders
-                .iter()
-                .map(|(status, count)| (status.as_str(), *count))
-                .collect(),
+            dead_letters: stats.map(|stats| stats.dead_letters),
+            orders: stats.map(|stats| {
+                stats
+                    .orders
+                    .iter()
+                    .map(|(status, count)| (status.as_str(), *count))
+                    .collect()
+            }),
         }
     }
 }
@@ -297,7 +303,15 @@ mod tests {
         let now = Timestamp(100_000);
         let beat = Heartbeat { at_ms: 99_000 };
         let judge = |beat: Option<&Heartbeat>, age, circuit| {
-            worker_health(beat, Timestamp(99_500), &stats(age), circuit, now, limits).status
+            worker_health(
+                beat,
+                Timestamp(99_500),
+                Some(&stats(age)),
+                circuit,
+                now,
+                limits,
+            )
+            .status
         };
         assert_eq!(judge(Some(&beat), 0, CircuitState::Closed), Health::Healthy);
         // No sweep yet, but the monitor only started looking half a second ago.
@@ -305,7 +319,7 @@ mod tests {
         let never = worker_health(
             None,
             Timestamp(80_000),
-            &stats(0),
+            Some(&stats(0)),
             CircuitState::Closed,
             now,
             limits,
@@ -343,12 +357,25 @@ mod tests {
             next_probe_at: None,
             trips: 0,
         };
-        let report = HealthReport::new(Timestamp(5), services, breaker, &stats(0));
+        let report = HealthReport::new(
+            Timestamp(5),
+            services.clone(),
+            breaker.clone(),
+            Some(&stats(0)),
+        );
         assert_eq!(report.status, Health::Unhealthy);
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["status"], "unhealthy");
         assert_eq!(json["services"]["external"]["status"], "unhealthy");
         assert_eq!(json["orders"]["processing"], 1);
         assert_eq!(json["breaker"]["state"], "closed");
+        // Without the database, the counts are unknown, never made up.
+        let blind =
+            serde_json::to_value(HealthReport::new(Timestamp(5), services, breaker, None)).unwrap();
+        assert!(
+            blind["orders"].is_null() && blind["queue"].is_null(),
+            "{blind}"
+        );
+        assert_eq!(blind["status"], "unhealthy");
     }
 }
