@@ -552,6 +552,24 @@ mod tests {
         call(breaker, FAILED).expect("the fifth failure in a row trips")
     }
 
+    /// Ten calls, every other one failing (never a run of failures): the tenth trips the
+    /// circuit on the failure rate.
+    fn trips_on_half_failing_calls(breaker: &CircuitBreaker<'_, MemoryStore, ManualClock>) {
+        for _ in 0..4 {
+            assert_eq!(call(breaker, SUCCEEDED), None);
+            assert_eq!(call(breaker, FAILED), None);
+        }
+        assert_eq!(call(breaker, SUCCEEDED), None);
+        let transition = call(breaker, FAILED).unwrap();
+        assert_eq!(
+            transition.reason,
+            Some(TripReason::FailureRate {
+                rate: 0.5,
+                calls: 10
+            })
+        );
+    }
+
     fn probe(breaker: &CircuitBreaker<'_, MemoryStore, ManualClock>) -> Admission {
         let admission = breaker.admit().unwrap();
         assert!(matches!(admission, Admission::Probe(_)), "{admission:?}");
@@ -714,20 +732,7 @@ mod tests {
     fn a_failure_rate_trips_once_min_calls_is_reached() {
         let (store, clock) = (MemoryStore::new(), ManualClock::new(1_000));
         let breaker = breaker(&store, &clock);
-        // Alternating: never a run, half of the calls fail.
-        for _ in 0..4 {
-            assert_eq!(call(&breaker, SUCCEEDED), None);
-            assert_eq!(call(&breaker, FAILED), None);
-        }
-        assert_eq!(call(&breaker, SUCCEEDED), None);
-        let transition = call(&breaker, FAILED).unwrap();
-        assert_eq!(
-            transition.reason,
-            Some(TripReason::FailureRate {
-                rate: 0.5,
-                calls: 10
-            })
-        );
+        trips_on_half_failing_calls(&breaker);
     }
 
     #[test]
@@ -875,19 +880,7 @@ mod tests {
         );
         // From the next bucket on, the circuit's own calls count, and only they.
         clock.set(3_000);
-        for _ in 0..4 {
-            assert_eq!(call(&breaker, SUCCEEDED), None);
-            assert_eq!(call(&breaker, FAILED), None);
-        }
-        assert_eq!(call(&breaker, SUCCEEDED), None);
-        let transition = call(&breaker, FAILED).unwrap();
-        assert_eq!(
-            transition.reason,
-            Some(TripReason::FailureRate {
-                rate: 0.5,
-                calls: 10
-            })
-        );
+        trips_on_half_failing_calls(&breaker);
     }
 
     #[test]
