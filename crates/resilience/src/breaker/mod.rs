@@ -314,9 +314,10 @@ impl<'a, S: KvStore, C: Clock> CircuitBreaker<'a, S, C> {
     /// run warrant it. Gives up if the record moves to another generation or run meanwhile: the
     /// evidence was about the circuit as it was.
     ///
-    /// The rates count only the window's buckets that start at or after the close: a bucket the
-    /// close fell in also holds calls from before it, so its calls count only once the next
-    /// bucket begins (until then only the failure run can trip a circuit just closed).
+    /// After a close, the rates count only the window's buckets that start at or after it
+    /// (`rates_since_ms`): a bucket the close fell in also holds calls from before it, so its
+    /// calls count only once the next bucket begins (until then only the failure run can trip
+    /// a circuit just closed). A circuit that never tripped counts its whole window.
     fn trip_if_warranted(
         &self,
         snapshot: Snapshot,
@@ -325,7 +326,7 @@ impl<'a, S: KvStore, C: Clock> CircuitBreaker<'a, S, C> {
     ) -> Result<Option<Transition>, BreakerError> {
         let totals = self
             .window
-            .totals_since(now_ms, snapshot.record.since_ms)
+            .totals_since(now_ms, snapshot.record.rates_since_ms)
             .map_err(store_error)?;
         let Some(reason) = self.policy.trip_reason(&totals, run) else {
             return Ok(None);
@@ -385,20 +386,21 @@ impl<'a, S: KvStore, C: Clock> CircuitBreaker<'a, S, C> {
     }
 
     /// Counts stale outcomes (admitted before the circuit last moved; see
-    /// [`CircuitBreaker::record`]) in the window, as of just before the current state began if
-    /// the circuit is closed again: the rates of a closed circuit count only the buckets that
-    /// start at or after its close, so calls admitted before it never count there. Another
-    /// state evaluates no rates, and the outcomes land before any later close.
+    /// [`CircuitBreaker::record`]) in the window, as of just before the last close if the
+    /// circuit is closed again: its rates count only the buckets that start at or after the
+    /// close, so calls admitted before it never count there. In any other state they land
+    /// a millisecond in the past, so before any later close even one on a bucket boundary. A
+    /// circuit that never tripped counts them as they come.
     fn count_stale(
         &self,
         current: &BreakerRecord,
         now_ms: u64,
         outcomes: &[CallOutcome],
     ) -> Result<(), BreakerError> {
-        let at_ms = if current.state == CircuitState::Closed {
-            now_ms.min(current.since_ms.saturating_sub(1))
-        } else {
-            now_ms
+        let at_ms = match current.state {
+            CircuitState::Closed if current.rates_since_ms == 0 => now_ms,
+            CircuitState::Closed => now_ms.min(current.rates_since_ms.saturating_sub(1)),
+            _ => now_ms.saturating_sub(1),
         };
         self.count_in_window(at_ms, outcomes)
     }
@@ -731,6 +733,14 @@ mod tests {
     #[test]
     fn a_failure_rate_trips_once_min_calls_is_reached() {
         let (store, clock) = (MemoryStore::new(), ManualClock::new(1_000));
+        let breaker = breaker(&store, &clock);
+        trips_on_half_failing_calls(&breaker);
+    }
+
+    #[test]
+    fn a_circuit_that_never_tripped_counts_the_bucket_it_was_seeded_in() {
+        // Seeded mid-bucket, with the first calls in that same bucket: they count.
+        let (store, clock) = (MemoryStore::new(), ManualClock::new(1_500));
         let breaker = breaker(&store, &clock);
         trips_on_half_failing_calls(&breaker);
     }

@@ -174,6 +174,11 @@ pub struct BreakerRecord {
     pub next_probe_id: u64,
     /// Why the circuit last tripped or was forced.
     pub last_reason: Option<TripReason>,
+    /// Closed only: from when calls count toward the rates that trip it. A circuit closed
+    /// after a trip (or forced closed) ignores what was counted before, so that the calls that
+    /// opened it cannot re-open it; one that never tripped counts everything (0).
+    #[serde(default)]
+    pub rates_since_ms: u64,
 }
 
 /// What an admission takes: either a decision from the record alone, or a change to win.
@@ -203,6 +208,7 @@ impl BreakerRecord {
             probe_successes: 0,
             next_probe_id: 1,
             last_reason: None,
+            rates_since_ms: 0,
         }
     }
 
@@ -311,6 +317,7 @@ impl BreakerRecord {
             let mut record = self.next_generation(CircuitState::Closed, now_ms);
             record.trips = 0;
             record.run_epoch = self.run_epoch.saturating_add(1);
+            record.rates_since_ms = now_ms;
             let transition = self.transition_to(&record, now_ms, None);
             return (record, Some(transition));
         }
@@ -336,6 +343,7 @@ impl BreakerRecord {
         if target == ForcedState::Closed {
             record.trips = 0;
             record.run_epoch = self.run_epoch.saturating_add(1);
+            record.rates_since_ms = now_ms;
         }
         let transition = self.transition_to(&record, now_ms, Some(TripReason::Forced));
         (record, transition)
