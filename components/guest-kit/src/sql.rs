@@ -1,6 +1,6 @@
-//! The ledger's [`Sql`] over Spin's SQLite API (`spin:sqlite@3.0.0`).
+//! [`Sql`] (what every store runs on) over Spin's SQLite API (`spin:sqlite@3.0.0`).
 
-use ledger::{Sql, SqlError, SqlRows, SqlValue};
+use orderly_sql::{Sql, SqlError, SqlRows, SqlValue};
 use spin_sdk::sqlite3::{Connection, Error, Value};
 use std::cell::RefCell;
 

@@ -1,8 +1,9 @@
 //! The dead-letter queue (jobs given up on, messages no handler could take) and the admin
 //! operations over the whole ledger.
 
-use crate::sql::RowReader;
+use crate::sql::{TimestampColumns, TimestampValue};
 use crate::{Ledger, LedgerError, Sql, SqlValue};
+use orderly_sql::RowReader;
 use orders_core::Timestamp;
 
 /// Where a dead letter came from.

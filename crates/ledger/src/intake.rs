@@ -2,8 +2,9 @@
 //! safe.
 
 use crate::reads::StoredOrder;
-use crate::sql::RowReader;
+use crate::sql::{TimestampColumns, TimestampValue};
 use crate::{Ledger, LedgerError, Sql, SqlRows, SqlValue};
+use orderly_sql::RowReader;
 use orders_core::{LineItem, Order, Timestamp};
 
 /// A new order to store, with the idempotency key it came under.

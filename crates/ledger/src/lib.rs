@@ -9,15 +9,13 @@
 //! it missing runs [`Ledger::migrate`] and is tried once more. Time always comes in as
 //! [`Timestamp`] arguments.
 //!
-//! With the `rusqlite` feature, [`RusqliteSql`] runs the ledger over a native SQLite file (for
-//! tests and tools outside WebAssembly).
+//! With the `rusqlite` feature, [`RusqliteSql`] (from `orderly-sql`) runs the ledger over a
+//! native SQLite file (for tests and tools outside WebAssembly).
 
 mod dead_letters;
 mod events;
 mod intake;
 mod reads;
-#[cfg(any(test, feature = "rusqlite"))]
-mod rusqlite_sql;
 mod schema;
 mod sql;
 mod worker;
@@ -28,11 +26,11 @@ mod tests;
 pub use dead_letters::{DeadLetter, DeadLetterSource, ReplayOutcome};
 pub use events::{EventKind, OrderEvent};
 pub use intake::{Intake, IntakeOutcome, StoredKey};
-pub use reads::{CursorError, JobView, OrderPage, OrderView, PageCursor, PipelineStats};
 #[cfg(any(test, feature = "rusqlite"))]
-pub use rusqlite_sql::RusqliteSql;
+pub use orderly_sql::RusqliteSql;
+pub use orderly_sql::{Sql, SqlError, SqlRows, SqlValue};
+pub use reads::{CursorError, JobView, OrderPage, OrderView, PageCursor, PipelineStats};
 pub use schema::NO_DEADLINE;
-pub use sql::{Sql, SqlError, SqlRows, SqlValue};
 pub use worker::{Applied, ClaimedJob, JobResult, NextStep, WorkProbe};
 
 use orders_core::Timestamp;

@@ -1,8 +1,9 @@
 //! Reading orders, their jobs and timelines, and the pipeline's counters. Every row is
 //! re-checked on the way out.
 
-use crate::sql::RowReader;
+use crate::sql::{TimestampColumns, TimestampValue};
 use crate::{EventKind, Ledger, LedgerError, OrderEvent, Sql, SqlValue};
+use orderly_sql::RowReader;
 use orders_core::{CustomerName, LineItem, Order, OrderId, OrderStatus, Timestamp};
 use serde::Deserialize;
 use std::fmt;

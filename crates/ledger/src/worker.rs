@@ -3,8 +3,9 @@
 
 use crate::intake::row_count;
 use crate::reads::{StoredOrder, order_columns};
-use crate::sql::{RowReader, saturating_i64, stored_millis};
+use crate::sql::{TimestampColumns, TimestampValue, stored_millis};
 use crate::{EventKind, Ledger, LedgerError, Sql, SqlValue};
+use orderly_sql::{RowReader, saturating_i64};
 use orders_core::{Order, OrderId, OrderStatus, Timestamp};
 use serde_json::{Value, json};
 
