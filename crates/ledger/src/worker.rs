@@ -445,7 +445,7 @@ impl<S: Sql> Ledger<S> {
 impl NextStep {
     /// Whether this is a decision (to a final status).
     fn decides(&self) -> bool {
-        matches!(self, Self::Decide { status, .. } if status.is_final())
+        matches!(self, Self::Decide { status, .. } if status.is_validated_or_refused())
     }
 }
 

@@ -137,14 +137,28 @@ impl LineItem {
     }
 }
 
-/// Where an order is in its life.
+/// Where an order is in its life: validation (processing → validated, rejected or failed),
+/// then fulfilment (validated → reserved → paid → shipped → confirmed, or cancelling →
+/// cancelled when a step is refused or the customer cancels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Accepted and stored; validation has not finished (it may be waiting for the validator).
     Processing,
-    /// The validator accepted it.
+    /// The validator accepted it; fulfilment has not taken stock yet.
     Validated,
+    /// Stock is reserved for it.
+    Reserved,
+    /// Its payment is authorized.
+    Paid,
+    /// Its shipment is created (the charge is captured next).
+    Shipped,
+    /// Charged, shipped and committed: done.
+    Confirmed,
+    /// A step was refused or the customer cancelled: what was done is being undone.
+    Cancelling,
+    /// Everything done for it was undone (the order carries the reason).
+    Cancelled,
     /// The validator refused it (the order carries the reason).
     Rejected,
     /// It could not be validated: the validator refused the request itself, or the retry
@@ -154,14 +168,23 @@ pub enum OrderStatus {
 
 /// Why text is not a status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown status {0:?}; expected processing, validated, rejected or failed")]
+#[error(
+    "unknown status {0:?}; expected processing, validated, reserved, paid, shipped, confirmed, \
+     cancelling, cancelled, rejected or failed"
+)]
 pub struct StatusError(pub String);
 
 impl OrderStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [OrderStatus; 4] = [
+    pub const ALL: [OrderStatus; 10] = [
         Self::Processing,
         Self::Validated,
+        Self::Reserved,
+        Self::Paid,
+        Self::Shipped,
+        Self::Confirmed,
+        Self::Cancelling,
+        Self::Cancelled,
         Self::Rejected,
         Self::Failed,
     ];
@@ -171,6 +194,12 @@ impl OrderStatus {
         match self {
             Self::Processing => "processing",
             Self::Validated => "validated",
+            Self::Reserved => "reserved",
+            Self::Paid => "paid",
+            Self::Shipped => "shipped",
+            Self::Confirmed => "confirmed",
+            Self::Cancelling => "cancelling",
+            Self::Cancelled => "cancelled",
             Self::Rejected => "rejected",
             Self::Failed => "failed",
         }
@@ -181,14 +210,29 @@ impl OrderStatus {
         match self {
             Self::Processing => "Processing",
             Self::Validated => "Validated",
+            Self::Reserved => "Reserved",
+            Self::Paid => "Paid",
+            Self::Shipped => "Shipped",
+            Self::Confirmed => "Confirmed",
+            Self::Cancelling => "Cancelling",
+            Self::Cancelled => "Cancelled",
             Self::Rejected => "Rejected",
             Self::Failed => "Failed",
         }
     }
 
-    /// Whether the order is done (validated, rejected or failed): it never changes again.
-    pub fn is_final(self) -> bool {
+    /// Whether validation is over: the order left `processing`.
+    pub fn is_validated_or_refused(self) -> bool {
         self != Self::Processing
+    }
+
+    /// Whether the order is done (confirmed, cancelled, rejected or failed): it never changes
+    /// again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Confirmed | Self::Cancelled | Self::Rejected | Self::Failed
+        )
     }
 }
 
@@ -621,6 +665,20 @@ mod tests {
             assert_eq!(status.seed_label().to_lowercase(), status.as_str());
         }
         assert!("pending".parse::<OrderStatus>().is_err());
-        assert!(OrderStatus::Failed.is_final());
+        let finals: Vec<_> = OrderStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_final())
+            .collect();
+        assert_eq!(
+            finals,
+            [
+                OrderStatus::Confirmed,
+                OrderStatus::Cancelled,
+                OrderStatus::Rejected,
+                OrderStatus::Failed
+            ]
+        );
+        assert!(OrderStatus::Validated.is_validated_or_refused());
+        assert!(!OrderStatus::Processing.is_validated_or_refused());
     }
 }
