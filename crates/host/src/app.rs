@@ -12,8 +12,8 @@ use crate::redis::trigger::Subscription;
 use crate::redis::{ConnectionPool, RedisAddress, RedisHub, RedisMode};
 use crate::sqlite::Databases;
 use orderly_manifest::{
-    App as Manifest, ComponentId, ComponentSpec, HttpRoute, LoadError, Problem, ResolvedVariables,
-    RuntimeConfig, VariableSources,
+    App as Manifest, ComponentId, ComponentSpec, ConfigProblem, HttpRoute, LoadError,
+    ResolvedVariables, RuntimeConfig, VariableSources,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -79,7 +79,7 @@ pub enum StartError {
         /// The manifest.
         manifest: PathBuf,
         /// Everything in the way.
-        problems: Vec<Problem>,
+        problems: Vec<ConfigProblem>,
     },
     /// The host itself failed (engine, threads, listener).
     #[error("{0:#}")]
@@ -212,7 +212,7 @@ impl App {
             let component = match compiled {
                 Ok(component) => component,
                 Err(error) => {
-                    problems.push(Problem::new(
+                    problems.push(ConfigProblem::new(
                         format!("[component.{id}] source"),
                         format!("{error:#}"),
                         "rebuild the component for wasm32-wasip2",
@@ -356,7 +356,10 @@ impl App {
 
 /// The value, or (moving its problems to `problems`) an empty default, so loading goes on to
 /// find every other problem too.
-fn keep_problems<T: Default>(result: Result<T, Vec<Problem>>, problems: &mut Vec<Problem>) -> T {
+fn keep_problems<T: Default>(
+    result: Result<T, Vec<ConfigProblem>>,
+    problems: &mut Vec<ConfigProblem>,
+) -> T {
     result.unwrap_or_else(|found| {
         problems.extend(found);
         T::default()
@@ -380,7 +383,7 @@ fn labels(
     labels
 }
 
-fn build_router(manifest: &Manifest, problems: &mut Vec<Problem>) -> Router<ComponentId> {
+fn build_router(manifest: &Manifest, problems: &mut Vec<ConfigProblem>) -> Router<ComponentId> {
     let mut routes = Vec::new();
     for trigger in &manifest.http_triggers {
         let HttpRoute::Path(route) = &trigger.route else {
@@ -391,7 +394,7 @@ fn build_router(manifest: &Manifest, problems: &mut Vec<Problem>) -> Router<Comp
         }
         match RoutePattern::parse(route) {
             Ok(pattern) => routes.push((pattern, trigger.component.clone())),
-            Err(error) => problems.push(Problem::new(
+            Err(error) => problems.push(ConfigProblem::new(
                 format!("[[trigger.http]] for `{}`", trigger.component),
                 error.to_string(),
                 "write routes as /exact, /prefix/... or /with/:name",
@@ -410,15 +413,15 @@ fn build_router(manifest: &Manifest, problems: &mut Vec<Problem>) -> Router<Comp
 fn redis_subscriptions(
     manifest: &Manifest,
     variables: &ResolvedVariables,
-    problems: &mut Vec<Problem>,
+    problems: &mut Vec<ConfigProblem>,
 ) -> (Vec<Subscription>, Vec<RedisAddress>) {
     let parse = |template: &orderly_manifest::Template,
                  location: String,
-                 problems: &mut Vec<Problem>| {
+                 problems: &mut Vec<ConfigProblem>| {
         let url = variables.render(template);
         let parsed = RedisAddress::parse(&url);
         if parsed.is_none() {
-            problems.push(Problem::new(
+            problems.push(ConfigProblem::new(
                     location,
                     format!("{url:?} is not a Redis address"),
                     "write it as redis://host:port, e.g. redis://127.0.0.1:6379 (rediss://, Redis over TLS, is not supported)",
@@ -441,7 +444,7 @@ fn redis_subscriptions(
             Some(template) => parse(template, format!("{location} address"), problems),
             None if app_address.is_some() => app_address.clone(),
             None => {
-                problems.push(Problem::new(
+                problems.push(ConfigProblem::new(
                     location.clone(),
                     "has no Redis address".to_owned(),
                     "set address on the trigger, or [application.trigger.redis] address = \"redis://127.0.0.1:6379\"",
@@ -461,7 +464,7 @@ fn redis_subscriptions(
     (subscriptions, addresses)
 }
 
-fn cron_jobs(manifest: &Manifest, problems: &mut Vec<Problem>) -> Vec<CronJob> {
+fn cron_jobs(manifest: &Manifest, problems: &mut Vec<ConfigProblem>) -> Vec<CronJob> {
     manifest
         .cron_triggers
         .iter()
@@ -472,7 +475,7 @@ fn cron_jobs(manifest: &Manifest, problems: &mut Vec<Problem>) -> Vec<CronJob> {
                     schedule,
                 }),
                 Err(reason) => {
-                    problems.push(Problem::new(
+                    problems.push(ConfigProblem::new(
                     format!("[[trigger.cron]] for `{}` cron_expression", trigger.component),
                     reason,
                     "use six fields, seconds first: sec min hour day-of-month month day-of-week",

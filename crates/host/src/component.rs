@@ -11,7 +11,9 @@ use crate::redis::{RedisAccess, RedisHub};
 use crate::sqlite::{Databases, SqliteAccess};
 use crate::stdio::{ComponentOutput, Terminal};
 use crate::variables::ComponentVariables;
-use orderly_manifest::{App as Manifest, ComponentId, ComponentSpec, Problem, ResolvedVariables};
+use orderly_manifest::{
+    App as Manifest, ComponentId, ComponentSpec, ConfigProblem, ResolvedVariables,
+};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -80,14 +82,14 @@ impl ComponentContext<'_> {
         spec: &ComponentSpec,
         component: &Component,
         triggers: Triggers,
-    ) -> Result<ComponentRuntime, Vec<Problem>> {
+    ) -> Result<ComponentRuntime, Vec<ConfigProblem>> {
         let id = &spec.id;
         let location = format!("[component.{id}] source");
         let mut problems = Vec::new();
         let pre: Option<InstancePre<InstanceState>> = match self.linker.instantiate_pre(component) {
             Ok(pre) => Some(pre),
             Err(error) => {
-                problems.push(Problem::new(
+                problems.push(ConfigProblem::new(
                     location.clone(),
                     format!("cannot link the component: {error:#}"),
                     "use only the interfaces orderly up provides (WASI 0.2, wasi:http, Spin key-value, SQLite, Redis, variables), or run with real Spin",
@@ -141,7 +143,7 @@ impl ComponentContext<'_> {
                 Err(format!("{} is not a folder", mount.source.display()))
             };
             if let Err(reason) = opened {
-                problems.push(Problem::new(
+                problems.push(ConfigProblem::new(
                     format!("[component.{id}] files"),
                     reason,
                     "create the folder, or fix `source` (relative to spin.toml)",
@@ -155,7 +157,7 @@ impl ComponentContext<'_> {
             .map(|template| self.variables.render(template))
             .collect();
         let allowed_hosts = Arc::new(AllowedHosts::parse(&hosts).unwrap_or_else(|error| {
-            problems.push(Problem::new(
+            problems.push(ConfigProblem::new(
                 format!("[component.{id}] allowed_outbound_hosts"),
                 error.to_string(),
                 "write entries as scheme://host[:port], e.g. \"https://api.example.com\" or \"http://orders.spin.internal\"",
@@ -176,7 +178,7 @@ impl ComponentContext<'_> {
         ) {
             (Ok(stdout), Ok(stderr)) => (stdout, stderr),
             (Err(error), _) | (_, Err(error)) => {
-                problems.push(Problem::new(
+                problems.push(ConfigProblem::new(
                     "--state-dir",
                     format!("cannot create the log files for `{id}`: {error}"),
                     "make the state dir writable, or pass another --state-dir",
@@ -229,14 +231,14 @@ fn export<P>(
     pre: Option<&InstancePre<InstanceState>>,
     wanted: bool,
     location: &str,
-    problems: &mut Vec<Problem>,
+    problems: &mut Vec<ConfigProblem>,
     export: Export<P>,
 ) -> Option<P> {
     let pre = pre.filter(|_| wanted)?;
     match (export.make)(pre.clone()) {
         Ok(found) => Some(found),
         Err(error) => {
-            problems.push(Problem::new(
+            problems.push(ConfigProblem::new(
                 location,
                 format!(
                     "a trigger runs it, but it does not export {}: {error:#}",

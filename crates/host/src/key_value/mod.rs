@@ -12,7 +12,7 @@ use crate::bindings::wasi::keyvalue::{atomics, batch, store as wasi_kv};
 use crate::grant::Grant;
 use crate::redis::{ConnectionPool, RedisAddress};
 use crate::view::{View, ViewOf};
-use orderly_manifest::{KeyValueStoreConfig, Problem, RuntimeConfig};
+use orderly_manifest::{ConfigProblem, KeyValueStoreConfig, RuntimeConfig};
 use sqlite::SqliteKvFile;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ impl KeyValueStores {
         config: &RuntimeConfig,
         state_dir: Option<&Path>,
         pool: &Arc<ConnectionPool>,
-    ) -> Result<Self, Vec<Problem>> {
+    ) -> Result<Self, Vec<ConfigProblem>> {
         let mut stores = Self::default();
         let mut files: BTreeMap<Option<PathBuf>, Arc<SqliteKvFile>> = BTreeMap::new();
         let mut problems = Vec::new();
@@ -49,7 +49,7 @@ impl KeyValueStores {
                                 file
                             }
                             Err(error) => {
-                                problems.push(Problem::new(
+                                problems.push(ConfigProblem::new(
                                     format!("key-value store `{label}`"),
                                     format!("cannot open {}: {error:#}", describe(path.as_deref())),
                                     "check the path and its permissions in runtime-config.toml",
@@ -62,7 +62,7 @@ impl KeyValueStores {
                 }
                 Some(KeyValueStoreConfig::Redis { url }) => {
                     if RedisAddress::parse(&url).is_none() {
-                        problems.push(Problem::new(
+                        problems.push(ConfigProblem::new(
                             format!("[key_value_store.{label}] url"),
                             format!("{url:?} is not a Redis URL"),
                             "write it as redis://host:port (optionally with /db)",
@@ -72,7 +72,7 @@ impl KeyValueStores {
                     Arc::new(redis_store::RedisStore::new(Arc::clone(pool), &url))
                 }
                 None => {
-                    problems.push(Problem::new(
+                    problems.push(ConfigProblem::new(
                         format!("key_value_stores = [\"{label}\"]"),
                         format!(
                             "unknown key-value store label `{label}` (used by {})",

@@ -12,7 +12,7 @@
 use super::Checkpointer;
 use crate::bindings::spin::sqlite::sqlite as wit;
 use crate::lock::lock;
-use orderly_manifest::{Problem, RuntimeConfig, SqliteDatabaseConfig};
+use orderly_manifest::{ConfigProblem, RuntimeConfig, SqliteDatabaseConfig};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::limits::Limit;
 use std::collections::BTreeMap;
@@ -81,7 +81,7 @@ impl Databases {
         labels: &BTreeMap<String, Vec<String>>,
         config: &RuntimeConfig,
         state_dir: Option<&Path>,
-    ) -> Result<Self, Vec<Problem>> {
+    ) -> Result<Self, Vec<ConfigProblem>> {
         let mut databases = Self::default();
         let mut problems = Vec::new();
         for (label, users) in labels {
@@ -94,7 +94,7 @@ impl Databases {
                     Location::Memory(format!("file:/orderly-{pid}-{n}-{label}?vfs=memdb"))
                 }
                 None => {
-                    problems.push(Problem::new(
+                    problems.push(ConfigProblem::new(
                         format!("sqlite_databases = [\"{label}\"]"),
                         format!("unknown SQLite database label `{label}` (used by {})", users.join(", ")),
                         format!(
@@ -108,7 +108,7 @@ impl Databases {
                 && let Some(parent) = path.parent()
                 && let Err(error) = std::fs::create_dir_all(parent)
             {
-                problems.push(Problem::new(
+                problems.push(ConfigProblem::new(
                     format!("SQLite database `{label}`"),
                     format!("cannot create {}: {error}", parent.display()),
                     "check the path and its permissions in runtime-config.toml",
@@ -138,7 +138,7 @@ impl Databases {
                     *lock(&database.checkpointer) = checkpointer;
                 }
                 Err(error) => {
-                    problems.push(Problem::new(
+                    problems.push(ConfigProblem::new(
                         format!("SQLite database `{label}`"),
                         format!("cannot open {}: {error}", database.location),
                         "check the path and its permissions in runtime-config.toml",
