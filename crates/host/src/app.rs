@@ -1,16 +1,16 @@
 //! A loaded application: manifest validated, variables resolved, stores opened, components
 //! compiled and linked, triggers resolved.
 
+use crate::capability::key_value::KeyValueStores;
+use crate::capability::outbound_http::{HttpConnectionPool, OutboundHttp};
+use crate::capability::sqlite::Databases;
 use crate::component::{ComponentContext, ComponentRuntime, Triggers, compile_all};
-use crate::cron::{CronJob, CronSchedule};
 use crate::engine::{self, ComponentCache};
-use crate::http_trigger::routes::{RoutePattern, Router};
 use crate::instance::{self, InstanceState};
-use crate::key_value::KeyValueStores;
-use crate::outbound_http::{HttpConnectionPool, OutboundHttp};
-use crate::redis::trigger::Subscription;
-use crate::redis::{ConnectionPool, RedisAddress, RedisHub, RedisMode};
-use crate::sqlite::Databases;
+use crate::services::redis::{ConnectionPool, RedisAddress, RedisHub, RedisMode};
+use crate::trigger::cron::{CronJob, CronSchedule};
+use crate::trigger::http::routes::{RoutePattern, Router};
+use crate::trigger::redis::Subscription;
 use orderly_manifest::{
     App as Manifest, ComponentId, ComponentSpec, ConfigProblem, HttpRoute, LoadError,
     ResolvedVariables, RuntimeConfig, VariableSources,

@@ -1,16 +1,17 @@
 //! A component made ready to run: compiled (or loaded from the cache), linked, checked against
 //! the triggers that run it, and given what each of its instances receives.
 
-use crate::allowed_hosts::AllowedHosts;
-use crate::bindings::cron::SpinCronPre;
-use crate::bindings::redis_handler::RedisHandlerPre;
+use crate::capability::bindings::cron::SpinCronPre;
+use crate::capability::bindings::redis_handler::RedisHandlerPre;
+use crate::capability::key_value::{KeyValueAccess, KeyValueStores};
+use crate::capability::redis::RedisAccess;
+use crate::capability::sqlite::{Databases, SqliteAccess};
+use crate::capability::variables::ComponentVariables;
 use crate::engine::{ComponentCache, Loaded};
 use crate::instance::InstanceState;
-use crate::key_value::{KeyValueAccess, KeyValueStores};
-use crate::redis::{RedisAccess, RedisHub};
-use crate::sqlite::{Databases, SqliteAccess};
+use crate::services::allowed_hosts::AllowedHosts;
+use crate::services::redis::RedisHub;
 use crate::stdio::{ComponentOutput, Terminal};
-use crate::variables::ComponentVariables;
 use orderly_manifest::{
     App as Manifest, ComponentId, ComponentSpec, ConfigProblem, ResolvedVariables,
 };

@@ -1,10 +1,10 @@
 //! One component instance's state, and the linker that gives components every host interface.
 
-use crate::key_value::{self, KeyValueAccess, KeyValueView};
-use crate::outbound_http::OutboundHttp;
-use crate::redis::{self, RedisAccess, RedisView};
-use crate::sqlite::{self, SqliteAccess, SqliteView};
-use crate::variables::{self, ComponentVariables};
+use crate::capability::key_value::{self, KeyValueAccess, KeyValueView};
+use crate::capability::outbound_http::OutboundHttp;
+use crate::capability::redis::{self, RedisAccess, RedisView};
+use crate::capability::sqlite::{self, SqliteAccess, SqliteView};
+use crate::capability::variables::{self, ComponentVariables};
 use wasmtime::Engine;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -42,8 +42,8 @@ impl WasiHttpView for InstanceState {
 }
 
 // The interfaces of types only that the trigger exports use have no functions to implement.
-impl crate::bindings::fermyon::spin::redis_types::Host for InstanceState {}
-impl crate::bindings::fermyon::spin_cron::cron_types::Host for InstanceState {}
+impl crate::capability::bindings::fermyon::spin::redis_types::Host for InstanceState {}
+impl crate::capability::bindings::fermyon::spin_cron::cron_types::Host for InstanceState {}
 
 /// A linker with WASI 0.2, `wasi:http` and the Spin interfaces `orderly up` implements.
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<InstanceState>> {
@@ -64,11 +64,11 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<InstanceState>> {
     })?;
     variables::add_to_linker(&mut linker, |state| &state.variables)?;
     // Interfaces of types only (used by the trigger exports) still need their instances.
-    crate::bindings::fermyon::spin::redis_types::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
-        &mut linker,
-        |state| state,
-    )?;
-    crate::bindings::fermyon::spin_cron::cron_types::add_to_linker::<
+    crate::capability::bindings::fermyon::spin::redis_types::add_to_linker::<
+        _,
+        wasmtime::component::HasSelf<_>,
+    >(&mut linker, |state| state)?;
+    crate::capability::bindings::fermyon::spin_cron::cron_types::add_to_linker::<
         _,
         wasmtime::component::HasSelf<_>,
     >(&mut linker, |state| state)?;

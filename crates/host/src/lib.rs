@@ -3,28 +3,19 @@
 //! the HTTP, Redis and cron triggers, each request, message or run in a fresh instance, as Spin
 //! does.
 
-mod allowed_hosts;
 mod app;
-mod bindings;
 mod build;
+mod capability;
 mod component;
-mod cron;
 mod engine;
-mod grant;
-mod http_trigger;
 mod instance;
-mod key_value;
-mod lock;
-mod outbound_http;
-mod redis;
-mod sqlite;
+mod services;
 mod stdio;
-mod variables;
-mod view;
+mod trigger;
 
 pub use app::{App, DEFAULT_REDIS_CONCURRENCY, LoadOptions, StartError};
 pub use build::{BuildError, build_all};
-pub use redis::RedisMode;
+pub use services::redis::RedisMode;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -55,10 +46,10 @@ impl RunningApp {
         let address = listener.local_addr().map_err(anyhow::Error::from)?;
         let (stop, stopped) = tokio::sync::watch::channel(());
         let mut http_stop = stopped.clone();
-        let redis = redis::trigger::start(Arc::clone(&app), stopped.clone(), DRAIN_TIMEOUT).await;
+        let redis = trigger::redis::start(Arc::clone(&app), stopped.clone(), DRAIN_TIMEOUT).await;
         let triggers = vec![
             redis,
-            tokio::spawn(http_trigger::serve(
+            tokio::spawn(trigger::http::serve(
                 Arc::clone(&app),
                 listener,
                 async move {
@@ -66,7 +57,7 @@ impl RunningApp {
                 },
                 DRAIN_TIMEOUT,
             )),
-            tokio::spawn(cron::run(Arc::clone(&app), stopped, DRAIN_TIMEOUT)),
+            tokio::spawn(trigger::cron::run(Arc::clone(&app), stopped, DRAIN_TIMEOUT)),
         ];
         Ok(Self {
             app,

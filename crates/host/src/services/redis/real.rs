@@ -2,8 +2,8 @@
 //! instance and reopened after it fails; plus dedicated connections for subscriptions.
 
 use super::RedisError;
-use super::broker::Delivery;
-use crate::lock::lock;
+use super::embedded::Delivery;
+use crate::services::lock::lock;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use redis::aio::MultiplexedConnection;

@@ -2,10 +2,10 @@
 //! `allowed_outbound_hosts` (`redis://host:port`), served by the hub (a real server, pooled per
 //! address, or the embedded broker).
 
-use super::{RedisAddress, RedisError, RedisHub};
-use crate::allowed_hosts::AllowedHosts;
-use crate::bindings::fermyon::spin2_0_0::redis as wit;
-use crate::view::{View, ViewOf};
+use crate::capability::bindings::fermyon::spin2_0_0::redis as wit;
+use crate::capability::view::{View, ViewOf};
+use crate::services::allowed_hosts::AllowedHosts;
+use crate::services::redis::{RedisAddress, RedisError, RedisHub};
 use redis::Value;
 use std::sync::Arc;
 use wasmtime::component::{Linker, Resource};

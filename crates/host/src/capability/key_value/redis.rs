@@ -4,7 +4,7 @@
 //! Lua script, so it is atomic on the server.
 
 use super::backend::{Backend, StoreError};
-use crate::redis::{ConnectionPool, RedisError};
+use crate::services::redis::{ConnectionPool, RedisError};
 use async_trait::async_trait;
 use redis::Value;
 use std::sync::{Arc, LazyLock};

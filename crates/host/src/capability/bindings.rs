@@ -7,11 +7,11 @@ wasmtime::component::bindgen!({
     world: "orderly:app/host",
     imports: { default: async | trappable },
     with: {
-        "fermyon:spin/key-value.store": crate::key_value::SpinStore,
-        "wasi:keyvalue/store.bucket": crate::key_value::Bucket,
-        "wasi:keyvalue/atomics.cas": crate::key_value::Cas,
-        "spin:sqlite/sqlite.connection": crate::sqlite::GuestConnection,
-        "fermyon:spin/redis.connection": crate::redis::RedisConnection,
+        "fermyon:spin/key-value.store": crate::capability::key_value::SpinStore,
+        "wasi:keyvalue/store.bucket": crate::capability::key_value::Bucket,
+        "wasi:keyvalue/atomics.cas": crate::capability::key_value::Cas,
+        "spin:sqlite/sqlite.connection": crate::capability::sqlite::GuestConnection,
+        "fermyon:spin/redis.connection": crate::capability::redis::RedisConnection,
     },
 });
 
@@ -21,7 +21,7 @@ pub mod redis_handler {
         path: "../../wit",
         world: "orderly:app/redis-handler",
         exports: { default: async },
-        with: { "fermyon:spin/redis-types": crate::bindings::fermyon::spin::redis_types },
+        with: { "fermyon:spin/redis-types": crate::capability::bindings::fermyon::spin::redis_types },
     });
 }
 
@@ -31,6 +31,6 @@ pub mod cron {
         path: "../../wit",
         world: "fermyon:spin-cron/spin-cron",
         exports: { default: async },
-        with: { "fermyon:spin-cron/cron-types": crate::bindings::fermyon::spin_cron::cron_types },
+        with: { "fermyon:spin-cron/cron-types": crate::capability::bindings::fermyon::spin_cron::cron_types },
     });
 }

@@ -3,7 +3,7 @@
 //! would overlap the previous one of the same trigger is skipped and logged, not stacked.
 
 use crate::app::App;
-use crate::bindings::fermyon::spin_cron::cron_types::Metadata;
+use crate::capability::bindings::fermyon::spin_cron::cron_types::Metadata;
 use crate::component::ComponentRuntime;
 use chrono::{DateTime, Utc};
 use orderly_manifest::ComponentId;

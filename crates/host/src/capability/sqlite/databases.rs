@@ -9,9 +9,9 @@
 //! transaction left open, retires the connection instead. No connection may attach another
 //! database file.
 
-use super::Checkpointer;
-use crate::bindings::spin::sqlite::sqlite as wit;
-use crate::lock::lock;
+use crate::capability::bindings::spin::sqlite::sqlite as wit;
+use crate::services::lock::lock;
+use crate::services::sqlite_file::{BUSY_TIMEOUT, Checkpointer, open_file};
 use orderly_manifest::{ConfigProblem, RuntimeConfig, SqliteDatabaseConfig};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::limits::Limit;
@@ -26,26 +26,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const MAX_CONNECTIONS: usize = 32;
 /// How long `open` waits for a free connection before failing.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a statement waits for another connection's lock on the file.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How much of a database file each connection maps into memory: reads of pages another
-/// connection's commit invalidated come from the shared mapping instead of a `pread` each.
-const MMAP_SIZE: i64 = 256 << 20;
-
-/// Opens the SQLite file at `path` as every Orderly file is used: WAL mode with
-/// `synchronous = NORMAL` (see the README on durability), memory-mapped reads, no automatic
-/// checkpoints (whoever owns the file runs a [`Checkpointer`](super::Checkpointer)), waiting up
-/// to [`BUSY_TIMEOUT`] for another connection's lock.
-pub(crate) fn open_file(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
-    let connection = rusqlite::Connection::open(path)?;
-    connection.pragma_update(None, "journal_mode", "WAL")?;
-    connection.pragma_update(None, "synchronous", "NORMAL")?;
-    connection.pragma_update(None, "mmap_size", MMAP_SIZE)?;
-    connection.pragma_update(None, "wal_autocheckpoint", 0)?;
-    connection.busy_timeout(BUSY_TIMEOUT)?;
-    Ok(connection)
-}
-
 /// Every SQLite database the application uses, by label.
 #[derive(Default)]
 pub struct Databases {

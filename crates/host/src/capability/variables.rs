@@ -1,8 +1,8 @@
 //! `fermyon:spin/variables@2.0.0` and `wasi:config/store`: a component's variables, resolved at
 //! start-up from its `[component.x.variables]` templates.
 
-use crate::bindings::fermyon::spin2_0_0::variables as spin_vars;
-use crate::bindings::wasi::config::store as wasi_config;
+use crate::capability::bindings::fermyon::spin2_0_0::variables as spin_vars;
+use crate::capability::bindings::wasi::config::store as wasi_config;
 use orderly_manifest::VariableName;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -2,16 +2,13 @@
 //! embedded broker that stands in for a Redis server when none answers at start-up.
 
 mod address;
-mod broker;
-mod client;
-mod outbound;
-pub mod trigger;
+mod embedded;
+mod real;
 
 pub use address::RedisAddress;
-pub use client::ConnectionPool;
-pub use outbound::{RedisAccess, RedisConnection, RedisView, add_to_linker};
+pub use real::ConnectionPool;
 
-use broker::{Delivery, EmbeddedBroker};
+use embedded::{Delivery, EmbeddedBroker};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use redis::Value;

@@ -4,7 +4,7 @@
 //! and nothing survives a restart.
 
 use super::RedisError;
-use crate::lock::lock;
+use crate::services::lock::lock;
 use bytes::Bytes;
 use redis::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -2,16 +2,16 @@
 //! `@0.2.0-draft2`, both views over the same backends, opened by label.
 
 mod backend;
-mod redis_store;
+mod redis;
 mod sqlite;
 
 pub use backend::{Backend, StoreError};
 
-use crate::bindings::fermyon::spin2_0_0::key_value as spin_kv;
-use crate::bindings::wasi::keyvalue::{atomics, batch, store as wasi_kv};
-use crate::grant::Grant;
-use crate::redis::{ConnectionPool, RedisAddress};
-use crate::view::{View, ViewOf};
+use crate::capability::bindings::fermyon::spin2_0_0::key_value as spin_kv;
+use crate::capability::bindings::wasi::keyvalue::{atomics, batch, store as wasi_kv};
+use crate::capability::grant::Grant;
+use crate::capability::view::{View, ViewOf};
+use crate::services::redis::{ConnectionPool, RedisAddress};
 use orderly_manifest::{ConfigProblem, KeyValueStoreConfig, RuntimeConfig};
 use sqlite::SqliteKvFile;
 use std::collections::BTreeMap;
@@ -69,7 +69,7 @@ impl KeyValueStores {
                         ));
                         continue;
                     }
-                    Arc::new(redis_store::RedisStore::new(Arc::clone(pool), &url))
+                    Arc::new(redis::RedisStore::new(Arc::clone(pool), &url))
                 }
                 None => {
                     problems.push(ConfigProblem::new(

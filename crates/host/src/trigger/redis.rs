@@ -2,9 +2,9 @@
 //! each in a fresh instance. Unlike Spin, messages are handled concurrently (up to a bound), and
 //! a lost connection is re-established with backoff instead of ending the trigger.
 
-use super::{RedisAddress, RedisHub};
 use crate::app::App;
 use crate::component::ComponentRuntime;
+use crate::services::redis::{RedisAddress, RedisHub};
 use bytes::Bytes;
 use futures::StreamExt;
 use orderly_manifest::ComponentId;

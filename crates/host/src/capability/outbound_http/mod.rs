@@ -8,9 +8,9 @@ mod pool;
 
 pub use pool::HttpConnectionPool;
 
-use crate::allowed_hosts::AllowedHosts;
 use crate::app::App;
-use crate::http_trigger;
+use crate::services::allowed_hosts::AllowedHosts;
+use crate::trigger::http as http_trigger;
 use http_body_util::BodyExt;
 use orderly_manifest::ComponentId;
 use std::future::Future;

@@ -1,16 +1,13 @@
 //! `spin:sqlite/sqlite@3.0.0`: the host functions over the application's SQLite databases
 //! (by label, in WAL mode; see [`databases`] for how connections are lent to guests).
 
-mod checkpointer;
 mod databases;
 
-pub(crate) use checkpointer::Checkpointer;
 pub use databases::Databases;
-pub(crate) use databases::open_file;
 
-use crate::bindings::spin::sqlite::sqlite as wit;
-use crate::grant::Grant;
-use crate::view::{View, ViewOf};
+use crate::capability::bindings::spin::sqlite::sqlite as wit;
+use crate::capability::grant::Grant;
+use crate::capability::view::{View, ViewOf};
 use databases::Lease;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use wasmtime::component::{Linker, Resource};

@@ -2,7 +2,7 @@
 //! the broker choice need. Only `redis://`: `rediss://`, Redis over TLS, is not supported by
 //! this build.
 
-use crate::allowed_hosts::{split_host_port, well_known_port};
+use crate::services::allowed_hosts::{split_host_port, well_known_port};
 
 /// A parsed Redis address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,0 +1,7 @@
+//! What the capabilities and triggers stand on, with no WebAssembly in it: Redis servers (real
+//! or embedded), SQLite files, address allow-lists and locks.
+
+pub(crate) mod allowed_hosts;
+pub(crate) mod lock;
+pub(crate) mod redis;
+pub(crate) mod sqlite_file;
