@@ -7,7 +7,7 @@ use crate::capability::sqlite::Databases;
 use crate::component::{ComponentContext, ComponentRuntime, Triggers, compile_all};
 use crate::engine::{self, ComponentCache};
 use crate::instance::{self, InstanceState};
-use crate::services::redis::{ConnectionPool, RedisAddress, RedisHub, RedisMode};
+use crate::services::redis::{RedisAddress, RedisMode, RedisServers};
 use crate::trigger::cron::{CronJob, CronSchedule};
 use crate::trigger::http::routes::{RoutePattern, Router};
 use crate::trigger::redis::Subscription;
@@ -95,7 +95,7 @@ pub struct App {
     redis_subscriptions: Vec<Subscription>,
     redis_concurrency: usize,
     cron_jobs: Vec<CronJob>,
-    redis: Arc<RedisHub>,
+    redis: Arc<RedisServers>,
     key_value: Arc<KeyValueStores>,
     sqlite: Arc<Databases>,
     /// The instances serving HTTP requests: one may still run (and write) after its response
@@ -167,13 +167,13 @@ impl App {
         let folders = Folders::resolve(options, &manifest, &runtime_config)?;
 
         let mut problems = Vec::new();
-        let pool = Arc::new(ConnectionPool::default());
+        let redis = Arc::new(RedisServers::new(options.redis_mode));
         let key_value = keep_problems(
             KeyValueStores::open(
                 &labels(&manifest, |c| &c.key_value_stores),
                 &runtime_config,
                 folders.state.as_deref(),
-                &pool,
+                &redis,
             ),
             &mut problems,
         );
@@ -190,7 +190,7 @@ impl App {
         let (redis_subscriptions, redis_addresses) =
             redis_subscriptions(&manifest, &variables, &mut problems);
         let cron_jobs = cron_jobs(&manifest, &mut problems);
-        let redis = Arc::new(RedisHub::start(options.redis_mode, &redis_addresses, pool).await);
+        redis.choose(&redis_addresses).await;
 
         let engine = engine::new_engine()?;
         let linker = instance::linker(&engine)
@@ -270,7 +270,7 @@ impl App {
     }
 
     /// Who serves Redis.
-    pub(crate) fn redis_hub(&self) -> &Arc<RedisHub> {
+    pub(crate) fn redis_servers(&self) -> &Arc<RedisServers> {
         &self.redis
     }
 

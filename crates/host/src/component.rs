@@ -10,7 +10,7 @@ use crate::capability::variables::ComponentVariables;
 use crate::engine::{ComponentCache, Loaded};
 use crate::instance::InstanceState;
 use crate::services::allowed_hosts::AllowedHosts;
-use crate::services::redis::RedisHub;
+use crate::services::redis::RedisServers;
 use crate::stdio::{ComponentOutput, Terminal};
 use orderly_manifest::{
     App as Manifest, ComponentId, ComponentSpec, ConfigProblem, ResolvedVariables,
@@ -70,7 +70,7 @@ pub(crate) struct ComponentContext<'a> {
     pub(crate) variables: &'a ResolvedVariables,
     pub(crate) key_value: &'a Arc<KeyValueStores>,
     pub(crate) sqlite: &'a Arc<Databases>,
-    pub(crate) redis: &'a Arc<RedisHub>,
+    pub(crate) redis: &'a Arc<RedisServers>,
     pub(crate) log_dir: Option<&'a Path>,
     pub(crate) echo_output: bool,
     pub(crate) extra_env: &'a [(String, String)],

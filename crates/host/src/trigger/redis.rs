@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::component::ComponentRuntime;
-use crate::services::redis::{RedisAddress, RedisHub};
+use crate::services::redis::{RedisAddress, RedisServer};
 use bytes::Bytes;
 use futures::StreamExt;
 use orderly_manifest::ComponentId;
@@ -50,19 +50,21 @@ pub async fn start(
 ) -> tokio::task::JoinHandle<()> {
     let concurrency = app.redis_concurrency();
     let (queue, received) = mpsc::channel::<Message>(QUEUE_CAPACITY);
-    let mut by_address: BTreeMap<RedisAddress, BTreeMap<String, Vec<ComponentId>>> =
+    // One subscription connection per address (URL), for all its channels.
+    let mut by_address: BTreeMap<&str, (&RedisAddress, BTreeMap<String, Vec<ComponentId>>)> =
         BTreeMap::new();
     for subscription in app.redis_subscriptions() {
         by_address
-            .entry(subscription.address.clone())
-            .or_default()
+            .entry(subscription.address.url.as_str())
+            .or_insert_with(|| (&subscription.address, BTreeMap::new()))
+            .1
             .entry(subscription.channel.clone())
             .or_default()
             .push(subscription.component.clone());
     }
     let mut listeners = Vec::new();
     let mut attempts = Vec::new();
-    for (address, channels) in by_address {
+    for (address, channels) in by_address.into_values() {
         let channels = channels
             .into_iter()
             .map(|(channel, components)| (channel, Arc::from(components)))
@@ -70,8 +72,8 @@ pub async fn start(
         let (attempted, first_attempt) = oneshot::channel();
         attempts.push(first_attempt);
         listeners.push(tokio::spawn(listen(
-            Arc::clone(app.redis_hub()),
-            address,
+            app.redis_servers().server(address),
+            address.clone(),
             channels,
             queue.clone(),
             stop.clone(),
@@ -154,7 +156,7 @@ async fn dispatch(
 /// Subscribes to `channels` at `address` and forwards every message to `queue`, reconnecting
 /// with backoff whenever the connection is lost, until `stop` changes.
 async fn listen(
-    hub: Arc<RedisHub>,
+    server: Arc<dyn RedisServer>,
     address: RedisAddress,
     channels: BTreeMap<String, Arc<[ComponentId]>>,
     queue: mpsc::Sender<Message>,
@@ -167,7 +169,7 @@ async fn listen(
     let mut down_since: Option<Instant> = None;
     loop {
         let subscribed = tokio::select! {
-            subscribed = hub.subscribe(&address, &names) => subscribed,
+            subscribed = server.subscribe(&names) => subscribed,
             _ = stop.changed() => return,
         };
         if let Some(attempted) = attempted.take() {
@@ -199,8 +201,9 @@ async fn listen(
                             payload,
                             components: Arc::clone(components),
                         };
-                        // A full queue holds the subscription back (Redis buffers for us)
-                        // rather than growing without bound.
+                        // A full queue holds the subscription back rather than growing
+                        // without bound (the embedded broker's publishers wait; a real
+                        // server's messages wait in the Redis client).
                         let sent = tokio::select! {
                             sent = queue.send(message) => sent.is_ok(),
                             _ = stop.changed() => false,

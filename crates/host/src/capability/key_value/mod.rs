@@ -11,7 +11,7 @@ use crate::capability::bindings::fermyon::spin2_0_0::key_value as spin_kv;
 use crate::capability::bindings::wasi::keyvalue::{atomics, batch, store as wasi_kv};
 use crate::capability::grant::Grant;
 use crate::capability::view::{View, ViewOf};
-use crate::services::redis::{ConnectionPool, RedisAddress};
+use crate::services::redis::{RedisAddress, RedisServers};
 use orderly_manifest::{ConfigProblem, KeyValueStoreConfig, RuntimeConfig};
 use sqlite::SqliteKvFile;
 use std::collections::BTreeMap;
@@ -33,7 +33,7 @@ impl KeyValueStores {
         labels: &BTreeMap<String, Vec<String>>,
         config: &RuntimeConfig,
         state_dir: Option<&Path>,
-        pool: &Arc<ConnectionPool>,
+        redis: &Arc<RedisServers>,
     ) -> Result<Self, Vec<ConfigProblem>> {
         let mut stores = Self::default();
         let mut files: BTreeMap<Option<PathBuf>, Arc<SqliteKvFile>> = BTreeMap::new();
@@ -61,15 +61,15 @@ impl KeyValueStores {
                     Arc::new(file.store(label))
                 }
                 Some(KeyValueStoreConfig::Redis { url }) => {
-                    if RedisAddress::parse(&url).is_none() {
+                    let Some(address) = RedisAddress::parse(&url) else {
                         problems.push(ConfigProblem::new(
                             format!("[key_value_store.{label}] url"),
                             format!("{url:?} is not a Redis URL"),
                             "write it as redis://host:port (optionally with /db)",
                         ));
                         continue;
-                    }
-                    Arc::new(redis::RedisStore::new(Arc::clone(pool), &url))
+                    };
+                    Arc::new(redis::RedisStore::new(Arc::clone(redis), address))
                 }
                 None => {
                     problems.push(ConfigProblem::new(

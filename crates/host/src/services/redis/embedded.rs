@@ -1,24 +1,40 @@
 //! The embedded broker: an in-process stand-in for a Redis server, used when none answers at
-//! start-up. Pub/sub reaches every subscriber in this process; the data commands components use
-//! (strings, counters, sets) work on an in-memory map. Nothing is shared with other processes
-//! and nothing survives a restart.
+//! start-up. Pub/sub reaches every subscriber in this process; the data commands components and
+//! the key-value backend use (strings, counters, sets, compare-and-swap) work on an in-memory
+//! map. Nothing is shared with other processes and nothing survives a restart.
+//!
+//! Each subscriber's queue is bounded: a publisher waits while a subscriber's queue is full
+//! (backpressure), so a subscriber that falls behind slows its publishers down instead of
+//! growing without bound.
 
-use super::RedisError;
+use super::{Delivery, RedisError, RedisServer};
 use crate::services::lock::lock;
+use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use redis::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
 
-/// A message delivered to a subscriber: its channel and payload.
-pub type Delivery = (String, Bytes);
+/// Messages a subscriber may have waiting, at most, unless configured.
+pub const DEFAULT_SUBSCRIBER_CAPACITY: usize = 1024;
 
 /// The in-process broker.
-#[derive(Default)]
 pub struct EmbeddedBroker {
-    subscribers: Mutex<HashMap<String, Vec<mpsc::UnboundedSender<Delivery>>>>,
+    subscribers: Mutex<HashMap<String, Vec<mpsc::Sender<Delivery>>>>,
+    /// Held while a message is delivered, so every subscriber sees messages in one order.
+    publishing: tokio::sync::Mutex<()>,
+    /// How many messages a subscriber may have waiting.
+    capacity: usize,
     data: Mutex<BTreeMap<Vec<u8>, Entry>>,
+}
+
+impl Default for EmbeddedBroker {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_SUBSCRIBER_CAPACITY)
+    }
 }
 
 enum Entry {
@@ -27,20 +43,46 @@ enum Entry {
 }
 
 impl EmbeddedBroker {
-    /// Delivers `payload` to every subscriber of `channel`; returns how many received it.
-    pub fn publish(&self, channel: &str, payload: &[u8]) -> usize {
-        let mut subscribers = lock(&self.subscribers);
-        let Some(list) = subscribers.get_mut(channel) else {
-            return 0;
-        };
+    /// A broker whose subscribers may each have `capacity` messages waiting (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            subscribers: Mutex::new(HashMap::new()),
+            publishing: tokio::sync::Mutex::new(()),
+            capacity: capacity.max(1),
+            data: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Delivers `payload` to every subscriber of `channel`, waiting while a subscriber's queue
+    /// is full; returns how many received it.
+    pub async fn publish(&self, channel: &str, payload: &[u8]) -> usize {
+        let _turn = self.publishing.lock().await;
+        let subscribers = lock(&self.subscribers)
+            .get(channel)
+            .cloned()
+            .unwrap_or_default();
         let payload = Bytes::copy_from_slice(payload);
-        list.retain(|sender| sender.send((channel.to_owned(), payload.clone())).is_ok());
-        list.len()
+        let mut received = 0;
+        for subscriber in &subscribers {
+            if subscriber
+                .send((channel.to_owned(), payload.clone()))
+                .await
+                .is_ok()
+            {
+                received += 1;
+            }
+        }
+        if received < subscribers.len()
+            && let Some(list) = lock(&self.subscribers).get_mut(channel)
+        {
+            list.retain(|sender| !sender.is_closed());
+        }
+        received
     }
 
     /// Subscribes to `channels`; messages arrive on the returned receiver until it is dropped.
-    pub fn subscribe(&self, channels: &[String]) -> mpsc::UnboundedReceiver<Delivery> {
-        let (sender, receiver) = mpsc::unbounded_channel();
+    pub fn subscribe(&self, channels: &[String]) -> mpsc::Receiver<Delivery> {
+        let (sender, receiver) = mpsc::channel(self.capacity);
         let mut subscribers = lock(&self.subscribers);
         for channel in channels {
             subscribers
@@ -52,8 +94,33 @@ impl EmbeddedBroker {
     }
 
     /// Runs one command (`["SET", key, value]`) as Redis would, for the commands components
-    /// use: GET, SET, INCR, INCRBY, DEL, EXISTS, SADD, SMEMBERS, SREM, PUBLISH, PING.
-    pub fn command(&self, args: &[Vec<u8>]) -> Result<Value, RedisError> {
+    /// and the key-value backend use: GET, SET, MGET, MSET, INCR, INCRBY, DEL, EXISTS, KEYS,
+    /// SADD, SMEMBERS, SREM, PUBLISH, PING.
+    pub async fn command(&self, args: &[Vec<u8>]) -> Result<Value, RedisError> {
+        if let Some((name, rest)) = args.split_first()
+            && name.eq_ignore_ascii_case(b"PUBLISH")
+            && rest.len() == 2
+        {
+            let channel = String::from_utf8_lossy(&rest[0]).into_owned();
+            return Ok(Value::Int(self.publish(&channel, &rest[1]).await as i64));
+        }
+        self.data_command(args)
+    }
+
+    /// Sets `key` to `value` if it holds `expected`; returns whether it did.
+    pub fn swap_if(&self, key: &[u8], expected: &[u8], value: &[u8]) -> bool {
+        let mut data = lock(&self.data);
+        match data.get_mut(key) {
+            Some(Entry::Bytes(current)) if current.as_slice() == expected => {
+                *current = value.to_vec();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Every command but PUBLISH.
+    fn data_command(&self, args: &[Vec<u8>]) -> Result<Value, RedisError> {
         let (name, args) = args
             .split_first()
             .ok_or_else(|| RedisError::Other("empty command".into()))?;
@@ -153,15 +220,81 @@ impl EmbeddedBroker {
                     Some(Entry::Bytes(_)) => Err(wrong_type()),
                 }
             }
-            "PUBLISH" => {
-                arity(2)?;
-                drop(data);
-                let channel = String::from_utf8_lossy(&args[0]).into_owned();
-                Ok(Value::Int(self.publish(&channel, &args[1]) as i64))
+            "MGET" => {
+                at_least(1)?;
+                Ok(Value::Array(
+                    args.iter()
+                        .map(|key| match data.get(key) {
+                            Some(Entry::Bytes(bytes)) => Value::BulkString(bytes.clone()),
+                            _ => Value::Nil,
+                        })
+                        .collect(),
+                ))
             }
+            "MSET" => {
+                if args.is_empty() || args.len() % 2 != 0 {
+                    return Err(RedisError::Other(
+                        "ERR wrong number of arguments for 'mset' command".into(),
+                    ));
+                }
+                for pair in args.chunks(2) {
+                    data.insert(pair[0].clone(), Entry::Bytes(pair[1].clone()));
+                }
+                Ok(Value::Okay)
+            }
+            "KEYS" => {
+                arity(1)?;
+                Ok(Value::Array(
+                    data.keys()
+                        .filter(|key| glob_matches(&args[0], key))
+                        .cloned()
+                        .map(Value::BulkString)
+                        .collect(),
+                ))
+            }
+            "PUBLISH" => Err(RedisError::Other(
+                "ERR wrong number of arguments for 'publish' command".into(),
+            )),
             other => Err(RedisError::Other(format!(
                 "ERR the embedded broker does not support '{other}'; run a Redis server for it"
             ))),
+        }
+    }
+}
+
+#[async_trait]
+impl RedisServer for EmbeddedBroker {
+    async fn command(&self, args: &[Vec<u8>]) -> Result<Value, RedisError> {
+        EmbeddedBroker::command(self, args).await
+    }
+
+    async fn swap_if(&self, key: &str, expected: &[u8], value: &[u8]) -> Result<bool, RedisError> {
+        Ok(EmbeddedBroker::swap_if(
+            self,
+            key.as_bytes(),
+            expected,
+            value,
+        ))
+    }
+
+    async fn subscribe(
+        &self,
+        channels: &[String],
+    ) -> Result<BoxStream<'static, Delivery>, RedisError> {
+        let mut receiver = EmbeddedBroker::subscribe(self, channels);
+        Ok(futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed())
+    }
+}
+
+/// Whether `key` matches the KEYS `pattern`: `*` (any run), `?` (any one byte), `\` escaping
+/// the next byte; other bytes match themselves.
+fn glob_matches(pattern: &[u8], key: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => key.is_empty(),
+        Some((b'*', rest)) => (0..=key.len()).any(|skip| glob_matches(rest, &key[skip..])),
+        Some((b'?', rest)) => !key.is_empty() && glob_matches(rest, &key[1..]),
+        Some((b'\\', [escaped, rest @ ..])) | Some((escaped, rest)) => {
+            key.first() == Some(escaped) && glob_matches(rest, &key[1..])
         }
     }
 }
@@ -180,56 +313,57 @@ fn integer(bytes: &[u8]) -> Result<i64, RedisError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
-    fn run(broker: &EmbeddedBroker, parts: &[&str]) -> Result<Value, RedisError> {
+    async fn run(broker: &EmbeddedBroker, parts: &[&str]) -> Result<Value, RedisError> {
         let args: Vec<Vec<u8>> = parts.iter().map(|p| p.as_bytes().to_vec()).collect();
-        broker.command(&args)
+        broker.command(&args).await
     }
 
-    #[test]
-    fn strings_counters_and_sets_behave_like_redis() {
+    #[tokio::test]
+    async fn strings_counters_and_sets_behave_like_redis() {
         let broker = EmbeddedBroker::default();
-        assert_eq!(run(&broker, &["GET", "k"]).unwrap(), Value::Nil);
-        assert_eq!(run(&broker, &["set", "k", "v"]).unwrap(), Value::Okay);
+        assert_eq!(run(&broker, &["GET", "k"]).await.unwrap(), Value::Nil);
+        assert_eq!(run(&broker, &["set", "k", "v"]).await.unwrap(), Value::Okay);
         assert_eq!(
-            run(&broker, &["GET", "k"]).unwrap(),
+            run(&broker, &["GET", "k"]).await.unwrap(),
             Value::BulkString(b"v".to_vec())
         );
-        assert_eq!(run(&broker, &["INCR", "n"]).unwrap(), Value::Int(1));
+        assert_eq!(run(&broker, &["INCR", "n"]).await.unwrap(), Value::Int(1));
         assert_eq!(
-            run(&broker, &["INCRBY", "n", "41"]).unwrap(),
+            run(&broker, &["INCRBY", "n", "41"]).await.unwrap(),
             Value::Int(42)
         );
         assert!(matches!(
-            run(&broker, &["INCR", "k"]),
+            run(&broker, &["INCR", "k"]).await,
             Err(RedisError::Type(_))
         ));
         assert_eq!(
-            run(&broker, &["SADD", "s", "a", "b", "a"]).unwrap(),
+            run(&broker, &["SADD", "s", "a", "b", "a"]).await.unwrap(),
             Value::Int(2)
         );
         assert_eq!(
-            run(&broker, &["SMEMBERS", "s"]).unwrap(),
+            run(&broker, &["SMEMBERS", "s"]).await.unwrap(),
             Value::Array(vec![
                 Value::BulkString(b"a".to_vec()),
                 Value::BulkString(b"b".to_vec())
             ])
         );
         assert_eq!(
-            run(&broker, &["SREM", "s", "a", "z"]).unwrap(),
+            run(&broker, &["SREM", "s", "a", "z"]).await.unwrap(),
             Value::Int(1)
         );
         assert!(matches!(
-            run(&broker, &["GET", "s"]),
+            run(&broker, &["GET", "s"]).await,
             Err(RedisError::Type(_))
         ));
         assert_eq!(
-            run(&broker, &["DEL", "k", "n", "missing"]).unwrap(),
+            run(&broker, &["DEL", "k", "n", "missing"]).await.unwrap(),
             Value::Int(2)
         );
-        assert_eq!(run(&broker, &["EXISTS", "k"]).unwrap(), Value::Int(0));
-        assert!(run(&broker, &["GET"]).is_err());
-        assert!(run(&broker, &["FLUSHALL"]).is_err());
+        assert_eq!(run(&broker, &["EXISTS", "k"]).await.unwrap(), Value::Int(0));
+        assert!(run(&broker, &["GET"]).await.is_err());
+        assert!(run(&broker, &["FLUSHALL"]).await.is_err());
     }
 
     #[tokio::test]
@@ -237,9 +371,9 @@ mod tests {
         let broker = EmbeddedBroker::default();
         let mut first = broker.subscribe(&["orders".into()]);
         let mut second = broker.subscribe(&["orders".into(), "other".into()]);
-        assert_eq!(broker.publish("orders", b"hello"), 2);
+        assert_eq!(broker.publish("orders", b"hello").await, 2);
         assert_eq!(
-            run(&broker, &["PUBLISH", "other", "x"]).unwrap(),
+            run(&broker, &["PUBLISH", "other", "x"]).await.unwrap(),
             Value::Int(1)
         );
         assert_eq!(
@@ -253,9 +387,72 @@ mod tests {
         );
         drop(first);
         assert_eq!(
-            broker.publish("orders", b"again"),
+            broker.publish("orders", b"again").await,
             1,
             "dropped subscribers are forgotten"
         );
+    }
+
+    #[tokio::test]
+    async fn the_key_value_backends_commands_work_too() {
+        let broker = EmbeddedBroker::default();
+        assert_eq!(
+            run(&broker, &["MSET", "a", "1", "b", "2", "c:x", "3"])
+                .await
+                .unwrap(),
+            Value::Okay
+        );
+        assert_eq!(
+            run(&broker, &["MGET", "a", "missing", "b"]).await.unwrap(),
+            Value::Array(vec![
+                Value::BulkString(b"1".to_vec()),
+                Value::Nil,
+                Value::BulkString(b"2".to_vec())
+            ])
+        );
+        let keys = |pattern: &'static str| {
+            let broker = &broker;
+            async move {
+                match run(broker, &["KEYS", pattern]).await.unwrap() {
+                    Value::Array(keys) => keys.len(),
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        assert_eq!(keys("*").await, 3);
+        assert_eq!(keys("c:*").await, 1);
+        assert_eq!(keys("?").await, 2);
+        assert!(run(&broker, &["MSET", "a"]).await.is_err());
+        assert!(broker.swap_if(b"a", b"1", b"10"));
+        assert!(!broker.swap_if(b"a", b"1", b"11"), "a no longer holds 1");
+        assert!(
+            !broker.swap_if(b"missing", b"", b"x"),
+            "an absent key is never swapped"
+        );
+        assert_eq!(
+            run(&broker, &["GET", "a"]).await.unwrap(),
+            Value::BulkString(b"10".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_subscriber_queue_holds_the_publisher_back() {
+        let broker = Arc::new(EmbeddedBroker::with_capacity(2));
+        let mut subscriber = broker.subscribe(&["jobs".into()]);
+        assert_eq!(broker.publish("jobs", b"1").await, 1);
+        assert_eq!(broker.publish("jobs", b"2").await, 1);
+        let third = tokio::spawn({
+            let broker = Arc::clone(&broker);
+            async move { broker.publish("jobs", b"3").await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(
+            !third.is_finished(),
+            "the queue is full: the publisher waits"
+        );
+        assert_eq!(subscriber.recv().await.unwrap().1, Bytes::from_static(b"1"));
+        assert_eq!(third.await.unwrap(), 1, "delivered once there was room");
+        assert_eq!(subscriber.recv().await.unwrap().1, Bytes::from_static(b"2"));
+        assert_eq!(subscriber.recv().await.unwrap().1, Bytes::from_static(b"3"));
     }
 }

@@ -1,20 +1,31 @@
-//! Redis: outbound connections (`fermyon:spin/redis@2.0.0`), the Redis trigger, and the
-//! embedded broker that stands in for a Redis server when none answers at start-up.
+//! Redis servers, real or embedded, behind one trait ([`RedisServer`]). [`RedisServers`] decides
+//! once, at start-up, who serves each address the application configures (a Redis server, or
+//! the embedded broker when none answers), and hands every user the same choice: the outbound
+//! capability, the key-value backend and the trigger alike.
+//!
+//! An address's server is its `host:port` ([`RedisAddress::same_server`]): that is what the
+//! choice is made for. The rest of the URL (credentials, database) says how to connect to a real
+//! server, so each address (URL) gets its own connection.
 
 mod address;
 mod embedded;
 mod real;
 
 pub use address::RedisAddress;
-pub use real::ConnectionPool;
+pub(crate) use embedded::EmbeddedBroker;
+pub(crate) use real::RealServer;
 
-use embedded::{Delivery, EmbeddedBroker};
-use futures::StreamExt;
+use crate::services::lock::lock;
+use async_trait::async_trait;
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use redis::Value;
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// A message delivered to a subscriber: its channel and payload.
+pub type Delivery = (String, Bytes);
 
 /// A Redis failure, as components see it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,29 +68,57 @@ impl FromStr for RedisMode {
     }
 }
 
-/// Routes every Redis call to a real server or to the embedded broker.
-pub struct RedisHub {
-    pool: Arc<ConnectionPool>,
-    broker: EmbeddedBroker,
-    /// The servers the embedded broker stands in for.
-    embedded: Vec<RedisAddress>,
+/// A Redis server: a real one at one address, or the embedded broker.
+#[async_trait]
+pub trait RedisServer: Send + Sync {
+    /// Runs one command (`["GET", key]`).
+    async fn command(&self, args: &[Vec<u8>]) -> Result<Value, RedisError>;
+    /// Sets `key` to `value` only if it still holds `expected`, atomically on the server;
+    /// returns whether it did.
+    async fn swap_if(&self, key: &str, expected: &[u8], value: &[u8]) -> Result<bool, RedisError>;
+    /// Subscribes to `channels`; the stream ends when the connection drops.
+    async fn subscribe(
+        &self,
+        channels: &[String],
+    ) -> Result<BoxStream<'static, Delivery>, RedisError>;
 }
 
-impl RedisHub {
-    /// Decides, for each configured address, who serves it (probing in [`RedisMode::Auto`]),
-    /// and logs the decision in one line per address.
-    pub async fn start(
-        mode: RedisMode,
-        configured: &[RedisAddress],
-        pool: Arc<ConnectionPool>,
-    ) -> Self {
+/// Who serves each Redis address: chosen once per address, the same for every user.
+pub struct RedisServers {
+    mode: RedisMode,
+    broker: Arc<EmbeddedBroker>,
+    /// The servers the embedded broker stands in for (decided by [`RedisServers::choose`]).
+    embedded: Mutex<Vec<RedisAddress>>,
+    /// Each address's server once asked for, by URL.
+    chosen: Mutex<HashMap<String, Arc<dyn RedisServer>>>,
+}
+
+impl RedisServers {
+    /// Servers chosen in `mode`; until [`RedisServers::choose`], every address is a real server.
+    pub fn new(mode: RedisMode) -> Self {
+        Self {
+            mode,
+            broker: Arc::new(EmbeddedBroker::default()),
+            embedded: Mutex::new(Vec::new()),
+            chosen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Decides who serves each of the `configured` addresses (probing in [`RedisMode::Auto`]),
+    /// and logs the decision in one line per server. Call once, before anything uses Redis.
+    pub async fn choose(&self, configured: &[RedisAddress]) {
+        let mut servers: Vec<&RedisAddress> = Vec::new();
+        for address in configured {
+            if !servers.iter().any(|seen| seen.same_server(address)) {
+                servers.push(address);
+            }
+        }
         let mut embedded = Vec::new();
-        let servers: BTreeSet<&RedisAddress> = configured.iter().collect();
         for address in servers {
-            let use_broker = match mode {
+            let use_broker = match self.mode {
                 RedisMode::Embedded => true,
                 RedisMode::Server => false,
-                RedisMode::Auto => !pool.reachable(&address.url).await,
+                RedisMode::Auto => !RealServer::reachable(&address.url).await,
             };
             if use_broker {
                 tracing::info!(
@@ -91,46 +130,31 @@ impl RedisHub {
                 tracing::info!(address = %address.url, "using the Redis server at this address");
             }
         }
-        Self {
-            pool,
-            broker: EmbeddedBroker::default(),
-            embedded,
-        }
+        *lock(&self.embedded) = embedded;
+        lock(&self.chosen).clear();
     }
 
     /// Whether the embedded broker serves `address`.
     pub fn is_embedded(&self, address: &RedisAddress) -> bool {
-        self.embedded
+        lock(&self.embedded)
             .iter()
             .any(|served| served.same_server(address))
     }
 
-    /// Runs one command (`["GET", key]`) at `address`.
-    pub async fn command(
-        &self,
-        address: &RedisAddress,
-        args: &[Vec<u8>],
-    ) -> Result<Value, RedisError> {
-        if self.is_embedded(address) {
-            self.broker.command(args)
-        } else {
-            self.pool.command(&address.url, args).await
+    /// The server at `address`.
+    pub fn server(&self, address: &RedisAddress) -> Arc<dyn RedisServer> {
+        if let Some(server) = lock(&self.chosen).get(&address.url) {
+            return Arc::clone(server);
         }
-    }
-
-    /// Subscribes to `channels` at `address`; the stream ends when the connection drops.
-    pub async fn subscribe(
-        &self,
-        address: &RedisAddress,
-        channels: &[String],
-    ) -> Result<BoxStream<'static, Delivery>, RedisError> {
-        if self.is_embedded(address) {
-            let mut receiver = self.broker.subscribe(channels);
-            Ok(futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed())
+        let server: Arc<dyn RedisServer> = if self.is_embedded(address) {
+            Arc::clone(&self.broker) as Arc<dyn RedisServer>
         } else {
-            Ok(ConnectionPool::subscribe(&address.url, channels)
-                .await?
-                .boxed())
-        }
+            Arc::new(RealServer::new(&address.url))
+        };
+        Arc::clone(
+            lock(&self.chosen)
+                .entry(address.url.clone())
+                .or_insert(server),
+        )
     }
 }

@@ -1,15 +1,15 @@
-//! Connections to real Redis servers: one multiplexed connection per URL, shared by every
-//! instance and reopened after it fails; plus dedicated connections for subscriptions.
+//! A real Redis server at one address: one multiplexed connection, shared by every user and
+//! reopened after it fails; plus a dedicated connection per subscription.
 
-use super::RedisError;
-use super::embedded::Delivery;
+use super::{Delivery, RedisError, RedisServer};
 use crate::services::lock::lock;
+use async_trait::async_trait;
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Value};
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 /// How long connecting to Redis may take.
@@ -17,85 +17,33 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one command may take.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Pooled connections, by URL.
-#[derive(Default)]
-pub struct ConnectionPool {
-    connections: Mutex<HashMap<String, MultiplexedConnection>>,
+/// Sets KEYS[1] to ARGV[2] if it holds ARGV[1]; returns 1 if it did.
+static SWAP_IF: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 else return 0 end",
+    )
+});
+
+/// The server at one address (URL).
+pub struct RealServer {
+    url: String,
+    connection: Mutex<Option<MultiplexedConnection>>,
 }
 
-impl ConnectionPool {
-    /// Runs one command on the server at `url`.
-    pub async fn command(&self, url: &str, args: &[Vec<u8>]) -> Result<Value, RedisError> {
-        let mut connection = self.connection(url).await?;
-        let mut command = redis::Cmd::new();
-        for arg in args {
-            command.arg(arg.as_slice());
+impl RealServer {
+    /// The server at `url`, connected on first use.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            connection: Mutex::new(None),
         }
-        command
-            .query_async(&mut connection)
-            .await
-            .map_err(|error| self.failed(url, error))
-    }
-
-    /// Runs a Lua script on the server at `url`.
-    pub async fn script(
-        &self,
-        url: &str,
-        script: &redis::Script,
-        keys: &[&str],
-        args: &[&[u8]],
-    ) -> Result<Value, RedisError> {
-        let mut connection = self.connection(url).await?;
-        let mut invocation = script.prepare_invoke();
-        for key in keys {
-            invocation.key(*key);
-        }
-        for arg in args {
-            invocation.arg(*arg);
-        }
-        invocation
-            .invoke_async(&mut connection)
-            .await
-            .map_err(|error| self.failed(url, error))
-    }
-
-    /// Subscribes to `channels` on a connection of its own. The stream ends when the
-    /// connection drops, or when the server stops answering the heartbeat PING (a connection
-    /// that died without closing, e.g. behind a NAT or after a failover).
-    pub async fn subscribe(
-        url: &str,
-        channels: &[String],
-    ) -> Result<impl Stream<Item = Delivery> + Send + use<>, RedisError> {
-        let timed_out = || RedisError::Other(format!("subscribing at {url} timed out"));
-        let client = client(url)?;
-        let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(RedisError::from)?;
-        let (mut sink, stream) = pubsub.split();
-        for channel in channels {
-            tokio::time::timeout(CONNECT_TIMEOUT, sink.subscribe(channel))
-                .await
-                .map_err(|_| timed_out())?
-                .map_err(RedisError::from)?;
-        }
-        let (dead, died) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(heartbeat(sink, dead));
-        Ok(stream
-            .map(|message| {
-                (
-                    message.get_channel_name().to_owned(),
-                    Bytes::copy_from_slice(message.get_payload_bytes()),
-                )
-            })
-            .take_until(died))
     }
 
     /// Whether a server is there at `url`: something accepted the connection within
     /// [`CONNECT_TIMEOUT`]. A server that refuses the handshake or answers PING with an error
     /// (wrong password, still loading) is there too: the error is logged, and the server, not
     /// the embedded broker, is used.
-    pub async fn reachable(&self, url: &str) -> bool {
+    pub async fn reachable(url: &str) -> bool {
         let Ok(client) = client(url) else {
             return false;
         };
@@ -125,29 +73,92 @@ impl ConnectionPool {
         true
     }
 
-    async fn connection(&self, url: &str) -> Result<MultiplexedConnection, RedisError> {
-        if let Some(connection) = lock(&self.connections).get(url) {
+    async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
+        if let Some(connection) = lock(&self.connection).as_ref() {
             return Ok(connection.clone());
         }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let connection = client(url)?
+        let connection = client(&self.url)?
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(RedisError::from)?;
-        Ok(lock(&self.connections)
-            .entry(url.to_owned())
-            .or_insert(connection)
-            .clone())
+        Ok(lock(&self.connection).get_or_insert(connection).clone())
     }
 
-    /// Drops the pooled connection after a failure that may have broken it.
-    fn failed(&self, url: &str, error: redis::RedisError) -> RedisError {
+    /// Drops the shared connection after a failure that may have broken it.
+    fn failed(&self, error: redis::RedisError) -> RedisError {
         if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() {
-            lock(&self.connections).remove(url);
+            lock(&self.connection).take();
         }
         RedisError::from(error)
+    }
+}
+
+#[async_trait]
+impl RedisServer for RealServer {
+    async fn command(&self, args: &[Vec<u8>]) -> Result<Value, RedisError> {
+        let mut connection = self.connection().await?;
+        let mut command = redis::Cmd::new();
+        for arg in args {
+            command.arg(arg.as_slice());
+        }
+        command
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| self.failed(error))
+    }
+
+    async fn swap_if(&self, key: &str, expected: &[u8], value: &[u8]) -> Result<bool, RedisError> {
+        let mut connection = self.connection().await?;
+        let mut invocation = SWAP_IF.prepare_invoke();
+        invocation.key(key).arg(expected).arg(value);
+        let reply: Value = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|error| self.failed(error))?;
+        match reply {
+            Value::Int(swapped) => Ok(swapped == 1),
+            other => Err(RedisError::Other(format!(
+                "unexpected reply from Redis: {other:?}"
+            ))),
+        }
+    }
+
+    /// Subscribes on a connection of its own. The stream ends when the connection drops, or
+    /// when the server stops answering the heartbeat PING (a connection that died without
+    /// closing, e.g. behind a NAT or after a failover). The Redis client buffers what arrives
+    /// until the stream is read.
+    async fn subscribe(
+        &self,
+        channels: &[String],
+    ) -> Result<BoxStream<'static, Delivery>, RedisError> {
+        let url = &self.url;
+        let timed_out = || RedisError::Other(format!("subscribing at {url} timed out"));
+        let client = client(url)?;
+        let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(RedisError::from)?;
+        let (mut sink, stream) = pubsub.split();
+        for channel in channels {
+            tokio::time::timeout(CONNECT_TIMEOUT, sink.subscribe(channel))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(RedisError::from)?;
+        }
+        let (dead, died) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(heartbeat(sink, dead));
+        Ok(stream
+            .map(|message| {
+                (
+                    message.get_channel_name().to_owned(),
+                    Bytes::copy_from_slice(message.get_payload_bytes()),
+                )
+            })
+            .take_until(died)
+            .boxed())
     }
 }
 
