@@ -2,12 +2,14 @@
 //! compiled and linked, triggers resolved.
 
 use crate::capability::key_value::KeyValueStores;
-use crate::capability::outbound_http::{HttpConnectionPool, OutboundHttp};
+use crate::capability::outbound_http::{HttpConnectionPool, OutboundHttp, PoolLimits};
 use crate::capability::sqlite::Databases;
 use crate::component::{ComponentContext, ComponentRuntime, Triggers, compile_all};
 use crate::engine::{self, ComponentCache};
 use crate::instance::{self, InstanceState};
+use crate::services::clock::{HostClock, SystemClock};
 use crate::services::redis::{RedisAddress, RedisMode, RedisServers};
+use crate::settings::HostSettings;
 use crate::trigger::cron::{CronJob, CronSchedule};
 use crate::trigger::http::routes::{RoutePattern, Router};
 use crate::trigger::redis::Subscription;
@@ -43,12 +45,11 @@ pub struct LoadOptions {
     pub echo_component_output: bool,
     /// Who serves the Redis triggers' addresses (`--redis`).
     pub redis_mode: RedisMode,
-    /// How many Redis messages are handled at once (`--redis-concurrency`).
-    pub redis_concurrency: usize,
+    /// The host's policies (timeouts, backoffs, queue sizes, `--redis-concurrency`).
+    pub settings: HostSettings,
+    /// Where the host reads time.
+    pub clock: Arc<dyn HostClock>,
 }
-
-/// Redis messages handled at once, unless configured.
-pub const DEFAULT_REDIS_CONCURRENCY: usize = 64;
 
 impl LoadOptions {
     /// Options for the manifest at `manifest`, everything else default.
@@ -62,7 +63,8 @@ impl LoadOptions {
             env: Vec::new(),
             echo_component_output: true,
             redis_mode: RedisMode::default(),
-            redis_concurrency: DEFAULT_REDIS_CONCURRENCY,
+            settings: HostSettings::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -103,6 +105,8 @@ pub struct App {
     pub(crate) http_instances: TaskTracker,
     /// The outbound `http://` connections, shared by every instance.
     pub(crate) outbound_connections: HttpConnectionPool,
+    settings: HostSettings,
+    clock: Arc<dyn HostClock>,
 }
 
 /// Where state, logs and compiled components live.
@@ -167,7 +171,10 @@ impl App {
         let folders = Folders::resolve(options, &manifest, &runtime_config)?;
 
         let mut problems = Vec::new();
-        let redis = Arc::new(RedisServers::new(options.redis_mode));
+        let redis = Arc::new(RedisServers::new(
+            options.redis_mode,
+            &options.settings.redis,
+        ));
         let key_value = keep_problems(
             KeyValueStores::open(
                 &labels(&manifest, |c| &c.key_value_stores),
@@ -206,8 +213,13 @@ impl App {
             extra_env: &options.env,
         };
         let mut components = BTreeMap::new();
-        for (id, compiled) in
-            compile_all(&engine, &manifest, ComponentCache::new(folders.cache)).await
+        for (id, compiled) in compile_all(
+            &engine,
+            &manifest,
+            ComponentCache::new(folders.cache),
+            &options.clock,
+        )
+        .await
         {
             let component = match compiled {
                 Ok(component) => component,
@@ -243,15 +255,32 @@ impl App {
             router,
             redis_subscriptions,
             redis_concurrency: options
-                .redis_concurrency
+                .settings
+                .redis
+                .concurrency
                 .clamp(1, engine::MAX_INSTANCES as usize),
             cron_jobs,
             redis,
             key_value,
             sqlite,
             http_instances: TaskTracker::new(),
-            outbound_connections: HttpConnectionPool::default(),
+            outbound_connections: HttpConnectionPool::with_limits(PoolLimits {
+                max_idle_per_authority: options.settings.http.outbound_max_idle_per_authority,
+                idle_timeout: options.settings.http.outbound_idle_timeout,
+            }),
+            settings: options.settings.clone(),
+            clock: Arc::clone(&options.clock),
         }))
+    }
+
+    /// The host's settings.
+    pub(crate) fn settings(&self) -> &HostSettings {
+        &self.settings
+    }
+
+    /// Where the host reads time.
+    pub(crate) fn clock(&self) -> &Arc<dyn HostClock> {
+        &self.clock
     }
 
     /// A component by id.

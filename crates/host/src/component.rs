@@ -10,6 +10,7 @@ use crate::capability::variables::ComponentVariables;
 use crate::engine::{ComponentCache, Loaded};
 use crate::instance::InstanceState;
 use crate::services::allowed_hosts::AllowedHosts;
+use crate::services::clock::HostClock;
 use crate::services::redis::RedisServers;
 use crate::stdio::{ComponentOutput, Terminal};
 use orderly_manifest::{
@@ -17,7 +18,6 @@ use orderly_manifest::{
 };
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime_wasi::filesystem::WasiFilesystemCtx;
@@ -257,15 +257,21 @@ pub(crate) async fn compile_all(
     engine: &Engine,
     manifest: &Manifest,
     cache: ComponentCache,
+    clock: &Arc<dyn HostClock>,
 ) -> Vec<(ComponentId, anyhow::Result<Component>)> {
     let tasks: Vec<_> = manifest
         .components
         .values()
         .map(|spec| {
-            let (engine, cache, id, source) =
-                (engine.clone(), cache.clone(), spec.id.clone(), spec.source.clone());
+            let (engine, cache, id, source, clock) = (
+                engine.clone(),
+                cache.clone(),
+                spec.id.clone(),
+                spec.source.clone(),
+                Arc::clone(clock),
+            );
             tokio::task::spawn_blocking(move || {
-                let started = Instant::now();
+                let started = clock.now();
                 let loaded = cache.load(&engine, &source);
                 if let Ok((_, how)) = &loaded {
                     let how = match how {

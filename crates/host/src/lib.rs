@@ -10,21 +10,20 @@ mod component;
 mod engine;
 mod instance;
 mod services;
+mod settings;
 mod stdio;
 mod trigger;
 
-pub use app::{App, DEFAULT_REDIS_CONCURRENCY, LoadOptions, StartError};
+pub use app::{App, LoadOptions, StartError};
 pub use build::{BuildError, build_all};
+pub use services::clock::{HostClock, SystemClock};
 pub use services::redis::RedisMode;
+pub use settings::{Backoff, DEFAULT_REDIS_CONCURRENCY, HostSettings, HttpSettings, RedisSettings};
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// How long shutdown waits for in-flight requests.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running application: its triggers (HTTP, Redis, cron) at work until
 /// [`RunningApp::shutdown`].
@@ -46,7 +45,8 @@ impl RunningApp {
         let address = listener.local_addr().map_err(anyhow::Error::from)?;
         let (stop, stopped) = tokio::sync::watch::channel(());
         let mut http_stop = stopped.clone();
-        let redis = trigger::redis::start(Arc::clone(&app), stopped.clone(), DRAIN_TIMEOUT).await;
+        let drain = app.settings().drain_timeout;
+        let redis = trigger::redis::start(Arc::clone(&app), stopped.clone(), drain).await;
         let triggers = vec![
             redis,
             tokio::spawn(trigger::http::serve(
@@ -55,9 +55,9 @@ impl RunningApp {
                 async move {
                     let _ = http_stop.changed().await;
                 },
-                DRAIN_TIMEOUT,
+                drain,
             )),
-            tokio::spawn(trigger::cron::run(Arc::clone(&app), stopped, DRAIN_TIMEOUT)),
+            tokio::spawn(trigger::cron::run(Arc::clone(&app), stopped, drain)),
         ];
         Ok(Self {
             app,
@@ -84,7 +84,7 @@ impl RunningApp {
     }
 
     /// Stops the triggers (no new requests, messages or cron runs), lets what is in flight
-    /// finish (up to [`DRAIN_TIMEOUT`]), then closes the stores and databases.
+    /// finish (up to [`HostSettings::drain_timeout`]), then closes the stores and databases.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         for trigger in self.triggers {

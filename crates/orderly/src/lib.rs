@@ -138,16 +138,16 @@ fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         };
         variables.insert(name, value);
     }
-    let options = LoadOptions {
+    let mut options = LoadOptions {
         runtime_config: args.runtime_config_file,
         state_dir: args.state_dir,
         variables,
         env: args.env,
         echo_component_output: !args.quiet,
         redis_mode: args.redis,
-        redis_concurrency: args.redis_concurrency,
         ..LoadOptions::new(manifest)
     };
+    options.settings.redis.concurrency = args.redis_concurrency;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use orderly_manifest::ComponentId;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// A parsed schedule: six fields, seconds first (`*/5 * * * * *`); a seventh, the year, is
@@ -69,7 +69,7 @@ async fn schedule(app: Arc<App>, job: CronJob, mut stop: watch::Receiver<()>, dr
     let mut last: Option<DateTime<Utc>> = None;
     tracing::info!(component = %job.component, "cron job scheduled");
     loop {
-        let now = Utc::now();
+        let now = app.clock().wall();
         let Some(next) = job
             .schedule
             .next_after(last.map_or(now, |last| last.max(now)))
@@ -110,10 +110,8 @@ async fn fire(app: &Arc<App>, component: &ComponentRuntime, scheduled: DateTime<
     let Some(pre) = component.cron.clone() else {
         return;
     };
-    let started = Instant::now();
-    let timestamp = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
+    let started = app.clock().now();
+    let timestamp = u64::try_from(app.clock().wall().timestamp()).unwrap_or(0);
     let mut store = app.new_store(component);
     let result = async {
         let instance = pre.instantiate_async(&mut store).await?;
@@ -122,7 +120,7 @@ async fn fire(app: &Arc<App>, component: &ComponentRuntime, scheduled: DateTime<
             .await
     }
     .await;
-    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let ms = (app.clock().now() - started).as_secs_f64() * 1e3;
     match result {
         Ok(Ok(())) => {
             tracing::info!(target: "orderly::cron", component = %component.id, %scheduled, ms, "cron run")

@@ -4,23 +4,16 @@
 
 use crate::app::App;
 use crate::component::ComponentRuntime;
+use crate::services::clock::HostClock;
 use crate::services::redis::{RedisAddress, RedisServer};
+use crate::settings::Backoff;
 use bytes::Bytes;
 use futures::StreamExt;
 use orderly_manifest::ComponentId;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
-
-/// The first wait before reconnecting; it doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-/// The longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
-/// Messages received but not yet handled, at most; beyond it the subscription waits.
-const QUEUE_CAPACITY: usize = 10_000;
-/// How long a message waits for a free instance slot before it is given up (and logged).
-const POOL_WAIT: Duration = Duration::from_secs(30);
 
 /// One `[[trigger.redis]]`, with its address and channel resolved.
 #[derive(Debug, Clone)]
@@ -49,7 +42,8 @@ pub async fn start(
     drain: Duration,
 ) -> tokio::task::JoinHandle<()> {
     let concurrency = app.redis_concurrency();
-    let (queue, received) = mpsc::channel::<Message>(QUEUE_CAPACITY);
+    let settings = &app.settings().redis;
+    let (queue, received) = mpsc::channel::<Message>(settings.queue_capacity.max(1));
     // One subscription connection per address (URL), for all its channels.
     let mut by_address: BTreeMap<&str, (&RedisAddress, BTreeMap<String, Vec<ComponentId>>)> =
         BTreeMap::new();
@@ -71,10 +65,14 @@ pub async fn start(
             .collect();
         let (attempted, first_attempt) = oneshot::channel();
         attempts.push(first_attempt);
-        listeners.push(tokio::spawn(listen(
-            app.redis_servers().server(address),
-            address.clone(),
+        let listener = Listener {
+            server: app.redis_servers().server(address),
+            address: address.clone(),
             channels,
+            reconnect: settings.reconnect,
+            clock: Arc::clone(app.clock()),
+        };
+        listeners.push(tokio::spawn(listener.run(
             queue.clone(),
             stop.clone(),
             attempted,
@@ -99,13 +97,14 @@ async fn dispatch(
     drain: Duration,
 ) {
     let permits = Arc::new(Semaphore::new(concurrency));
-    let far_future = tokio::time::Instant::now() + Duration::from_secs(3600 * 24 * 365);
+    let clock = Arc::clone(app.clock());
+    let far_future = clock.now() + Duration::from_secs(3600 * 24 * 365);
     let mut deadline = far_future;
     loop {
         let message = tokio::select! {
             message = received.recv() => message,
             _ = stop.changed(), if deadline == far_future => {
-                deadline = tokio::time::Instant::now() + drain;
+                deadline = clock.now() + drain;
                 continue;
             }
         };
@@ -139,12 +138,9 @@ async fn dispatch(
         let _ = listener.await;
     }
     let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
-    if tokio::time::timeout_at(
-        deadline.min(tokio::time::Instant::now() + drain),
-        permits.acquire_many(all),
-    )
-    .await
-    .is_err()
+    if tokio::time::timeout_at(deadline.min(clock.now() + drain), permits.acquire_many(all))
+        .await
+        .is_err()
     {
         tracing::warn!(
             seconds = drain.as_secs(),
@@ -153,83 +149,103 @@ async fn dispatch(
     }
 }
 
-/// Subscribes to `channels` at `address` and forwards every message to `queue`, reconnecting
-/// with backoff whenever the connection is lost, until `stop` changes.
-async fn listen(
+/// The subscription to one address's channels.
+struct Listener {
     server: Arc<dyn RedisServer>,
     address: RedisAddress,
+    /// Channel → the components that get its messages.
     channels: BTreeMap<String, Arc<[ComponentId]>>,
-    queue: mpsc::Sender<Message>,
-    mut stop: watch::Receiver<()>,
-    attempted: oneshot::Sender<()>,
-) {
-    let mut attempted = Some(attempted);
-    let names: Vec<String> = channels.keys().cloned().collect();
-    let mut backoff = MIN_BACKOFF;
-    let mut down_since: Option<Instant> = None;
-    loop {
-        let subscribed = tokio::select! {
-            subscribed = server.subscribe(&names) => subscribed,
-            _ = stop.changed() => return,
-        };
-        if let Some(attempted) = attempted.take() {
-            let _ = attempted.send(());
-        }
-        match subscribed {
-            Ok(mut stream) => {
-                match down_since.take() {
-                    Some(since) => tracing::info!(
-                        address = %address.url,
-                        channels = ?names,
-                        ms = since.elapsed().as_millis() as u64,
-                        "reconnected to Redis"
-                    ),
-                    None => tracing::info!(address = %address.url, channels = ?names, "subscribed"),
-                }
-                backoff = MIN_BACKOFF;
-                loop {
-                    let next = tokio::select! {
-                        next = stream.next() => next,
-                        _ = stop.changed() => return,
-                    };
-                    let Some((channel, payload)) = next else {
-                        break;
-                    };
-                    if let Some(components) = channels.get(&channel) {
-                        let message = Message {
-                            channel,
-                            payload,
-                            components: Arc::clone(components),
-                        };
-                        // A full queue holds the subscription back rather than growing
-                        // without bound (the embedded broker's publishers wait; a real
-                        // server's messages wait in the Redis client).
-                        let sent = tokio::select! {
-                            sent = queue.send(message) => sent.is_ok(),
-                            _ = stop.changed() => false,
-                        };
-                        if !sent {
-                            return;
+    /// The waits between attempts to (re)subscribe.
+    reconnect: Backoff,
+    clock: Arc<dyn HostClock>,
+}
+
+impl Listener {
+    /// Subscribes and forwards every message to `queue`, reconnecting with backoff whenever the
+    /// connection is lost, until `stop` changes. `attempted` hears of the first attempt.
+    async fn run(
+        self,
+        queue: mpsc::Sender<Message>,
+        mut stop: watch::Receiver<()>,
+        attempted: oneshot::Sender<()>,
+    ) {
+        let Self {
+            server,
+            address,
+            channels,
+            reconnect,
+            clock,
+        } = self;
+        let mut attempted = Some(attempted);
+        let names: Vec<String> = channels.keys().cloned().collect();
+        let mut backoff = reconnect.first;
+        let mut down_since: Option<tokio::time::Instant> = None;
+        loop {
+            let subscribed = tokio::select! {
+                subscribed = server.subscribe(&names) => subscribed,
+                _ = stop.changed() => return,
+            };
+            if let Some(attempted) = attempted.take() {
+                let _ = attempted.send(());
+            }
+            match subscribed {
+                Ok(mut stream) => {
+                    match down_since.take() {
+                        Some(since) => tracing::info!(
+                            address = %address.url,
+                            channels = ?names,
+                            ms = (clock.now() - since).as_millis() as u64,
+                            "reconnected to Redis"
+                        ),
+                        None => {
+                            tracing::info!(address = %address.url, channels = ?names, "subscribed")
                         }
                     }
+                    backoff = reconnect.first;
+                    loop {
+                        let next = tokio::select! {
+                            next = stream.next() => next,
+                            _ = stop.changed() => return,
+                        };
+                        let Some((channel, payload)) = next else {
+                            break;
+                        };
+                        if let Some(components) = channels.get(&channel) {
+                            let message = Message {
+                                channel,
+                                payload,
+                                components: Arc::clone(components),
+                            };
+                            // A full queue holds the subscription back rather than growing
+                            // without bound (the embedded broker's publishers wait; a real
+                            // server's messages wait in the Redis client).
+                            let sent = tokio::select! {
+                                sent = queue.send(message) => sent.is_ok(),
+                                _ = stop.changed() => false,
+                            };
+                            if !sent {
+                                return;
+                            }
+                        }
+                    }
+                    tracing::warn!(address = %address.url, "lost the connection to Redis; reconnecting");
+                    down_since = Some(clock.now());
                 }
-                tracing::warn!(address = %address.url, "lost the connection to Redis; reconnecting");
-                down_since = Some(Instant::now());
-            }
-            Err(error) => {
-                if down_since.is_none() {
-                    tracing::warn!(address = %address.url, %error, "cannot subscribe; retrying with backoff");
-                    down_since = Some(Instant::now());
-                } else {
-                    tracing::debug!(address = %address.url, %error, "still cannot subscribe");
+                Err(error) => {
+                    if down_since.is_none() {
+                        tracing::warn!(address = %address.url, %error, "cannot subscribe; retrying with backoff");
+                        down_since = Some(clock.now());
+                    } else {
+                        tracing::debug!(address = %address.url, %error, "still cannot subscribe");
+                    }
                 }
             }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => return,
+            }
+            backoff = reconnect.after(backoff);
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            _ = stop.changed() => return,
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -239,8 +255,9 @@ async fn deliver(app: &Arc<App>, component: &ComponentRuntime, channel: &str, pa
     let Some(pre) = component.redis.clone() else {
         return;
     };
-    let started = Instant::now();
-    let mut backoff = MIN_BACKOFF;
+    let settings = &app.settings().redis;
+    let started = app.clock().now();
+    let mut backoff = settings.pool_backoff.first;
     let mut store = app.new_store(component);
     let result = loop {
         let handler = match pre.instantiate_async(&mut store).await {
@@ -250,10 +267,10 @@ async fn deliver(app: &Arc<App>, component: &ComponentRuntime, channel: &str, pa
                 if error
                     .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
                     .is_some()
-                    && started.elapsed() < POOL_WAIT =>
+                    && app.clock().now() - started < settings.pool_wait =>
             {
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = settings.pool_backoff.after(backoff);
                 continue;
             }
             Err(error) => break Err(error),
@@ -263,7 +280,7 @@ async fn deliver(app: &Arc<App>, component: &ComponentRuntime, channel: &str, pa
             .call_handle_message(&mut store, &payload.to_vec())
             .await;
     };
-    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let ms = (app.clock().now() - started).as_secs_f64() * 1e3;
     match result {
         Ok(Ok(())) => tracing::debug!(
             target: "orderly::redis",
@@ -279,5 +296,77 @@ async fn deliver(app: &Arc<App>, component: &ComponentRuntime, channel: &str, pa
             component = %component.id, channel, bytes = payload.len(),
             "the Redis handler failed: {error:?}"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::clock::SystemClock;
+    use crate::services::lock::lock;
+    use crate::services::redis::{Delivery, RedisError};
+    use futures::stream::BoxStream;
+    use redis::Value;
+    use std::sync::Mutex;
+    use tokio::time::Instant;
+
+    /// A server whose subscriptions fail, but for the ones `up` lists (by attempt number),
+    /// which succeed and end at once (a connection lost right away).
+    struct Flaky {
+        up: Vec<usize>,
+        attempts: Mutex<Vec<Instant>>,
+    }
+
+    #[async_trait::async_trait]
+    impl RedisServer for Flaky {
+        async fn command(&self, _: &[Vec<u8>]) -> Result<Value, RedisError> {
+            unreachable!("the trigger only subscribes")
+        }
+
+        async fn swap_if(&self, _: &str, _: &[u8], _: &[u8]) -> Result<bool, RedisError> {
+            unreachable!("the trigger only subscribes")
+        }
+
+        async fn subscribe(
+            &self,
+            _: &[String],
+        ) -> Result<BoxStream<'static, Delivery>, RedisError> {
+            let mut attempts = lock(&self.attempts);
+            attempts.push(Instant::now());
+            if self.up.contains(&attempts.len()) {
+                Ok(futures::stream::empty().boxed())
+            } else {
+                Err(RedisError::Other("connection refused".into()))
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resubscribing_backs_off_50_ms_doubling_to_1_s_and_starts_over_once_up() {
+        let server = Arc::new(Flaky {
+            up: vec![8],
+            attempts: Mutex::new(Vec::new()),
+        });
+        let listener = Listener {
+            server: Arc::clone(&server) as Arc<dyn RedisServer>,
+            address: RedisAddress::parse("redis://127.0.0.1:1").unwrap(),
+            channels: BTreeMap::new(),
+            reconnect: crate::settings::RedisSettings::default().reconnect,
+            clock: Arc::new(SystemClock),
+        };
+        let (queue, _received) = mpsc::channel(1);
+        let (stop, stopped) = watch::channel(());
+        let (attempted, _) = oneshot::channel();
+        let running = tokio::spawn(listener.run(queue, stopped, attempted));
+        tokio::time::sleep(Duration::from_millis(3_800)).await;
+        stop.send(()).unwrap();
+        running.await.unwrap();
+        let attempts = lock(&server.attempts).clone();
+        let gaps: Vec<u128> = attempts
+            .windows(2)
+            .map(|pair| (pair[1] - pair[0]).as_millis())
+            .collect();
+        // Down for seven attempts, up at the eighth (and lost at once), down again.
+        assert_eq!(gaps, [50, 100, 200, 400, 800, 1000, 1000, 50, 100]);
     }
 }

@@ -6,7 +6,7 @@
 
 mod pool;
 
-pub use pool::HttpConnectionPool;
+pub use pool::{HttpConnectionPool, PoolLimits};
 
 use crate::app::App;
 use crate::services::allowed_hosts::AllowedHosts;

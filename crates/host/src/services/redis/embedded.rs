@@ -9,6 +9,7 @@
 
 use super::{Delivery, RedisError, RedisServer};
 use crate::services::lock::lock;
+use crate::settings::RedisSettings;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -17,9 +18,6 @@ use redis::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
-
-/// Messages a subscriber may have waiting, at most, unless configured.
-pub const DEFAULT_SUBSCRIBER_CAPACITY: usize = 1024;
 
 /// The in-process broker.
 pub struct EmbeddedBroker {
@@ -33,7 +31,7 @@ pub struct EmbeddedBroker {
 
 impl Default for EmbeddedBroker {
     fn default() -> Self {
-        Self::with_capacity(DEFAULT_SUBSCRIBER_CAPACITY)
+        Self::with_capacity(RedisSettings::default().embedded_subscriber_capacity)
     }
 }
 

@@ -16,6 +16,7 @@ pub(crate) use embedded::EmbeddedBroker;
 pub(crate) use real::RealServer;
 
 use crate::services::lock::lock;
+use crate::settings::RedisSettings;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -86,6 +87,7 @@ pub trait RedisServer: Send + Sync {
 /// Who serves each Redis address: chosen once per address, the same for every user.
 pub struct RedisServers {
     mode: RedisMode,
+    settings: RedisSettings,
     broker: Arc<EmbeddedBroker>,
     /// The servers the embedded broker stands in for (decided by [`RedisServers::choose`]).
     embedded: Mutex<Vec<RedisAddress>>,
@@ -95,10 +97,13 @@ pub struct RedisServers {
 
 impl RedisServers {
     /// Servers chosen in `mode`; until [`RedisServers::choose`], every address is a real server.
-    pub fn new(mode: RedisMode) -> Self {
+    pub fn new(mode: RedisMode, settings: &RedisSettings) -> Self {
         Self {
             mode,
-            broker: Arc::new(EmbeddedBroker::default()),
+            settings: settings.clone(),
+            broker: Arc::new(EmbeddedBroker::with_capacity(
+                settings.embedded_subscriber_capacity,
+            )),
             embedded: Mutex::new(Vec::new()),
             chosen: Mutex::new(HashMap::new()),
         }
@@ -118,7 +123,9 @@ impl RedisServers {
             let use_broker = match self.mode {
                 RedisMode::Embedded => true,
                 RedisMode::Server => false,
-                RedisMode::Auto => !RealServer::reachable(&address.url).await,
+                RedisMode::Auto => {
+                    !RealServer::reachable(&address.url, self.settings.connect_timeout).await
+                }
             };
             if use_broker {
                 tracing::info!(
@@ -149,7 +156,7 @@ impl RedisServers {
         let server: Arc<dyn RedisServer> = if self.is_embedded(address) {
             Arc::clone(&self.broker) as Arc<dyn RedisServer>
         } else {
-            Arc::new(RealServer::new(&address.url))
+            Arc::new(RealServer::new(&address.url, &self.settings))
         };
         Arc::clone(
             lock(&self.chosen)

@@ -3,6 +3,7 @@
 
 use super::{Delivery, RedisError, RedisServer};
 use crate::services::lock::lock;
+use crate::settings::RedisSettings;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -11,11 +12,6 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Value};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
-
-/// How long connecting to Redis may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long one command may take.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Sets KEYS[1] to ARGV[2] if it holds ARGV[1]; returns 1 if it did.
 static SWAP_IF: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -28,28 +24,37 @@ static SWAP_IF: LazyLock<redis::Script> = LazyLock::new(|| {
 pub struct RealServer {
     url: String,
     connection: Mutex<Option<MultiplexedConnection>>,
+    /// How long connecting may take.
+    connect_timeout: Duration,
+    /// How long one command may take.
+    response_timeout: Duration,
+    /// How often a subscription is checked (see [`heartbeat`]).
+    heartbeat: Duration,
 }
 
 impl RealServer {
-    /// The server at `url`, connected on first use.
-    pub fn new(url: &str) -> Self {
+    /// The server at `url`, connected on first use, with the timeouts of `settings`.
+    pub fn new(url: &str, settings: &RedisSettings) -> Self {
         Self {
             url: url.to_owned(),
             connection: Mutex::new(None),
+            connect_timeout: settings.connect_timeout,
+            response_timeout: settings.response_timeout,
+            heartbeat: settings.heartbeat,
         }
     }
 
     /// Whether a server is there at `url`: something accepted the connection within
-    /// [`CONNECT_TIMEOUT`]. A server that refuses the handshake or answers PING with an error
+    /// `connect_timeout`. A server that refuses the handshake or answers PING with an error
     /// (wrong password, still loading) is there too: the error is logged, and the server, not
     /// the embedded broker, is used.
-    pub async fn reachable(url: &str) -> bool {
+    pub async fn reachable(url: &str, connect_timeout: Duration) -> bool {
         let Ok(client) = client(url) else {
             return false;
         };
-        let config = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
+        let config = AsyncConnectionConfig::new().set_connection_timeout(Some(connect_timeout));
         let connected = tokio::time::timeout(
-            CONNECT_TIMEOUT,
+            connect_timeout,
             client.get_multiplexed_async_connection_with_config(&config),
         )
         .await;
@@ -78,8 +83,8 @@ impl RealServer {
             return Ok(connection.clone());
         }
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout));
         let connection = client(&self.url)?
             .get_multiplexed_async_connection_with_config(&config)
             .await
@@ -137,19 +142,19 @@ impl RedisServer for RealServer {
         let url = &self.url;
         let timed_out = || RedisError::Other(format!("subscribing at {url} timed out"));
         let client = client(url)?;
-        let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
+        let pubsub = tokio::time::timeout(self.connect_timeout, client.get_async_pubsub())
             .await
             .map_err(|_| timed_out())?
             .map_err(RedisError::from)?;
         let (mut sink, stream) = pubsub.split();
         for channel in channels {
-            tokio::time::timeout(CONNECT_TIMEOUT, sink.subscribe(channel))
+            tokio::time::timeout(self.connect_timeout, sink.subscribe(channel))
                 .await
                 .map_err(|_| timed_out())?
                 .map_err(RedisError::from)?;
         }
         let (dead, died) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(heartbeat(sink, dead));
+        tokio::spawn(heartbeat(sink, dead, self.heartbeat));
         Ok(stream
             .map(|message| {
                 (
@@ -162,18 +167,20 @@ impl RedisServer for RealServer {
     }
 }
 
-/// How often a subscription connection is checked, and how long the answer may take.
-const HEARTBEAT: Duration = Duration::from_secs(10);
-
-/// PINGs the subscription connection every [`HEARTBEAT`]; reports (through `dead`) the first
-/// PING that fails or goes unanswered, and stops when the subscription is dropped.
-async fn heartbeat(mut sink: redis::aio::PubSubSink, mut dead: tokio::sync::oneshot::Sender<()>) {
+/// PINGs the subscription connection every `every`, allowing as long for the answer; reports
+/// (through `dead`) the first PING that fails or goes unanswered, and stops when the
+/// subscription is dropped.
+async fn heartbeat(
+    mut sink: redis::aio::PubSubSink,
+    mut dead: tokio::sync::oneshot::Sender<()>,
+    every: Duration,
+) {
     loop {
         tokio::select! {
-            () = tokio::time::sleep(HEARTBEAT) => {}
+            () = tokio::time::sleep(every) => {}
             () = dead.closed() => return,
         }
-        let answered = tokio::time::timeout(HEARTBEAT, sink.ping::<Value>()).await;
+        let answered = tokio::time::timeout(every, sink.ping::<Value>()).await;
         if !matches!(answered, Ok(Ok(_))) {
             let _ = dead.send(());
             return;

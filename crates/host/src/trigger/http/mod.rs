@@ -19,13 +19,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{Error, WasiBody, WasiHttpView};
-
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The client address Spin reports for service-chained requests.
 const CHAINED_CLIENT: SocketAddr =
@@ -45,7 +42,7 @@ pub async fn serve(
     // cannot hold sockets (or a graceful shutdown) forever.
     builder
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(app.settings().http.header_read_timeout);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -55,7 +52,7 @@ pub async fn serve(
                     Err(error) => {
                         // Out of file descriptors and the like: back off rather than spin.
                         tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        tokio::time::sleep(app.settings().http.accept_backoff).await;
                         continue;
                     }
                 };
@@ -96,7 +93,7 @@ async fn handle(
     mut request: Request<hyper::body::Incoming>,
     client: SocketAddr,
 ) -> Response<WasiBody> {
-    let started = Instant::now();
+    let started = app.clock().now();
     let request_id = request_id(request.headers());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -143,7 +140,7 @@ async fn handle(
         component = component.as_ref().map(|c| c.as_str()).unwrap_or("-"),
         route = route.as_deref().unwrap_or("-"),
         status = response.status().as_u16(),
-        ms = format_args!("{:.2}", started.elapsed().as_secs_f64() * 1e3),
+        ms = format_args!("{:.2}", (app.clock().now() - started).as_secs_f64() * 1e3),
         "request"
     );
     response
@@ -230,9 +227,10 @@ where
                     Problem::new(503, "Service Unavailable")
                         .with_detail("too many requests in flight; retry shortly"),
                 );
+                let retry_after = app.settings().http.busy_retry_after.as_secs().max(1);
                 response
                     .headers_mut()
-                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after));
                 response
             }
             _ => problem(
