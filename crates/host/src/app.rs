@@ -1,9 +1,7 @@
 //! A loaded application: manifest validated, variables resolved, stores opened, components
 //! compiled and linked, triggers resolved.
 
-use crate::capability::key_value::KeyValueStores;
-use crate::capability::outbound_http::{HttpConnectionPool, OutboundHttp, PoolLimits};
-use crate::capability::sqlite::Databases;
+use crate::capability::{Capabilities, InstanceContext, OpenContext};
 use crate::component::{ComponentContext, ComponentRuntime, Triggers, compile_all};
 use crate::engine::{self, ComponentCache};
 use crate::instance::{self, InstanceState};
@@ -14,8 +12,8 @@ use crate::trigger::cron::{CronJob, CronSchedule};
 use crate::trigger::http::routes::{RoutePattern, Router};
 use crate::trigger::redis::Subscription;
 use orderly_manifest::{
-    App as Manifest, ComponentId, ComponentSpec, ConfigProblem, HttpRoute, LoadError,
-    ResolvedVariables, RuntimeConfig, VariableSources,
+    App as Manifest, ComponentId, ConfigProblem, HttpRoute, LoadError, ResolvedVariables,
+    RuntimeConfig, VariableSources,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,7 +21,6 @@ use std::sync::Arc;
 use tokio_util::task::TaskTracker;
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi_http::WasiHttpCtx;
 
 /// How to load an application.
 #[derive(Debug, Clone)]
@@ -98,13 +95,10 @@ pub struct App {
     redis_concurrency: usize,
     cron_jobs: Vec<CronJob>,
     redis: Arc<RedisServers>,
-    key_value: Arc<KeyValueStores>,
-    sqlite: Arc<Databases>,
+    capabilities: Capabilities,
     /// The instances serving HTTP requests: one may still run (and write) after its response
     /// went out, so shutdown waits for them before closing the stores.
     pub(crate) http_instances: TaskTracker,
-    /// The outbound `http://` connections, shared by every instance.
-    pub(crate) outbound_connections: HttpConnectionPool,
     settings: HostSettings,
     clock: Arc<dyn HostClock>,
 }
@@ -175,24 +169,16 @@ impl App {
             options.redis_mode,
             &options.settings.redis,
         ));
-        let key_value = keep_problems(
-            KeyValueStores::open(
-                &labels(&manifest, |c| &c.key_value_stores),
-                &runtime_config,
-                folders.state.as_deref(),
-                &redis,
-            ),
+        let capabilities = Capabilities::open(
+            &OpenContext {
+                manifest: &manifest,
+                runtime_config: &runtime_config,
+                state_dir: folders.state.as_deref(),
+                redis: &redis,
+                settings: &options.settings,
+            },
             &mut problems,
         );
-        let sqlite = keep_problems(
-            Databases::open(
-                &labels(&manifest, |c| &c.sqlite_databases),
-                &runtime_config,
-                folders.state.as_deref(),
-            ),
-            &mut problems,
-        );
-        let (key_value, sqlite) = (Arc::new(key_value), Arc::new(sqlite));
         let router = build_router(&manifest, &mut problems);
         let (redis_subscriptions, redis_addresses) =
             redis_subscriptions(&manifest, &variables, &mut problems);
@@ -200,14 +186,18 @@ impl App {
         redis.choose(&redis_addresses).await;
 
         let engine = engine::new_engine()?;
-        let linker = instance::linker(&engine)
-            .map_err(|error| anyhow::anyhow!("cannot set up the host interfaces: {error:?}"))?;
+        let linker = instance::linker(
+            &engine,
+            &[
+                crate::trigger::redis::add_to_linker,
+                crate::trigger::cron::add_to_linker,
+            ],
+        )
+        .map_err(|error| anyhow::anyhow!("cannot set up the host interfaces: {error:?}"))?;
         let context = ComponentContext {
             linker: &linker,
             variables: &variables,
-            key_value: &key_value,
-            sqlite: &sqlite,
-            redis: &redis,
+            capabilities: &capabilities,
             log_dir: folders.logs.as_deref(),
             echo_output: options.echo_component_output,
             extra_env: &options.env,
@@ -241,8 +231,7 @@ impl App {
             }
         }
         if !problems.is_empty() {
-            key_value.close();
-            sqlite.close();
+            capabilities.close();
             return Err(StartError::Problems {
                 manifest: manifest.manifest_path.clone(),
                 problems,
@@ -261,13 +250,8 @@ impl App {
                 .clamp(1, engine::MAX_INSTANCES as usize),
             cron_jobs,
             redis,
-            key_value,
-            sqlite,
+            capabilities,
             http_instances: TaskTracker::new(),
-            outbound_connections: HttpConnectionPool::with_limits(PoolLimits {
-                max_idle_per_authority: options.settings.http.outbound_max_idle_per_authority,
-                idle_timeout: options.settings.http.outbound_idle_timeout,
-            }),
             settings: options.settings.clone(),
             clock: Arc::clone(&options.clock),
         }))
@@ -310,8 +294,9 @@ impl App {
 
     /// A fresh store for one instance of `component`.
     pub(crate) fn new_store(
-        self: &Arc<Self>,
+        &self,
         component: &ComponentRuntime,
+        context: &InstanceContext,
     ) -> Store<InstanceState> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&component.environment)
@@ -322,16 +307,7 @@ impl App {
         let state = InstanceState {
             table: wasmtime::component::ResourceTable::new(),
             wasi,
-            http: WasiHttpCtx::new(),
-            outbound: OutboundHttp::new(
-                Arc::clone(self),
-                component.id.clone(),
-                Arc::clone(&component.allowed_hosts),
-            ),
-            key_value: component.key_value.clone(),
-            sqlite: component.sqlite.clone(),
-            redis: component.redis_access.clone(),
-            variables: component.variables.clone(),
+            capabilities: component.grants.instance(context),
         };
         let mut store = Store::new(&self.engine, state);
         // At every epoch tick a running guest yields through tokio's `yield_now`, which lets
@@ -378,38 +354,8 @@ impl App {
     /// Closes the stores and databases, checkpointing SQLite write-ahead logs. Call once every
     /// instance has finished.
     pub fn close(&self) {
-        self.key_value.close();
-        self.sqlite.close();
+        self.capabilities.close();
     }
-}
-
-/// The value, or (moving its problems to `problems`) an empty default, so loading goes on to
-/// find every other problem too.
-fn keep_problems<T: Default>(
-    result: Result<T, Vec<ConfigProblem>>,
-    problems: &mut Vec<ConfigProblem>,
-) -> T {
-    result.unwrap_or_else(|found| {
-        problems.extend(found);
-        T::default()
-    })
-}
-
-/// Label → ids of the components that list it.
-fn labels(
-    manifest: &Manifest,
-    field: impl Fn(&ComponentSpec) -> &Vec<String>,
-) -> BTreeMap<String, Vec<String>> {
-    let mut labels: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for component in manifest.components.values() {
-        for label in field(component) {
-            labels
-                .entry(label.clone())
-                .or_default()
-                .push(component.id.to_string());
-        }
-    }
-    labels
 }
 
 fn build_router(manifest: &Manifest, problems: &mut Vec<ConfigProblem>) -> Router<ComponentId> {

@@ -3,15 +3,11 @@
 
 use crate::capability::bindings::cron::SpinCronPre;
 use crate::capability::bindings::redis_handler::RedisHandlerPre;
-use crate::capability::key_value::{KeyValueAccess, KeyValueStores};
-use crate::capability::redis::RedisAccess;
-use crate::capability::sqlite::{Databases, SqliteAccess};
-use crate::capability::variables::ComponentVariables;
+use crate::capability::{Capabilities, GrantContext, Grants};
 use crate::engine::{ComponentCache, Loaded};
 use crate::instance::InstanceState;
 use crate::services::allowed_hosts::AllowedHosts;
 use crate::services::clock::HostClock;
-use crate::services::redis::RedisServers;
 use crate::stdio::{ComponentOutput, Terminal};
 use orderly_manifest::{
     App as Manifest, ComponentId, ComponentSpec, ConfigProblem, ResolvedVariables,
@@ -38,11 +34,8 @@ pub(crate) struct ComponentRuntime {
     pub(crate) mounts: WasiFilesystemCtx,
     pub(crate) stdout: ComponentOutput,
     pub(crate) stderr: ComponentOutput,
-    pub(crate) key_value: KeyValueAccess,
-    pub(crate) sqlite: SqliteAccess,
-    pub(crate) redis_access: RedisAccess,
-    pub(crate) variables: ComponentVariables,
-    pub(crate) allowed_hosts: Arc<AllowedHosts>,
+    /// What each capability granted it.
+    pub(crate) grants: Grants,
 }
 
 /// Which triggers run a component.
@@ -68,9 +61,7 @@ impl Triggers {
 pub(crate) struct ComponentContext<'a> {
     pub(crate) linker: &'a Linker<InstanceState>,
     pub(crate) variables: &'a ResolvedVariables,
-    pub(crate) key_value: &'a Arc<KeyValueStores>,
-    pub(crate) sqlite: &'a Arc<Databases>,
-    pub(crate) redis: &'a Arc<RedisServers>,
+    pub(crate) capabilities: &'a Capabilities,
     pub(crate) log_dir: Option<&'a Path>,
     pub(crate) echo_output: bool,
     pub(crate) extra_env: &'a [(String, String)],
@@ -187,9 +178,19 @@ impl ComponentContext<'_> {
                 return Err(problems);
             }
         };
-        if !problems.is_empty() {
-            return Err(problems);
-        }
+        let grants = self.capabilities.grant(&GrantContext {
+            spec,
+            variables: self.variables,
+            allowed_hosts: &allowed_hosts,
+        });
+        let grants = match grants {
+            Ok(grants) if problems.is_empty() => grants,
+            Ok(_) => return Err(problems),
+            Err(found) => {
+                problems.extend(found);
+                return Err(problems);
+            }
+        };
         let mut environment: Vec<(String, String)> = spec
             .environment
             .iter()
@@ -205,17 +206,7 @@ impl ComponentContext<'_> {
             mounts,
             stdout,
             stderr,
-            key_value: KeyValueAccess::new(Arc::clone(self.key_value), &spec.key_value_stores),
-            sqlite: SqliteAccess::new(Arc::clone(self.sqlite), &spec.sqlite_databases),
-            redis_access: RedisAccess::new(Arc::clone(self.redis), Arc::clone(&allowed_hosts)),
-            variables: ComponentVariables::new(
-                id.as_str(),
-                spec.variables
-                    .iter()
-                    .map(|(name, template)| (name.to_string(), self.variables.render(template)))
-                    .collect(),
-            ),
-            allowed_hosts,
+            grants,
         })
     }
 }

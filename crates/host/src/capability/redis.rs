@@ -3,25 +3,27 @@
 //! [`RedisServers`] chose for the address (a real server, or the embedded broker).
 
 use crate::capability::bindings::fermyon::spin2_0_0::redis as wit;
-use crate::capability::view::{View, ViewOf};
+use crate::capability::{
+    Capability, GrantContext, Has, InstanceContext, OpenContext, View, ViewOf,
+};
 use crate::services::allowed_hosts::AllowedHosts;
 use crate::services::redis::{RedisAddress, RedisError, RedisServer, RedisServers};
+use orderly_manifest::ConfigProblem;
 use redis::Value;
 use std::sync::Arc;
 use wasmtime::component::{Linker, Resource};
 
-/// What one instance may reach.
+/// Outbound Redis for the application: the servers it reaches.
+#[derive(Default)]
+pub struct OutboundRedis {
+    servers: Arc<RedisServers>,
+}
+
+/// What one component (and each of its instances) may reach.
 #[derive(Clone)]
 pub struct RedisAccess {
     servers: Arc<RedisServers>,
     allowed: Arc<AllowedHosts>,
-}
-
-impl RedisAccess {
-    /// Access to the `servers` at the addresses `allowed` admits.
-    pub fn new(servers: Arc<RedisServers>, allowed: Arc<AllowedHosts>) -> Self {
-        Self { servers, allowed }
-    }
 }
 
 /// An open connection (the `connection` resource): the server at its address.
@@ -30,12 +32,30 @@ pub struct RedisConnection(Arc<dyn RedisServer>);
 /// What the Redis host functions see of an instance.
 pub type RedisView<'a> = View<'a, RedisAccess>;
 
-/// Adds `fermyon:spin/redis@2.0.0` to `linker`.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> RedisView<'_>,
-) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, ViewOf<RedisAccess>>(linker, view)
+impl Capability for OutboundRedis {
+    type Grant = RedisAccess;
+    type Instance = RedisAccess;
+
+    fn open(cx: &OpenContext<'_>) -> Result<Self, Vec<ConfigProblem>> {
+        Ok(Self {
+            servers: Arc::clone(cx.redis),
+        })
+    }
+
+    fn grant(self: &Arc<Self>, cx: &GrantContext<'_>) -> Result<RedisAccess, Vec<ConfigProblem>> {
+        Ok(RedisAccess {
+            servers: Arc::clone(&self.servers),
+            allowed: Arc::clone(cx.allowed_hosts),
+        })
+    }
+
+    fn instance(grant: &RedisAccess, _: &InstanceContext) -> RedisAccess {
+        grant.clone()
+    }
+
+    fn add_to_linker<T: Has<Self>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ViewOf<RedisAccess>>(linker, <T as Has<Self>>::part)
+    }
 }
 
 impl From<RedisError> for wit::Error {

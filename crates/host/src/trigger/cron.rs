@@ -3,14 +3,25 @@
 //! would overlap the previous one of the same trigger is skipped and logged, not stacked.
 
 use crate::app::App;
-use crate::capability::bindings::fermyon::spin_cron::cron_types::Metadata;
+use crate::capability::bindings::fermyon::spin_cron::cron_types::{self, Metadata};
 use crate::component::ComponentRuntime;
+use crate::instance::InstanceState;
 use chrono::{DateTime, Utc};
 use orderly_manifest::ComponentId;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use wasmtime::component::{HasSelf, Linker};
+
+/// Adds the interface the cron trigger's export uses (`fermyon:spin-cron/cron-types`, types
+/// only) to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+    cron_types::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+}
+
+// An interface of types only has no functions to implement.
+impl cron_types::Host for InstanceState {}
 
 /// A parsed schedule: six fields, seconds first (`*/5 * * * * *`); a seventh, the year, is
 /// allowed.
@@ -112,7 +123,7 @@ async fn fire(app: &Arc<App>, component: &ComponentRuntime, scheduled: DateTime<
     };
     let started = app.clock().now();
     let timestamp = u64::try_from(app.clock().wall().timestamp()).unwrap_or(0);
-    let mut store = app.new_store(component);
+    let mut store = app.new_store(component, &crate::trigger::http::chaining(app));
     let result = async {
         let instance = pre.instantiate_async(&mut store).await?;
         instance

@@ -3,7 +3,9 @@
 //! a lost connection is re-established with backoff instead of ending the trigger.
 
 use crate::app::App;
+use crate::capability::bindings::fermyon::spin::redis_types;
 use crate::component::ComponentRuntime;
+use crate::instance::InstanceState;
 use crate::services::clock::HostClock;
 use crate::services::redis::{RedisAddress, RedisServer};
 use crate::settings::Backoff;
@@ -14,6 +16,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use wasmtime::component::{HasSelf, Linker};
+
+/// Adds the interface the Redis trigger's export uses (`fermyon:spin/redis-types`, types
+/// only) to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+    redis_types::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+}
+
+// An interface of types only has no functions to implement.
+impl redis_types::Host for InstanceState {}
 
 /// One `[[trigger.redis]]`, with its address and channel resolved.
 #[derive(Debug, Clone)]
@@ -258,7 +270,7 @@ async fn deliver(app: &Arc<App>, component: &ComponentRuntime, channel: &str, pa
     let settings = &app.settings().redis;
     let started = app.clock().now();
     let mut backoff = settings.pool_backoff.first;
-    let mut store = app.new_store(component);
+    let mut store = app.new_store(component, &crate::trigger::http::chaining(app));
     let result = loop {
         let handler = match pre.instantiate_async(&mut store).await {
             Ok(handler) => handler,

@@ -1,5 +1,7 @@
 //! Key-value stores: `fermyon:spin/key-value@2.0.0` and `wasi:keyvalue` (store, atomics, batch)
-//! `@0.2.0-draft2`, both views over the same backends, opened by label.
+//! `@0.2.0-draft2`, both views over the same backends ([`backend`]: a SQLite file, or Redis),
+//! opened by label from the runtime config; a component opens the labels it lists in
+//! `key_value_stores`.
 
 mod backend;
 mod redis;
@@ -9,8 +11,9 @@ pub use backend::{Backend, StoreError};
 
 use crate::capability::bindings::fermyon::spin2_0_0::key_value as spin_kv;
 use crate::capability::bindings::wasi::keyvalue::{atomics, batch, store as wasi_kv};
-use crate::capability::grant::Grant;
-use crate::capability::view::{View, ViewOf};
+use crate::capability::{
+    Capability, Grant, GrantContext, Has, InstanceContext, OpenContext, View, ViewOf,
+};
 use crate::services::redis::{RedisAddress, RedisServers};
 use orderly_manifest::{ConfigProblem, KeyValueStoreConfig, RuntimeConfig};
 use sqlite::SqliteKvFile;
@@ -150,16 +153,42 @@ pub struct Cas {
 /// What the key-value host functions see of an instance.
 pub type KeyValueView<'a> = View<'a, KeyValueAccess>;
 
-/// Adds both key-value interfaces to `linker`.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> KeyValueView<'_>,
-) -> wasmtime::Result<()> {
-    spin_kv::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
-    wasi_kv::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
-    atomics::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
-    batch::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
-    Ok(())
+impl Capability for KeyValueStores {
+    type Grant = KeyValueAccess;
+    type Instance = KeyValueAccess;
+
+    fn open(cx: &OpenContext<'_>) -> Result<Self, Vec<ConfigProblem>> {
+        Self::open(
+            &cx.labels(|c| &c.key_value_stores),
+            cx.runtime_config,
+            cx.state_dir,
+            cx.redis,
+        )
+    }
+
+    fn grant(
+        self: &Arc<Self>,
+        cx: &GrantContext<'_>,
+    ) -> Result<KeyValueAccess, Vec<ConfigProblem>> {
+        Ok(Grant::new(Arc::clone(self), &cx.spec.key_value_stores))
+    }
+
+    fn instance(grant: &KeyValueAccess, _: &InstanceContext) -> KeyValueAccess {
+        grant.clone()
+    }
+
+    fn add_to_linker<T: Has<Self>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        let view = <T as Has<Self>>::part;
+        spin_kv::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
+        wasi_kv::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
+        atomics::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
+        batch::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
+        Ok(())
+    }
+
+    fn close(&self) {
+        KeyValueStores::close(self);
+    }
 }
 
 impl From<StoreError> for spin_kv::Error {

@@ -95,6 +95,12 @@ pub struct RedisServers {
     chosen: Mutex<HashMap<String, Arc<dyn RedisServer>>>,
 }
 
+impl Default for RedisServers {
+    fn default() -> Self {
+        Self::new(RedisMode::default(), &RedisSettings::default())
+    }
+}
+
 impl RedisServers {
     /// Servers chosen in `mode`; until [`RedisServers::choose`], every address is a real server.
     pub fn new(mode: RedisMode, settings: &RedisSettings) -> Self {

@@ -4,6 +4,7 @@
 pub mod routes;
 
 use crate::app::App;
+use crate::capability::{InstanceContext, ServiceChaining};
 use crate::component::ComponentRuntime;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
@@ -188,7 +189,7 @@ where
                 .with_detail("the component does not handle HTTP"),
         );
     };
-    let mut store = app.new_store(component);
+    let mut store = app.new_store(component, &chaining(app));
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let id = component.id.clone();
     let instance_id = request_id.to_owned();
@@ -390,4 +391,21 @@ fn body_of(bytes: Bytes) -> WasiBody {
     Full::new(bytes)
         .map_err(|never| match never {})
         .boxed_unsync()
+}
+
+/// Service chaining through the HTTP trigger, for every instance of `app`.
+pub(crate) fn chaining(app: &Arc<App>) -> InstanceContext {
+    InstanceContext {
+        chaining: Some(Arc::clone(app) as Arc<dyn ServiceChaining>),
+    }
+}
+
+impl ServiceChaining for App {
+    fn serve(
+        self: Arc<Self>,
+        component: String,
+        request: Request<WasiBody>,
+    ) -> futures::future::BoxFuture<'static, Result<Response<WasiBody>, Error>> {
+        Box::pin(async move { serve_chained(&self, &component, request).await })
+    }
 }
