@@ -1,8 +1,7 @@
-//! A component made ready to run: compiled (or loaded from the cache), linked, checked against
-//! the triggers that run it, and given what each of its instances receives.
+//! A component made ready to run: compiled (or loaded from the cache), linked, and given what
+//! each of its instances receives (environment, files, output, what each capability granted
+//! it). Which exports it must have is for the triggers that run it to check.
 
-use crate::capability::bindings::cron::SpinCronPre;
-use crate::capability::bindings::redis_handler::RedisHandlerPre;
 use crate::capability::{Capabilities, GrantContext, Grants};
 use crate::engine::{ComponentCache, Loaded};
 use crate::instance::InstanceState;
@@ -18,17 +17,12 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// A component, compiled and linked, with what each of its instances gets.
 pub(crate) struct ComponentRuntime {
     pub(crate) id: ComponentId,
-    /// Its HTTP handler, when an HTTP trigger runs it.
-    pub(crate) http: Option<ProxyPre<InstanceState>>,
-    /// Its Redis handler, when a Redis trigger runs it.
-    pub(crate) redis: Option<RedisHandlerPre<InstanceState>>,
-    /// Its cron handler, when a cron trigger runs it.
-    pub(crate) cron: Option<SpinCronPre<InstanceState>>,
+    /// The component, linked: what each trigger makes its export's handle from.
+    pub(crate) pre: InstancePre<InstanceState>,
     pub(crate) environment: Vec<(String, String)>,
     /// The `files` folders, opened once and shared read-only by every instance.
     pub(crate) mounts: WasiFilesystemCtx,
@@ -36,25 +30,6 @@ pub(crate) struct ComponentRuntime {
     pub(crate) stderr: ComponentOutput,
     /// What each capability granted it.
     pub(crate) grants: Grants,
-}
-
-/// Which triggers run a component.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Triggers {
-    pub(crate) http: bool,
-    pub(crate) redis: bool,
-    pub(crate) cron: bool,
-}
-
-impl Triggers {
-    /// The triggers of `manifest` that run `id`.
-    pub(crate) fn of(manifest: &Manifest, id: &ComponentId) -> Self {
-        Self {
-            http: manifest.http_triggers.iter().any(|t| &t.component == id),
-            redis: manifest.redis_triggers.iter().any(|t| &t.component == id),
-            cron: manifest.cron_triggers.iter().any(|t| &t.component == id),
-        }
-    }
 }
 
 /// What building a [`ComponentRuntime`] needs from the application.
@@ -68,62 +43,27 @@ pub(crate) struct ComponentContext<'a> {
 }
 
 impl ComponentContext<'_> {
-    /// Links `component` and checks it exports what its `triggers` call; lists every problem.
+    /// Links `component` and gives it what its instances get; lists every problem. The
+    /// runtime comes back, problems or not, whenever the component could be linked (so that
+    /// the triggers can check its exports too, and every problem is reported at once).
     pub(crate) fn runtime(
         &self,
         spec: &ComponentSpec,
         component: &Component,
-        triggers: Triggers,
-    ) -> Result<ComponentRuntime, Vec<ConfigProblem>> {
+    ) -> (Option<ComponentRuntime>, Vec<ConfigProblem>) {
         let id = &spec.id;
-        let location = format!("[component.{id}] source");
         let mut problems = Vec::new();
         let pre: Option<InstancePre<InstanceState>> = match self.linker.instantiate_pre(component) {
             Ok(pre) => Some(pre),
             Err(error) => {
                 problems.push(ConfigProblem::new(
-                    location.clone(),
+                    format!("[component.{id}] source"),
                     format!("cannot link the component: {error:#}"),
                     "use only the interfaces orderly up provides (WASI 0.2, wasi:http, Spin key-value, SQLite, Redis, variables), or run with real Spin",
                 ));
                 None
             }
         };
-        let pre = pre.as_ref();
-        let http = export(
-            pre,
-            triggers.http,
-            &location,
-            &mut problems,
-            Export {
-                what: "wasi:http/incoming-handler@0.2.x",
-                fix: "build it as an HTTP component (#[http_component] in spin-sdk)",
-                make: ProxyPre::new,
-            },
-        );
-        let redis = export(
-            pre,
-            triggers.redis,
-            &location,
-            &mut problems,
-            Export {
-                what: "fermyon:spin/inbound-redis",
-                fix: "build it as a Redis component (#[redis_component] in spin-sdk)",
-                make: RedisHandlerPre::new,
-            },
-        );
-        let cron = export(
-            pre,
-            triggers.cron,
-            &location,
-            &mut problems,
-            Export {
-                what: "handle-cron-event (world fermyon:spin-cron/spin-cron)",
-                fix: "export handle-cron-event as the spin-trigger-cron plugin's world declares it",
-                make: SpinCronPre::new,
-            },
-        );
-
         let mut mounts = WasiCtxBuilder::new();
         for mount in &spec.files {
             let opened = if mount.source.is_dir() {
@@ -175,7 +115,7 @@ impl ComponentContext<'_> {
                     format!("cannot create the log files for `{id}`: {error}"),
                     "make the state dir writable, or pass another --state-dir",
                 ));
-                return Err(problems);
+                return (None, problems);
             }
         };
         let grants = self.capabilities.grant(&GrantContext {
@@ -183,12 +123,12 @@ impl ComponentContext<'_> {
             variables: self.variables,
             allowed_hosts: &allowed_hosts,
         });
-        let grants = match grants {
-            Ok(grants) if problems.is_empty() => grants,
-            Ok(_) => return Err(problems),
-            Err(found) => {
+        let (grants, pre) = match (grants, pre) {
+            (Ok(grants), Some(pre)) => (grants, pre),
+            (Ok(_), None) => return (None, problems),
+            (Err(found), _) => {
                 problems.extend(found);
-                return Err(problems);
+                return (None, problems);
             }
         };
         let mut environment: Vec<(String, String)> = spec
@@ -197,49 +137,16 @@ impl ComponentContext<'_> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         environment.extend(self.extra_env.iter().cloned());
-        Ok(ComponentRuntime {
+        let runtime = ComponentRuntime {
             id: id.clone(),
-            http,
-            redis,
-            cron,
+            pre,
             environment,
             mounts,
             stdout,
             stderr,
             grants,
-        })
-    }
-}
-
-/// A trigger's export: what it is called, how to fix its absence, and how to find it.
-struct Export<P> {
-    what: &'static str,
-    fix: &'static str,
-    make: fn(InstancePre<InstanceState>) -> wasmtime::Result<P>,
-}
-
-/// The export a trigger calls, when `wanted`; its absence is a problem.
-fn export<P>(
-    pre: Option<&InstancePre<InstanceState>>,
-    wanted: bool,
-    location: &str,
-    problems: &mut Vec<ConfigProblem>,
-    export: Export<P>,
-) -> Option<P> {
-    let pre = pre.filter(|_| wanted)?;
-    match (export.make)(pre.clone()) {
-        Ok(found) => Some(found),
-        Err(error) => {
-            problems.push(ConfigProblem::new(
-                location,
-                format!(
-                    "a trigger runs it, but it does not export {}: {error:#}",
-                    export.what
-                ),
-                export.fix,
-            ));
-            None
-        }
+        };
+        (Some(runtime), problems)
     }
 }
 
