@@ -4,8 +4,8 @@
 //! does.
 //!
 //! The modules import in one direction, as in Spin (triggers above, capabilities below):
-//! [`entry`] → [`trigger`] → [`app`] → [`component`] (with [`engine`], [`stdio`]) →
-//! [`instance`] → [`capability`] → [`services`]; [`settings`] and [`build`] stand apart.
+//! `entry` → `trigger` → `app` → `component` (with `engine`, `stdio`) → `instance` →
+//! `capability` → `services`; `settings` is a leaf every layer reads, and `build` stands apart.
 
 mod app;
 mod build;
