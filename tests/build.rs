@@ -35,6 +35,7 @@ fn main() {
         "crates/orders-core",
         "crates/simulator-core",
         "crates/catalog",
+        "crates/guest-kit-core",
         "crates/ledger",
         "crates/pipeline",
         "crates/resilience",

@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use orderly_host::{App, LoadOptions, RunningApp, StartError};
+use orderly_host::{LoadOptions, LoadedApp, RunningApp, StartError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tempfile::TempDir;
@@ -180,7 +180,7 @@ impl TestApp {
             .expect("write manifest");
         let mut options = options(dir.path());
         adjust(&mut options);
-        let app = App::load(&options).await?;
+        let app = LoadedApp::load(&options).await?;
         let running = RunningApp::start(app, listen).await?;
         Ok(Self {
             client: HttpClient::new(format!("http://{}", running.address())),

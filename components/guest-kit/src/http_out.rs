@@ -4,6 +4,7 @@
 //! be in flight at once from one handler (join their futures).
 
 use futures::{SinkExt, StreamExt};
+use guest_kit_core::HttpScheme;
 use spin_executor::CancelOnDropToken;
 use spin_sdk::http::{IncomingResponse, Method, OutgoingRequest, Scheme};
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
@@ -159,17 +160,12 @@ async fn read(response: IncomingResponse, max_body: usize) -> Result<Fetched, Fe
 
 /// `http://host:port/path?query` → (scheme, authority, path with query).
 fn split_url(url: &str) -> Option<(Scheme, &str, &str)> {
-    let (scheme, rest) = url.split_once("://")?;
+    let (scheme, authority, path) = guest_kit_core::split_url(url)?;
     let scheme = match scheme {
-        "http" => Scheme::Http,
-        "https" => Scheme::Https,
-        _ => return None,
+        HttpScheme::Http => Scheme::Http,
+        HttpScheme::Https => Scheme::Https,
     };
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => rest.split_at(slash),
-        None => (rest, "/"),
-    };
-    (!authority.is_empty()).then_some((scheme, authority, path))
+    Some((scheme, authority, path))
 }
 
 fn classify(error: ErrorCode) -> FetchError {
@@ -188,26 +184,5 @@ fn classify(error: ErrorCode) -> FetchError {
         }
         ErrorCode::ConnectionWriteTimeout => FetchError::Timeout("sending the request".into()),
         other => FetchError::Other(format!("{other:?}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_split_into_their_parts() {
-        let parts = |url| split_url(url).map(|(s, a, p)| (matches!(s, Scheme::Http), a, p));
-        assert_eq!(
-            parts("http://127.0.0.1:3000/external/validate?x=1"),
-            Some((true, "127.0.0.1:3000", "/external/validate?x=1"))
-        );
-        assert_eq!(
-            parts("https://example.com"),
-            Some((false, "example.com", "/"))
-        );
-        assert_eq!(parts("ftp://example.com/"), None);
-        assert_eq!(parts("http:///path"), None);
-        assert_eq!(parts("127.0.0.1:3000/x"), None);
     }
 }

@@ -3,6 +3,7 @@
 //! every instance and every host using the same store.
 
 use crate::keyvalue::{atomics, batch, store};
+use guest_kit_core::decode_counter;
 use resilience::KvStore;
 
 /// A key-value store error, with the operation that failed.
@@ -37,21 +38,6 @@ impl SpinKv {
         Ok(Self {
             bucket: store::open(label).map_err(failed("open"))?,
         })
-    }
-}
-
-/// Reads a counter's stored bytes: Spin's SQLite store keeps `increment`ed values as 8-byte
-/// little-endian integers, its Redis store as decimal text (`INCRBY`). Decimal text is tried
-/// first; it cannot be mistaken for a binary value below 3.4 × 10^18 (whose eight bytes would
-/// all have to be ASCII digits).
-fn decode_counter(bytes: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(bytes).ok().filter(|text| {
-        let digits = text.strip_prefix('-').unwrap_or(text);
-        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-    });
-    match text {
-        Some(text) => text.parse().ok(),
-        None => <[u8; 8]>::try_from(bytes).ok().map(i64::from_le_bytes),
     }
 }
 
@@ -140,21 +126,5 @@ impl KvStore for SpinKv {
                 None => return Ok(keys),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counters_decode_from_either_backend() {
-        assert_eq!(decode_counter(&42i64.to_le_bytes()), Some(42));
-        assert_eq!(decode_counter(&(-3i64).to_le_bytes()), Some(-3));
-        assert_eq!(decode_counter(b"42"), Some(42));
-        assert_eq!(decode_counter(b"10000000"), Some(10_000_000));
-        assert_eq!(decode_counter(b"-7"), Some(-7));
-        assert_eq!(decode_counter(b"{}"), None);
-        assert_eq!(decode_counter(b""), None);
     }
 }

@@ -82,10 +82,7 @@ impl Incoming {
             .unwrap_or((&path_with_query, ""));
         incoming.path = path.to_owned();
         incoming.query = query.to_owned();
-        incoming.path_info = match incoming.header("spin-path-info") {
-            None | Some("") => "/".to_owned(),
-            Some(info) => info.to_owned(),
-        };
+        incoming.path_info = guest_kit_core::path_info(incoming.header("spin-path-info"));
         let declared = incoming
             .header("content-length")
             .and_then(|value| value.trim().parse::<u64>().ok());
@@ -115,7 +112,8 @@ impl Incoming {
     /// any parameters). Requiring it keeps plain HTML forms on other sites from creating
     /// anything here: a browser sends those cross-site without asking.
     pub fn is_json(&self) -> bool {
-        self.header("content-type").is_some_and(is_json_media_type)
+        self.header("content-type")
+            .is_some_and(guest_kit_core::is_json_media_type)
     }
 
     /// 415 unless the body is declared as JSON.
@@ -134,20 +132,6 @@ impl Incoming {
         response.set_header("accept", "application/json");
         Err(response)
     }
-}
-
-/// Whether a Content-Type value names JSON.
-fn is_json_media_type(value: &str) -> bool {
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || essence
-            .strip_prefix("application/")
-            .is_some_and(|subtype| subtype.ends_with("+json"))
 }
 
 /// Serves one request: reads it with a body limit of `max_body` bytes (413 or 400 when that
@@ -176,29 +160,5 @@ pub async fn send(out: ResponseOutparam, response: Response) {
     let _ = outgoing.set_status_code(*response.status());
     if let Err(error) = out.set_with_body(outgoing, response.into_body()).await {
         eprintln!("could not send the response: {error:?}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_media_types() {
-        for yes in [
-            "application/json",
-            "Application/JSON; charset=utf-8",
-            "application/merge-patch+json",
-        ] {
-            assert!(is_json_media_type(yes), "{yes}");
-        }
-        for no in [
-            "text/plain",
-            "application/x-www-form-urlencoded",
-            "",
-            "json",
-        ] {
-            assert!(!is_json_media_type(no), "{no}");
-        }
     }
 }

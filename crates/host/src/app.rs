@@ -1,218 +1,89 @@
-//! A loaded application: manifest validated, variables resolved, stores opened, components
-//! compiled and linked, triggers resolved.
+//! A loaded application: its capabilities opened from configuration, its components compiled
+//! (or loaded from the cache) and linked, and a fresh store for each instance. The triggers
+//! that run it are planned and started by the entry point; the app knows none of them.
 
-use crate::component::{ComponentContext, ComponentRuntime, Triggers, compile_all};
-use crate::cron::{CronJob, CronSchedule};
+use crate::capability::{Capabilities, InstanceContext, OpenContext};
+use crate::component::{ComponentContext, ComponentRuntime, compile_all};
 use crate::engine::{self, ComponentCache};
-use crate::http_trigger::routes::{RoutePattern, Router};
-use crate::instance::{self, InstanceState};
-use crate::key_value::KeyValueStores;
-use crate::outbound_http::{HttpConnectionPool, OutboundHttp};
-use crate::redis::trigger::Subscription;
-use crate::redis::{ConnectionPool, RedisAddress, RedisHub, RedisMode};
-use crate::sqlite::Databases;
+use crate::instance::{self, AddToLinker, InstanceState};
+use crate::services::clock::HostClock;
+use crate::services::redis::RedisServers;
+use crate::settings::HostSettings;
 use orderly_manifest::{
-    App as Manifest, ComponentId, ComponentSpec, HttpRoute, LoadError, Problem, ResolvedVariables,
-    RuntimeConfig, VariableSources,
+    App as Manifest, ComponentId, ConfigProblem, ResolvedVariables, RuntimeConfig,
 };
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio_util::task::TaskTracker;
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi_http::WasiHttpCtx;
 
-/// How to load an application.
-#[derive(Debug, Clone)]
-pub struct LoadOptions {
-    /// The manifest (`spin.toml`).
-    pub manifest: PathBuf,
-    /// `--runtime-config-file`.
-    pub runtime_config: Option<PathBuf>,
-    /// `--state-dir`: `None` means the runtime config's `state_dir`, else `<app>/.spin`;
-    /// an empty path means no state dir (stores in memory, no log files).
-    pub state_dir: Option<PathBuf>,
-    /// Where compiled components are cached (default `<state-dir>/cache`).
-    pub cache_dir: Option<PathBuf>,
-    /// `--variable name=value`.
-    pub variables: BTreeMap<String, String>,
-    /// `--env KEY=VALUE`: environment variables for every component.
-    pub env: Vec<(String, String)>,
-    /// Whether component output is echoed to the terminal (it always goes to the log files).
-    pub echo_component_output: bool,
-    /// Who serves the Redis triggers' addresses (`--redis`).
-    pub redis_mode: RedisMode,
-    /// How many Redis messages are handled at once (`--redis-concurrency`).
-    pub redis_concurrency: usize,
+/// What loading an application needs.
+pub(crate) struct AppConfig<'a> {
+    pub(crate) manifest: &'a Manifest,
+    pub(crate) runtime_config: &'a RuntimeConfig,
+    pub(crate) variables: &'a ResolvedVariables,
+    /// Where default stores live; `None` keeps them in memory.
+    pub(crate) state_dir: Option<&'a Path>,
+    /// Where component output is written; `None`: nowhere but the terminal.
+    pub(crate) log_dir: Option<&'a Path>,
+    /// Where compiled components are cached.
+    pub(crate) cache_dir: PathBuf,
+    /// Environment variables for every component.
+    pub(crate) env: &'a [(String, String)],
+    /// Whether component output is echoed to the terminal.
+    pub(crate) echo_output: bool,
+    pub(crate) redis: &'a Arc<RedisServers>,
+    pub(crate) settings: &'a HostSettings,
+    pub(crate) clock: &'a Arc<dyn HostClock>,
+    /// What the triggers add to the linker (the interfaces their exports use).
+    pub(crate) trigger_interfaces: &'a [AddToLinker],
 }
 
-/// Redis messages handled at once, unless configured.
-pub const DEFAULT_REDIS_CONCURRENCY: usize = 64;
-
-impl LoadOptions {
-    /// Options for the manifest at `manifest`, everything else default.
-    pub fn new(manifest: impl Into<PathBuf>) -> Self {
-        Self {
-            manifest: manifest.into(),
-            runtime_config: None,
-            state_dir: None,
-            cache_dir: None,
-            variables: BTreeMap::new(),
-            env: Vec::new(),
-            echo_component_output: true,
-            redis_mode: RedisMode::default(),
-            redis_concurrency: DEFAULT_REDIS_CONCURRENCY,
-        }
-    }
-}
-
-/// Why an application could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The manifest or runtime config is wrong.
-    #[error(transparent)]
-    Config(#[from] LoadError),
-    /// The configuration is fine but the application cannot run as described.
-    #[error("{} cannot start; {} problem{}:\n{}", manifest.display(), problems.len(), if problems.len() == 1 { "" } else { "s" }, problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Problems {
-        /// The manifest.
-        manifest: PathBuf,
-        /// Everything in the way.
-        problems: Vec<Problem>,
-    },
-    /// The host itself failed (engine, threads, listener).
-    #[error("{0:#}")]
-    Host(#[from] anyhow::Error),
-}
-
-/// A loaded application, ready to serve.
-pub struct App {
-    pub(crate) manifest: Manifest,
-    pub(crate) engine: Engine,
+/// A loaded application: its components and capabilities.
+pub(crate) struct App {
+    engine: Engine,
     components: BTreeMap<ComponentId, ComponentRuntime>,
-    pub(crate) router: Router<ComponentId>,
-    redis_subscriptions: Vec<Subscription>,
-    redis_concurrency: usize,
-    cron_jobs: Vec<CronJob>,
-    redis: Arc<RedisHub>,
-    key_value: Arc<KeyValueStores>,
-    sqlite: Arc<Databases>,
-    /// The instances serving HTTP requests: one may still run (and write) after its response
-    /// went out, so shutdown waits for them before closing the stores.
-    pub(crate) http_instances: TaskTracker,
-    /// The outbound `http://` connections, shared by every instance.
-    pub(crate) outbound_connections: HttpConnectionPool,
-}
-
-/// Where state, logs and compiled components live.
-struct Folders {
-    state: Option<PathBuf>,
-    logs: Option<PathBuf>,
-    cache: PathBuf,
-}
-
-impl Folders {
-    fn resolve(
-        options: &LoadOptions,
-        manifest: &Manifest,
-        config: &RuntimeConfig,
-    ) -> anyhow::Result<Self> {
-        let state = match &options.state_dir {
-            Some(dir) if dir.as_os_str().is_empty() => None,
-            Some(dir) => Some(std::path::absolute(dir)?),
-            None => Some(
-                config
-                    .state_dir
-                    .clone()
-                    .unwrap_or_else(|| manifest.dir.join(".spin")),
-            ),
-        };
-        let logs = config
-            .log_dir
-            .clone()
-            .or_else(|| state.as_ref().map(|dir| dir.join("logs")));
-        let cache = options
-            .cache_dir
-            .clone()
-            .or_else(|| state.as_ref().map(|dir| dir.join("cache")))
-            .unwrap_or_else(user_cache_dir);
-        Ok(Self { state, logs, cache })
-    }
-}
-
-/// Without a state dir, compiled components go to the user's own cache folder (never a shared
-/// temporary folder, whose files another user could plant).
-fn user_cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .map_or_else(|| PathBuf::from(".spin-cache"), |dir| dir.join("orderly"))
+    capabilities: Capabilities,
 }
 
 impl App {
-    /// Loads the application described by `options`: reads and checks the manifest, resolves
-    /// variables, opens stores, decides who serves Redis, compiles (or loads cached)
-    /// components and links them. Every problem found is reported at once.
-    pub async fn load(options: &LoadOptions) -> Result<Arc<Self>, StartError> {
-        let manifest = Manifest::load(&options.manifest)?;
-        let runtime_config = match &options.runtime_config {
-            Some(path) => RuntimeConfig::load(path)?,
-            None => RuntimeConfig::default(),
-        };
-        let variables = manifest.resolve_variables(&VariableSources::with_process_env(
-            options.variables.clone(),
-        ))?;
-        manifest.check_sources()?;
-        let folders = Folders::resolve(options, &manifest, &runtime_config)?;
-
-        let mut problems = Vec::new();
-        let pool = Arc::new(ConnectionPool::default());
-        let key_value = keep_problems(
-            KeyValueStores::open(
-                &labels(&manifest, |c| &c.key_value_stores),
-                &runtime_config,
-                folders.state.as_deref(),
-                &pool,
-            ),
-            &mut problems,
+    /// Opens the capabilities, compiles (or loads cached) components and links them. Every
+    /// problem found goes to `problems`: the app comes back with what could be loaded, so that
+    /// the triggers can check it too; it must not run unless `problems` stays empty. An error
+    /// is the host's own failure (the engine, the linker).
+    pub(crate) async fn load(
+        config: &AppConfig<'_>,
+        problems: &mut Vec<ConfigProblem>,
+    ) -> anyhow::Result<Self> {
+        let capabilities = Capabilities::open(
+            &OpenContext {
+                manifest: config.manifest,
+                runtime_config: config.runtime_config,
+                state_dir: config.state_dir,
+                redis: config.redis,
+                settings: config.settings,
+            },
+            problems,
         );
-        let sqlite = keep_problems(
-            Databases::open(
-                &labels(&manifest, |c| &c.sqlite_databases),
-                &runtime_config,
-                folders.state.as_deref(),
-            ),
-            &mut problems,
-        );
-        let (key_value, sqlite) = (Arc::new(key_value), Arc::new(sqlite));
-        let router = build_router(&manifest, &mut problems);
-        let (redis_subscriptions, redis_addresses) =
-            redis_subscriptions(&manifest, &variables, &mut problems);
-        let cron_jobs = cron_jobs(&manifest, &mut problems);
-        let redis = Arc::new(RedisHub::start(options.redis_mode, &redis_addresses, pool).await);
-
         let engine = engine::new_engine()?;
-        let linker = instance::linker(&engine)
+        let linker = instance::linker(&engine, config.trigger_interfaces)
             .map_err(|error| anyhow::anyhow!("cannot set up the host interfaces: {error:?}"))?;
         let context = ComponentContext {
             linker: &linker,
-            variables: &variables,
-            key_value: &key_value,
-            sqlite: &sqlite,
-            redis: &redis,
-            log_dir: folders.logs.as_deref(),
-            echo_output: options.echo_component_output,
-            extra_env: &options.env,
+            variables: config.variables,
+            capabilities: &capabilities,
+            log_dir: config.log_dir,
+            echo_output: config.echo_output,
+            extra_env: config.env,
         };
         let mut components = BTreeMap::new();
-        for (id, compiled) in
-            compile_all(&engine, &manifest, ComponentCache::new(folders.cache)).await
-        {
+        let cache = ComponentCache::new(config.cache_dir.clone());
+        for (id, compiled) in compile_all(&engine, config.manifest, cache, config.clock).await {
             let component = match compiled {
                 Ok(component) => component,
                 Err(error) => {
-                    problems.push(Problem::new(
+                    problems.push(ConfigProblem::new(
                         format!("[component.{id}] source"),
                         format!("{error:#}"),
                         "rebuild the component for wasm32-wasip2",
@@ -220,38 +91,17 @@ impl App {
                     continue;
                 }
             };
-            let triggers = Triggers::of(&manifest, &id);
-            match context.runtime(&manifest.components[&id], &component, triggers) {
-                Ok(runtime) => {
-                    components.insert(id, runtime);
-                }
-                Err(found) => problems.extend(found),
+            let (runtime, found) = context.runtime(&config.manifest.components[&id], &component);
+            problems.extend(found);
+            if let Some(runtime) = runtime {
+                components.insert(id, runtime);
             }
         }
-        if !problems.is_empty() {
-            key_value.close();
-            sqlite.close();
-            return Err(StartError::Problems {
-                manifest: manifest.manifest_path.clone(),
-                problems,
-            });
-        }
-        Ok(Arc::new(Self {
-            manifest,
+        Ok(Self {
             engine,
             components,
-            router,
-            redis_subscriptions,
-            redis_concurrency: options
-                .redis_concurrency
-                .clamp(1, engine::MAX_INSTANCES as usize),
-            cron_jobs,
-            redis,
-            key_value,
-            sqlite,
-            http_instances: TaskTracker::new(),
-            outbound_connections: HttpConnectionPool::default(),
-        }))
+            capabilities,
+        })
     }
 
     /// A component by id.
@@ -259,30 +109,18 @@ impl App {
         self.components.get(id)
     }
 
-    /// The Redis trigger's subscriptions.
-    pub(crate) fn redis_subscriptions(&self) -> &[Subscription] {
-        &self.redis_subscriptions
+    /// Starts advancing the engine's epoch, which makes running guests yield (see
+    /// [`App::new_store`]). Call once, when the triggers start.
+    pub(crate) fn start_epoch_ticker(&self) {
+        engine::start_epoch_ticker(&self.engine);
     }
 
-    /// How many Redis messages may be handled at once.
-    pub(crate) fn redis_concurrency(&self) -> usize {
-        self.redis_concurrency
-    }
-
-    /// Who serves Redis.
-    pub(crate) fn redis_hub(&self) -> &Arc<RedisHub> {
-        &self.redis
-    }
-
-    /// The cron trigger's jobs.
-    pub(crate) fn cron_jobs(&self) -> &[CronJob] {
-        &self.cron_jobs
-    }
-
-    /// A fresh store for one instance of `component`.
+    /// A fresh store for one instance of `component`; `context` is what the trigger that runs
+    /// it hands the instance.
     pub(crate) fn new_store(
-        self: &Arc<Self>,
+        &self,
         component: &ComponentRuntime,
+        context: &InstanceContext,
     ) -> Store<InstanceState> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&component.environment)
@@ -293,16 +131,7 @@ impl App {
         let state = InstanceState {
             table: wasmtime::component::ResourceTable::new(),
             wasi,
-            http: WasiHttpCtx::new(),
-            outbound: OutboundHttp::new(
-                Arc::clone(self),
-                component.id.clone(),
-                Arc::clone(&component.allowed_hosts),
-            ),
-            key_value: component.key_value.clone(),
-            sqlite: component.sqlite.clone(),
-            redis: component.redis_access.clone(),
-            variables: component.variables.clone(),
+            capabilities: component.grants.instance(context),
         };
         let mut store = Store::new(&self.engine, state);
         // At every epoch tick a running guest yields through tokio's `yield_now`, which lets
@@ -317,169 +146,9 @@ impl App {
         store
     }
 
-    /// The HTTP triggers, for the start-up listing: `(route, component)`.
-    pub fn http_routes(&self) -> impl Iterator<Item = (&HttpRoute, &ComponentId)> {
-        self.manifest
-            .http_triggers
-            .iter()
-            .map(|trigger| (&trigger.route, &trigger.component))
+    /// Closes the capabilities (stores and databases, checkpointing SQLite write-ahead logs).
+    /// Call once every instance has finished.
+    pub(crate) fn close(&self) {
+        self.capabilities.close();
     }
-
-    /// The Redis subscriptions, for the start-up listing: `(address, channel, component)`, with
-    /// whether the embedded broker serves the address.
-    pub fn redis_channels(&self) -> impl Iterator<Item = (&str, &str, &ComponentId, bool)> {
-        self.redis_subscriptions.iter().map(|s| {
-            (
-                s.address.url.as_str(),
-                s.channel.as_str(),
-                &s.component,
-                self.redis.is_embedded(&s.address),
-            )
-        })
-    }
-
-    /// The cron jobs, for the start-up listing: `(expression, component)`.
-    pub fn cron_schedules(&self) -> impl Iterator<Item = (&str, &ComponentId)> {
-        self.manifest
-            .cron_triggers
-            .iter()
-            .map(|trigger| (trigger.cron_expression.as_str(), &trigger.component))
-    }
-
-    /// Closes the stores and databases, checkpointing SQLite write-ahead logs. Call once every
-    /// instance has finished.
-    pub fn close(&self) {
-        self.key_value.close();
-        self.sqlite.close();
-    }
-}
-
-/// The value, or (moving its problems to `problems`) an empty default, so loading goes on to
-/// find every other problem too.
-fn keep_problems<T: Default>(result: Result<T, Vec<Problem>>, problems: &mut Vec<Problem>) -> T {
-    result.unwrap_or_else(|found| {
-        problems.extend(found);
-        T::default()
-    })
-}
-
-/// Label → ids of the components that list it.
-fn labels(
-    manifest: &Manifest,
-    field: impl Fn(&ComponentSpec) -> &Vec<String>,
-) -> BTreeMap<String, Vec<String>> {
-    let mut labels: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for component in manifest.components.values() {
-        for label in field(component) {
-            labels
-                .entry(label.clone())
-                .or_default()
-                .push(component.id.to_string());
-        }
-    }
-    labels
-}
-
-fn build_router(manifest: &Manifest, problems: &mut Vec<Problem>) -> Router<ComponentId> {
-    let mut routes = Vec::new();
-    for trigger in &manifest.http_triggers {
-        let HttpRoute::Path(route) = &trigger.route else {
-            continue;
-        };
-        if route.starts_with("/.well-known/spin/") {
-            tracing::warn!(%route, component = %trigger.component, "routes under /.well-known/spin/ are reserved and will never be reached");
-        }
-        match RoutePattern::parse(route) {
-            Ok(pattern) => routes.push((pattern, trigger.component.clone())),
-            Err(error) => problems.push(Problem::new(
-                format!("[[trigger.http]] for `{}`", trigger.component),
-                error.to_string(),
-                "write routes as /exact, /prefix/... or /with/:name",
-            )),
-        }
-    }
-    let (router, replaced) = Router::new(routes);
-    for (pattern, component) in replaced {
-        tracing::warn!(route = pattern.raw(), %component, "duplicate route: this trigger will never be used (a later one has the same route)");
-    }
-    router
-}
-
-/// Resolves each `[[trigger.redis]]` (address and channel templates), and lists every address
-/// the application configures: the triggers' and `[application.trigger.redis]`'s.
-fn redis_subscriptions(
-    manifest: &Manifest,
-    variables: &ResolvedVariables,
-    problems: &mut Vec<Problem>,
-) -> (Vec<Subscription>, Vec<RedisAddress>) {
-    let parse = |template: &orderly_manifest::Template,
-                 location: String,
-                 problems: &mut Vec<Problem>| {
-        let url = variables.render(template);
-        let parsed = RedisAddress::parse(&url);
-        if parsed.is_none() {
-            problems.push(Problem::new(
-                    location,
-                    format!("{url:?} is not a Redis address"),
-                    "write it as redis://host:port, e.g. redis://127.0.0.1:6379 (rediss://, Redis over TLS, is not supported)",
-                ));
-        }
-        parsed
-    };
-    let app_address = manifest.redis_address.as_ref().and_then(|template| {
-        parse(
-            template,
-            "[application.trigger.redis] address".into(),
-            problems,
-        )
-    });
-    let mut addresses: Vec<RedisAddress> = app_address.iter().cloned().collect();
-    let mut subscriptions = Vec::new();
-    for trigger in &manifest.redis_triggers {
-        let location = format!("[[trigger.redis]] for `{}`", trigger.component);
-        let address = match &trigger.address {
-            Some(template) => parse(template, format!("{location} address"), problems),
-            None if app_address.is_some() => app_address.clone(),
-            None => {
-                problems.push(Problem::new(
-                    location.clone(),
-                    "has no Redis address".to_owned(),
-                    "set address on the trigger, or [application.trigger.redis] address = \"redis://127.0.0.1:6379\"",
-                ));
-                None
-            }
-        };
-        if let Some(address) = address {
-            addresses.push(address.clone());
-            subscriptions.push(Subscription {
-                address,
-                channel: variables.render(&trigger.channel),
-                component: trigger.component.clone(),
-            });
-        }
-    }
-    (subscriptions, addresses)
-}
-
-fn cron_jobs(manifest: &Manifest, problems: &mut Vec<Problem>) -> Vec<CronJob> {
-    manifest
-        .cron_triggers
-        .iter()
-        .filter_map(
-            |trigger| match trigger.cron_expression.parse::<CronSchedule>() {
-                Ok(schedule) => Some(CronJob {
-                    component: trigger.component.clone(),
-                    schedule,
-                }),
-                Err(reason) => {
-                    problems.push(Problem::new(
-                    format!("[[trigger.cron]] for `{}` cron_expression", trigger.component),
-                    reason,
-                    "use six fields, seconds first: sec min hour day-of-month month day-of-week",
-                ));
-                    None
-                }
-            },
-        )
-        .collect()
 }

@@ -1,135 +1,69 @@
-//! A component made ready to run: compiled (or loaded from the cache), linked, checked against
-//! the triggers that run it, and given what each of its instances receives.
+//! A component made ready to run: compiled (or loaded from the cache), linked, and given what
+//! each of its instances receives (environment, files, output, what each capability granted
+//! it). Which exports it must have is for the triggers that run it to check.
 
-use crate::allowed_hosts::AllowedHosts;
-use crate::bindings::cron::SpinCronPre;
-use crate::bindings::redis_handler::RedisHandlerPre;
+use crate::capability::{Capabilities, GrantContext, Grants};
 use crate::engine::{ComponentCache, Loaded};
 use crate::instance::InstanceState;
-use crate::key_value::{KeyValueAccess, KeyValueStores};
-use crate::redis::{RedisAccess, RedisHub};
-use crate::sqlite::{Databases, SqliteAccess};
+use crate::services::allowed_hosts::AllowedHosts;
+use crate::services::clock::HostClock;
 use crate::stdio::{ComponentOutput, Terminal};
-use crate::variables::ComponentVariables;
-use orderly_manifest::{App as Manifest, ComponentId, ComponentSpec, Problem, ResolvedVariables};
+use orderly_manifest::{
+    App as Manifest, ComponentId, ComponentSpec, ConfigProblem, ResolvedVariables,
+};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// A component, compiled and linked, with what each of its instances gets.
 pub(crate) struct ComponentRuntime {
     pub(crate) id: ComponentId,
-    /// Its HTTP handler, when an HTTP trigger runs it.
-    pub(crate) http: Option<ProxyPre<InstanceState>>,
-    /// Its Redis handler, when a Redis trigger runs it.
-    pub(crate) redis: Option<RedisHandlerPre<InstanceState>>,
-    /// Its cron handler, when a cron trigger runs it.
-    pub(crate) cron: Option<SpinCronPre<InstanceState>>,
+    /// The component, linked: what each trigger makes its export's handle from.
+    pub(crate) pre: InstancePre<InstanceState>,
     pub(crate) environment: Vec<(String, String)>,
     /// The `files` folders, opened once and shared read-only by every instance.
     pub(crate) mounts: WasiFilesystemCtx,
     pub(crate) stdout: ComponentOutput,
     pub(crate) stderr: ComponentOutput,
-    pub(crate) key_value: KeyValueAccess,
-    pub(crate) sqlite: SqliteAccess,
-    pub(crate) redis_access: RedisAccess,
-    pub(crate) variables: ComponentVariables,
-    pub(crate) allowed_hosts: Arc<AllowedHosts>,
-}
-
-/// Which triggers run a component.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Triggers {
-    pub(crate) http: bool,
-    pub(crate) redis: bool,
-    pub(crate) cron: bool,
-}
-
-impl Triggers {
-    /// The triggers of `manifest` that run `id`.
-    pub(crate) fn of(manifest: &Manifest, id: &ComponentId) -> Self {
-        Self {
-            http: manifest.http_triggers.iter().any(|t| &t.component == id),
-            redis: manifest.redis_triggers.iter().any(|t| &t.component == id),
-            cron: manifest.cron_triggers.iter().any(|t| &t.component == id),
-        }
-    }
+    /// What each capability granted it.
+    pub(crate) grants: Grants,
 }
 
 /// What building a [`ComponentRuntime`] needs from the application.
 pub(crate) struct ComponentContext<'a> {
     pub(crate) linker: &'a Linker<InstanceState>,
     pub(crate) variables: &'a ResolvedVariables,
-    pub(crate) key_value: &'a Arc<KeyValueStores>,
-    pub(crate) sqlite: &'a Arc<Databases>,
-    pub(crate) redis: &'a Arc<RedisHub>,
+    pub(crate) capabilities: &'a Capabilities,
     pub(crate) log_dir: Option<&'a Path>,
     pub(crate) echo_output: bool,
     pub(crate) extra_env: &'a [(String, String)],
 }
 
 impl ComponentContext<'_> {
-    /// Links `component` and checks it exports what its `triggers` call; lists every problem.
+    /// Links `component` and gives it what its instances get; lists every problem. The
+    /// runtime comes back, problems or not, whenever the component could be linked (so that
+    /// the triggers can check its exports too, and every problem is reported at once).
     pub(crate) fn runtime(
         &self,
         spec: &ComponentSpec,
         component: &Component,
-        triggers: Triggers,
-    ) -> Result<ComponentRuntime, Vec<Problem>> {
+    ) -> (Option<ComponentRuntime>, Vec<ConfigProblem>) {
         let id = &spec.id;
-        let location = format!("[component.{id}] source");
         let mut problems = Vec::new();
         let pre: Option<InstancePre<InstanceState>> = match self.linker.instantiate_pre(component) {
             Ok(pre) => Some(pre),
             Err(error) => {
-                problems.push(Problem::new(
-                    location.clone(),
+                problems.push(ConfigProblem::new(
+                    format!("[component.{id}] source"),
                     format!("cannot link the component: {error:#}"),
                     "use only the interfaces orderly up provides (WASI 0.2, wasi:http, Spin key-value, SQLite, Redis, variables), or run with real Spin",
                 ));
                 None
             }
         };
-        let pre = pre.as_ref();
-        let http = export(
-            pre,
-            triggers.http,
-            &location,
-            &mut problems,
-            Export {
-                what: "wasi:http/incoming-handler@0.2.x",
-                fix: "build it as an HTTP component (#[http_component] in spin-sdk)",
-                make: ProxyPre::new,
-            },
-        );
-        let redis = export(
-            pre,
-            triggers.redis,
-            &location,
-            &mut problems,
-            Export {
-                what: "fermyon:spin/inbound-redis",
-                fix: "build it as a Redis component (#[redis_component] in spin-sdk)",
-                make: RedisHandlerPre::new,
-            },
-        );
-        let cron = export(
-            pre,
-            triggers.cron,
-            &location,
-            &mut problems,
-            Export {
-                what: "handle-cron-event (world fermyon:spin-cron/spin-cron)",
-                fix: "export handle-cron-event as the spin-trigger-cron plugin's world declares it",
-                make: SpinCronPre::new,
-            },
-        );
-
         let mut mounts = WasiCtxBuilder::new();
         for mount in &spec.files {
             let opened = if mount.source.is_dir() {
@@ -141,7 +75,7 @@ impl ComponentContext<'_> {
                 Err(format!("{} is not a folder", mount.source.display()))
             };
             if let Err(reason) = opened {
-                problems.push(Problem::new(
+                problems.push(ConfigProblem::new(
                     format!("[component.{id}] files"),
                     reason,
                     "create the folder, or fix `source` (relative to spin.toml)",
@@ -155,7 +89,7 @@ impl ComponentContext<'_> {
             .map(|template| self.variables.render(template))
             .collect();
         let allowed_hosts = Arc::new(AllowedHosts::parse(&hosts).unwrap_or_else(|error| {
-            problems.push(Problem::new(
+            problems.push(ConfigProblem::new(
                 format!("[component.{id}] allowed_outbound_hosts"),
                 error.to_string(),
                 "write entries as scheme://host[:port], e.g. \"https://api.example.com\" or \"http://orders.spin.internal\"",
@@ -176,76 +110,43 @@ impl ComponentContext<'_> {
         ) {
             (Ok(stdout), Ok(stderr)) => (stdout, stderr),
             (Err(error), _) | (_, Err(error)) => {
-                problems.push(Problem::new(
+                problems.push(ConfigProblem::new(
                     "--state-dir",
                     format!("cannot create the log files for `{id}`: {error}"),
                     "make the state dir writable, or pass another --state-dir",
                 ));
-                return Err(problems);
+                return (None, problems);
             }
         };
-        if !problems.is_empty() {
-            return Err(problems);
-        }
+        let grants = self.capabilities.grant(&GrantContext {
+            spec,
+            variables: self.variables,
+            allowed_hosts: &allowed_hosts,
+        });
+        let (grants, pre) = match (grants, pre) {
+            (Ok(grants), Some(pre)) => (grants, pre),
+            (Ok(_), None) => return (None, problems),
+            (Err(found), _) => {
+                problems.extend(found);
+                return (None, problems);
+            }
+        };
         let mut environment: Vec<(String, String)> = spec
             .environment
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         environment.extend(self.extra_env.iter().cloned());
-        Ok(ComponentRuntime {
+        let runtime = ComponentRuntime {
             id: id.clone(),
-            http,
-            redis,
-            cron,
+            pre,
             environment,
             mounts,
             stdout,
             stderr,
-            key_value: KeyValueAccess::new(Arc::clone(self.key_value), &spec.key_value_stores),
-            sqlite: SqliteAccess::new(Arc::clone(self.sqlite), &spec.sqlite_databases),
-            redis_access: RedisAccess::new(Arc::clone(self.redis), Arc::clone(&allowed_hosts)),
-            variables: ComponentVariables::new(
-                id.as_str(),
-                spec.variables
-                    .iter()
-                    .map(|(name, template)| (name.to_string(), self.variables.render(template)))
-                    .collect(),
-            ),
-            allowed_hosts,
-        })
-    }
-}
-
-/// A trigger's export: what it is called, how to fix its absence, and how to find it.
-struct Export<P> {
-    what: &'static str,
-    fix: &'static str,
-    make: fn(InstancePre<InstanceState>) -> wasmtime::Result<P>,
-}
-
-/// The export a trigger calls, when `wanted`; its absence is a problem.
-fn export<P>(
-    pre: Option<&InstancePre<InstanceState>>,
-    wanted: bool,
-    location: &str,
-    problems: &mut Vec<Problem>,
-    export: Export<P>,
-) -> Option<P> {
-    let pre = pre.filter(|_| wanted)?;
-    match (export.make)(pre.clone()) {
-        Ok(found) => Some(found),
-        Err(error) => {
-            problems.push(Problem::new(
-                location,
-                format!(
-                    "a trigger runs it, but it does not export {}: {error:#}",
-                    export.what
-                ),
-                export.fix,
-            ));
-            None
-        }
+            grants,
+        };
+        (Some(runtime), problems)
     }
 }
 
@@ -254,15 +155,21 @@ pub(crate) async fn compile_all(
     engine: &Engine,
     manifest: &Manifest,
     cache: ComponentCache,
+    clock: &Arc<dyn HostClock>,
 ) -> Vec<(ComponentId, anyhow::Result<Component>)> {
     let tasks: Vec<_> = manifest
         .components
         .values()
         .map(|spec| {
-            let (engine, cache, id, source) =
-                (engine.clone(), cache.clone(), spec.id.clone(), spec.source.clone());
+            let (engine, cache, id, source, clock) = (
+                engine.clone(),
+                cache.clone(),
+                spec.id.clone(),
+                spec.source.clone(),
+                Arc::clone(clock),
+            );
             tokio::task::spawn_blocking(move || {
-                let started = Instant::now();
+                let started = clock.now();
                 let loaded = cache.load(&engine, &source);
                 if let Ok((_, how)) = &loaded {
                     let how = match how {

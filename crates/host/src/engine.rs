@@ -40,7 +40,6 @@ pub fn new_engine() -> anyhow::Result<Engine> {
             Engine::new(&base_config())?
         }
     };
-    start_epoch_ticker(&engine);
     Ok(engine)
 }
 
@@ -50,14 +49,15 @@ pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10)
 fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
-    // Guests yield every tick (see `App::new_store`), so one busy guest cannot starve the
+    // Guests yield every tick (see `App::new_store`), once the ticker runs, so one busy guest cannot starve the
     // requests that share its thread.
     config.epoch_interruption(true);
     config
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
-fn start_epoch_ticker(engine: &Engine) {
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped (a thread of
+/// its own; started when the triggers start, not while loading).
+pub(crate) fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
     let spawned = std::thread::Builder::new()
         .name("orderly-epoch".into())

@@ -1,25 +1,19 @@
-//! One component instance's state, and the linker that gives components every host interface.
+//! One component instance's state, and the linker that gives components every host interface:
+//! WASI, then every capability ([`capability::add_to_linker`]), then what the triggers add.
 
-use crate::key_value::{self, KeyValueAccess, KeyValueView};
-use crate::outbound_http::OutboundHttp;
-use crate::redis::{self, RedisAccess, RedisView};
-use crate::sqlite::{self, SqliteAccess, SqliteView};
-use crate::variables::{self, ComponentVariables};
+use crate::capability::{self, InstanceParts, Instances, outbound_http};
 use wasmtime::Engine;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
-/// Everything one component instance owns while it runs: a fresh one per request or message.
+/// Everything one component instance owns while it runs: a fresh one per request, message or
+/// cron run.
 pub struct InstanceState {
     pub(crate) table: ResourceTable,
     pub(crate) wasi: WasiCtx,
-    pub(crate) http: WasiHttpCtx,
-    pub(crate) outbound: OutboundHttp,
-    pub(crate) key_value: KeyValueAccess,
-    pub(crate) sqlite: SqliteAccess,
-    pub(crate) redis: RedisAccess,
-    pub(crate) variables: ComponentVariables,
+    /// Every capability's part of the instance.
+    pub(crate) capabilities: Instances,
 }
 
 impl WasiView for InstanceState {
@@ -31,46 +25,33 @@ impl WasiView for InstanceState {
     }
 }
 
-impl WasiHttpView for InstanceState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.outbound,
-        }
+impl InstanceParts for InstanceState {
+    fn parts(&mut self) -> (&mut ResourceTable, &mut Instances) {
+        (&mut self.table, &mut self.capabilities)
     }
 }
 
-// The interfaces of types only that the trigger exports use have no functions to implement.
-impl crate::bindings::fermyon::spin::redis_types::Host for InstanceState {}
-impl crate::bindings::fermyon::spin_cron::cron_types::Host for InstanceState {}
+/// The HTTP trigger hands requests in through this view (`wasi:http` belongs to the outbound
+/// HTTP capability, as in Spin).
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        outbound_http::http_view(self)
+    }
+}
 
-/// A linker with WASI 0.2, `wasi:http` and the Spin interfaces `orderly up` implements.
-pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<InstanceState>> {
+/// What a trigger adds to the linker: the interfaces its exports need.
+pub(crate) type AddToLinker = fn(&mut Linker<InstanceState>) -> wasmtime::Result<()>;
+
+/// A linker with WASI 0.2, every capability, and what the triggers add (`triggers`).
+pub(crate) fn linker(
+    engine: &Engine,
+    triggers: &[AddToLinker],
+) -> wasmtime::Result<Linker<InstanceState>> {
     let mut linker = Linker::<InstanceState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    key_value::add_to_linker(&mut linker, |state| KeyValueView {
-        table: &mut state.table,
-        access: &state.key_value,
-    })?;
-    sqlite::add_to_linker(&mut linker, |state| SqliteView {
-        table: &mut state.table,
-        access: &state.sqlite,
-    })?;
-    redis::add_to_linker(&mut linker, |state| RedisView {
-        table: &mut state.table,
-        access: &state.redis,
-    })?;
-    variables::add_to_linker(&mut linker, |state| &state.variables)?;
-    // Interfaces of types only (used by the trigger exports) still need their instances.
-    crate::bindings::fermyon::spin::redis_types::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
-        &mut linker,
-        |state| state,
-    )?;
-    crate::bindings::fermyon::spin_cron::cron_types::add_to_linker::<
-        _,
-        wasmtime::component::HasSelf<_>,
-    >(&mut linker, |state| state)?;
+    capability::add_to_linker(&mut linker)?;
+    for add in triggers {
+        add(&mut linker)?;
+    }
     Ok(linker)
 }

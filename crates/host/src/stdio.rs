@@ -1,7 +1,7 @@
 //! Component stdout and stderr: each line goes to the host's terminal prefixed with the component
 //! id, and unchanged to `<log-dir>/<component>_{stdout,stderr}.txt` (as Spin writes them).
 
-use crate::lock::lock;
+use crate::services::lock::lock;
 use bytes::Bytes;
 use std::fs::File;
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! The validated application model, loaded from `spin.toml`.
 
 use crate::ids::{ComponentId, VariableName, check_label};
-use crate::problem::{LoadError, Problem};
+use crate::problem::{ConfigProblem, LoadError};
 use crate::schema;
 use crate::template::Template;
 use crate::variables::{ResolvedVariables, VariableDecl, VariableSources};
@@ -179,7 +179,7 @@ impl App {
 
     /// Checks that every component's Wasm file exists, listing each one that does not.
     pub fn check_sources(&self) -> Result<(), LoadError> {
-        let problems: Vec<Problem> = self
+        let problems: Vec<ConfigProblem> = self
             .components
             .values()
             .filter(|component| !component.source.is_file())
@@ -189,7 +189,7 @@ impl App {
                 } else {
                     "point `source` at an existing .wasm file"
                 };
-                Problem::new(
+                ConfigProblem::new(
                     format!("[component.{}] source", component.id),
                     format!("{} does not exist", component.source.display()),
                     fix,
@@ -226,12 +226,13 @@ fn check_version(version: Option<&toml::Value>) -> Result<(), String> {
 /// first.
 struct Validator<'a> {
     dir: &'a Path,
-    problems: &'a mut Vec<Problem>,
+    problems: &'a mut Vec<ConfigProblem>,
 }
 
 impl Validator<'_> {
     fn problem(&mut self, location: String, message: String, fix: impl Into<String>) {
-        self.problems.push(Problem::new(location, message, fix));
+        self.problems
+            .push(ConfigProblem::new(location, message, fix));
     }
 
     fn app(&mut self, manifest: schema::Manifest, manifest_path: &Path) -> App {

@@ -17,7 +17,7 @@ pub use app::{
     App, BuildSpec, ComponentSpec, CronTrigger, FileMount, HttpRoute, HttpTrigger, RedisTrigger,
 };
 pub use ids::{ComponentId, IdError, VariableName};
-pub use problem::{LoadError, Problem};
+pub use problem::{ConfigProblem, LoadError};
 pub use runtime_config::{KeyValueStoreConfig, RuntimeConfig, SqliteDatabaseConfig};
 pub use template::{Template, TemplateError};
 pub use variables::{ResolvedVariables, VariableDecl, VariableSources};

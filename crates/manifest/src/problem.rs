@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// One thing wrong with a file: where it is, what is wrong, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub struct ConfigProblem {
     /// Where in the file, in TOML terms (`[component.orders] source`).
     pub location: String,
     /// What is wrong.
@@ -15,7 +15,7 @@ pub struct Problem {
     pub fix: String,
 }
 
-impl Problem {
+impl ConfigProblem {
     /// A problem at `location`.
     pub fn new(
         location: impl Into<String>,
@@ -30,7 +30,7 @@ impl Problem {
     }
 }
 
-impl fmt::Display for Problem {
+impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -69,11 +69,11 @@ pub enum LoadError {
         /// The file.
         path: PathBuf,
         /// Everything wrong with it.
-        problems: Vec<Problem>,
+        problems: Vec<ConfigProblem>,
     },
 }
 
-fn list(problems: &[Problem]) -> String {
+fn list(problems: &[ConfigProblem]) -> String {
     problems
         .iter()
         .map(|problem| format!("  - {problem}"))

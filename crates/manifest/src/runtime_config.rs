@@ -1,6 +1,6 @@
 //! `runtime-config.toml`: where key-value stores and SQLite databases live.
 
-use crate::problem::{LoadError, Problem};
+use crate::problem::{ConfigProblem, LoadError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,7 +100,7 @@ impl RuntimeConfig {
         })?;
         let mut problems = Vec::new();
         for section in raw.other.keys() {
-            problems.push(Problem::new(
+            problems.push(ConfigProblem::new(
                 format!("[{section}]"),
                 format!("`{section}` is not supported by orderly up"),
                 "orderly reads state_dir, log_dir, [key_value_store.<label>] and [sqlite_database.<label>]; remove it or run with real Spin",
@@ -131,7 +131,7 @@ impl RuntimeConfig {
                         .key_value_stores
                         .insert(label, KeyValueStoreConfig::Redis { url });
                 }
-                Err(e) => problems.push(Problem::new(
+                Err(e) => problems.push(ConfigProblem::new(
                     location,
                     e.to_string(),
                     "use type = \"spin\" (optional path) or type = \"redis\" with url",
@@ -147,7 +147,7 @@ impl RuntimeConfig {
                         .sqlite_databases
                         .insert(label, SqliteDatabaseConfig::Spin { path });
                 }
-                Err(e) => problems.push(Problem::new(
+                Err(e) => problems.push(ConfigProblem::new(
                     location,
                     e.to_string(),
                     "use type = \"spin\" with an optional path",

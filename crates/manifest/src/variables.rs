@@ -1,7 +1,7 @@
 //! Application variables: declarations, where values come from, and resolution at start-up.
 
 use crate::ids::VariableName;
-use crate::problem::Problem;
+use crate::problem::ConfigProblem;
 use crate::template::Template;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -77,14 +77,14 @@ impl ResolvedVariables {
     pub(crate) fn resolve(
         declared: &BTreeMap<VariableName, VariableDecl>,
         sources: &VariableSources,
-    ) -> Result<Self, Vec<Problem>> {
+    ) -> Result<Self, Vec<ConfigProblem>> {
         let mut problems = Vec::new();
         for name in sources.overrides.keys() {
             let known = VariableName::parse(name)
                 .map(|name| declared.contains_key(&name))
                 .unwrap_or(false);
             if !known {
-                problems.push(Problem::new(
+                problems.push(ConfigProblem::new(
                     format!("--variable {name}"),
                     format!("the manifest declares no variable `{name}`"),
                     "check the spelling, or declare it under [variables] in spin.toml",
@@ -103,7 +103,7 @@ impl ResolvedVariables {
                 Some(value) => {
                     values.insert(name.clone(), value.clone());
                 }
-                None => problems.push(Problem::new(
+                None => problems.push(ConfigProblem::new(
                     format!("[variables] {name}"),
                     format!("variable `{name}` is required but has no value"),
                     format!(

@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use orderly_host::{App, LoadOptions, RedisMode, RunningApp};
+use orderly_host::{LoadOptions, LoadedApp, RedisMode, RunningApp};
 use orderly_manifest::{App as Manifest, HttpRoute};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -138,22 +138,22 @@ fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         };
         variables.insert(name, value);
     }
-    let options = LoadOptions {
+    let mut options = LoadOptions {
         runtime_config: args.runtime_config_file,
         state_dir: args.state_dir,
         variables,
         env: args.env,
         echo_component_output: !args.quiet,
         redis_mode: args.redis,
-        redis_concurrency: args.redis_concurrency,
         ..LoadOptions::new(manifest)
     };
+    options.settings.redis.concurrency = args.redis_concurrency;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let app = App::load(&options).await?;
+        let app = LoadedApp::load(&options).await?;
         let running = RunningApp::start(app, args.listen).await?;
         print_routes(&running);
         tracing::info!(ms = started.elapsed().as_millis() as u64, "ready");
@@ -166,7 +166,7 @@ fn print_routes(running: &RunningApp) {
     let base = format!("http://{}", running.address());
     println!("Serving {base}");
     println!("Available Routes:");
-    for (route, component) in running.app().http_routes() {
+    for (route, component) in running.http_routes() {
         match route {
             HttpRoute::Path(path) => {
                 let (shown, wildcard) = match path.strip_suffix("/...") {
@@ -181,7 +181,7 @@ fn print_routes(running: &RunningApp) {
             }
         }
     }
-    let mut channels = running.app().redis_channels().peekable();
+    let mut channels = running.redis_channels().peekable();
     if channels.peek().is_some() {
         println!("Redis channels:");
         for (address, channel, component, embedded) in channels {
@@ -189,7 +189,7 @@ fn print_routes(running: &RunningApp) {
             println!("  {component}: {address} {channel}{served}");
         }
     }
-    let mut schedules = running.app().cron_schedules().peekable();
+    let mut schedules = running.cron_schedules().peekable();
     if schedules.peek().is_some() {
         println!("Cron jobs:");
         for (expression, component) in schedules {

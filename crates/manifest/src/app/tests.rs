@@ -56,7 +56,7 @@ fn parse(text: &str) -> Result<App, LoadError> {
     App::parse(text, Path::new("/app/spin.toml"))
 }
 
-fn problems(text: &str) -> Vec<Problem> {
+fn problems(text: &str) -> Vec<ConfigProblem> {
     match parse(text) {
         Err(LoadError::Invalid { problems, .. }) => problems,
         other => panic!("expected problems, got {other:?}"),

@@ -58,6 +58,7 @@ impl Drop for Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::clock::HostClock;
 
     fn wal_frames(connection: &rusqlite::Connection) -> i64 {
         // (busy, frames in the log, frames checkpointed); PASSIVE with nothing to do is a read.
@@ -86,9 +87,10 @@ mod tests {
             "nothing checkpointed yet"
         );
         let checkpointer = Checkpointer::start(&path).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let clock = crate::services::clock::SystemClock;
+        let deadline = clock.now() + Duration::from_secs(10);
         while path_size("db.sqlite") < 4_000_000 {
-            assert!(std::time::Instant::now() < deadline, "no checkpoint ran");
+            assert!(clock.now() < deadline, "no checkpoint ran");
             std::thread::sleep(CHECKPOINT_EVERY);
         }
         drop(checkpointer);

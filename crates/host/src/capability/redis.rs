@@ -1,41 +1,61 @@
 //! `fermyon:spin/redis@2.0.0`: outbound Redis for components, gated by
-//! `allowed_outbound_hosts` (`redis://host:port`), served by the hub (a real server, pooled per
-//! address, or the embedded broker).
+//! `allowed_outbound_hosts` (`redis://host:port`), served by whichever server
+//! [`RedisServers`] chose for the address (a real server, or the embedded broker).
 
-use super::{RedisAddress, RedisError, RedisHub};
-use crate::allowed_hosts::AllowedHosts;
-use crate::bindings::fermyon::spin2_0_0::redis as wit;
-use crate::view::{View, ViewOf};
+use crate::capability::bindings::fermyon::spin2_0_0::redis as wit;
+use crate::capability::{
+    Capability, GrantContext, Has, InstanceContext, OpenContext, View, ViewOf,
+};
+use crate::services::allowed_hosts::AllowedHosts;
+use crate::services::redis::{RedisAddress, RedisError, RedisServer, RedisServers};
+use orderly_manifest::ConfigProblem;
 use redis::Value;
 use std::sync::Arc;
 use wasmtime::component::{Linker, Resource};
 
-/// What one instance may reach.
+/// Outbound Redis for the application: the servers it reaches.
+#[derive(Default)]
+pub struct OutboundRedis {
+    servers: Arc<RedisServers>,
+}
+
+/// What one component (and each of its instances) may reach.
 #[derive(Clone)]
 pub struct RedisAccess {
-    hub: Arc<RedisHub>,
+    servers: Arc<RedisServers>,
     allowed: Arc<AllowedHosts>,
 }
 
-impl RedisAccess {
-    /// Access through `hub` to the addresses `allowed` admits.
-    pub fn new(hub: Arc<RedisHub>, allowed: Arc<AllowedHosts>) -> Self {
-        Self { hub, allowed }
-    }
-}
-
-/// An open connection (the `connection` resource): the address it talks to.
-pub struct RedisConnection(RedisAddress);
+/// An open connection (the `connection` resource): the server at its address.
+pub struct RedisConnection(Arc<dyn RedisServer>);
 
 /// What the Redis host functions see of an instance.
 pub type RedisView<'a> = View<'a, RedisAccess>;
 
-/// Adds `fermyon:spin/redis@2.0.0` to `linker`.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> RedisView<'_>,
-) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, ViewOf<RedisAccess>>(linker, view)
+impl Capability for OutboundRedis {
+    type Grant = RedisAccess;
+    type Instance = RedisAccess;
+
+    fn open(cx: &OpenContext<'_>) -> Result<Self, Vec<ConfigProblem>> {
+        Ok(Self {
+            servers: Arc::clone(cx.redis),
+        })
+    }
+
+    fn grant(self: &Arc<Self>, cx: &GrantContext<'_>) -> Result<RedisAccess, Vec<ConfigProblem>> {
+        Ok(RedisAccess {
+            servers: Arc::clone(&self.servers),
+            allowed: Arc::clone(cx.allowed_hosts),
+        })
+    }
+
+    fn instance(grant: &RedisAccess, _: &InstanceContext) -> RedisAccess {
+        grant.clone()
+    }
+
+    fn add_to_linker<T: Has<Self>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ViewOf<RedisAccess>>(linker, <T as Has<Self>>::part)
+    }
 }
 
 impl From<RedisError> for wit::Error {
@@ -57,9 +77,8 @@ impl RedisView<'_> {
         connection: &Resource<RedisConnection>,
         args: Vec<Vec<u8>>,
     ) -> wasmtime::Result<impl Future<Output = Result<Value, RedisError>> + Send + use<>> {
-        let address = self.table.get(connection)?.0.clone();
-        let hub = Arc::clone(&self.access.hub);
-        Ok(async move { hub.command(&address, &args).await })
+        let server = Arc::clone(&self.table.get(connection)?.0);
+        Ok(async move { server.command(&args).await })
     }
 }
 
@@ -190,7 +209,8 @@ impl wit::HostConnection for RedisView<'_> {
             tracing::warn!(%address, "outbound Redis denied: the address is not in allowed_outbound_hosts");
             return Ok(Err(wit::Error::InvalidAddress));
         }
-        Ok(Ok(self.table.push(RedisConnection(parsed))?))
+        let server = self.access.servers.server(&parsed);
+        Ok(Ok(self.table.push(RedisConnection(server))?))
     }
 
     async fn publish(

@@ -1,5 +1,5 @@
-//! What a host capability's functions see of an instance: its resource table, and what the
-//! component was granted (`A`). One shape for key-value, SQLite and Redis.
+//! What a capability's host functions see of an instance: its resource table, and the
+//! capability's part of it (`A`). One shape for every capability.
 
 use std::marker::PhantomData;
 use wasmtime::component::{HasData, ResourceTable};
@@ -8,13 +8,13 @@ use wasmtime::component::{HasData, ResourceTable};
 pub struct View<'a, A> {
     /// The instance's resource table.
     pub table: &'a mut ResourceTable,
-    /// What the component may use.
-    pub access: &'a A,
+    /// The capability's part of the instance (what the component may use).
+    pub access: &'a mut A,
 }
 
 /// [`HasData`] for a capability whose host functions see [`View<A>`].
 pub struct ViewOf<A>(PhantomData<fn() -> A>);
 
-impl<A: Send + Sync + 'static> HasData for ViewOf<A> {
+impl<A: Send + 'static> HasData for ViewOf<A> {
     type Data<'a> = View<'a, A>;
 }

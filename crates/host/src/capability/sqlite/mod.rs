@@ -1,18 +1,19 @@
 //! `spin:sqlite/sqlite@3.0.0`: the host functions over the application's SQLite databases
-//! (by label, in WAL mode; see [`databases`] for how connections are lent to guests).
+//! (by label from the runtime config, in WAL mode; see [`databases`] for how connections are
+//! lent to guests); a component opens the labels it lists in `sqlite_databases`.
 
-mod checkpointer;
 mod databases;
 
-pub(crate) use checkpointer::Checkpointer;
 pub use databases::Databases;
-pub(crate) use databases::open_file;
 
-use crate::bindings::spin::sqlite::sqlite as wit;
-use crate::grant::Grant;
-use crate::view::{View, ViewOf};
+use crate::capability::bindings::spin::sqlite::sqlite as wit;
+use crate::capability::{
+    Capability, Grant, GrantContext, Has, InstanceContext, OpenContext, View, ViewOf,
+};
 use databases::Lease;
+use orderly_manifest::ConfigProblem;
 use rusqlite::types::{Value as SqlValue, ValueRef};
+use std::sync::Arc;
 use wasmtime::component::{Linker, Resource};
 
 /// Largest query result handed to a guest.
@@ -30,12 +31,33 @@ pub type SqliteAccess = Grant<Databases>;
 /// What the SQLite host functions see of an instance.
 pub type SqliteView<'a> = View<'a, SqliteAccess>;
 
-/// Adds `spin:sqlite` to `linker`.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> SqliteView<'_>,
-) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, ViewOf<SqliteAccess>>(linker, view)
+impl Capability for Databases {
+    type Grant = SqliteAccess;
+    type Instance = SqliteAccess;
+
+    fn open(cx: &OpenContext<'_>) -> Result<Self, Vec<ConfigProblem>> {
+        Self::open(
+            &cx.labels(|c| &c.sqlite_databases),
+            cx.runtime_config,
+            cx.state_dir,
+        )
+    }
+
+    fn grant(self: &Arc<Self>, cx: &GrantContext<'_>) -> Result<SqliteAccess, Vec<ConfigProblem>> {
+        Ok(Grant::new(Arc::clone(self), &cx.spec.sqlite_databases))
+    }
+
+    fn instance(grant: &SqliteAccess, _: &InstanceContext) -> SqliteAccess {
+        grant.clone()
+    }
+
+    fn add_to_linker<T: Has<Self>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ViewOf<SqliteAccess>>(linker, <T as Has<Self>>::part)
+    }
+
+    fn close(&self) {
+        Databases::close(self);
+    }
 }
 
 type WasmResult<T> = wasmtime::Result<Result<T, wit::Error>>;

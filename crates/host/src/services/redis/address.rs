@@ -2,16 +2,17 @@
 //! the broker choice need. Only `redis://`: `rediss://`, Redis over TLS, is not supported by
 //! this build.
 
-use crate::allowed_hosts::{split_host_port, well_known_port};
+use crate::services::allowed_hosts::{split_host_port, well_known_port};
 
 /// A parsed Redis address.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisAddress {
     /// The host, lowercase (IPv6 in brackets).
     pub host: String,
     /// The port (6379 when not given).
     pub port: u16,
-    /// The address as written, for connecting.
+    /// The address as written: how to connect (credentials, database). Which server it names
+    /// is `host:port` alone (see [`RedisAddress::same_server`]).
     pub url: String,
 }
 

@@ -1,9 +1,10 @@
 //! `fermyon:spin/variables@2.0.0` and `wasi:config/store`: a component's variables, resolved at
 //! start-up from its `[component.x.variables]` templates.
 
-use crate::bindings::fermyon::spin2_0_0::variables as spin_vars;
-use crate::bindings::wasi::config::store as wasi_config;
-use orderly_manifest::VariableName;
+use crate::capability::bindings::fermyon::spin2_0_0::variables as spin_vars;
+use crate::capability::bindings::wasi::config::store as wasi_config;
+use crate::capability::{Capability, GrantContext, Has, InstanceContext, OpenContext};
+use orderly_manifest::{ConfigProblem, VariableName};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
@@ -25,21 +26,53 @@ impl ComponentVariables {
     }
 }
 
-/// [`HasData`] for the variables interfaces.
+/// The variables capability: each component gets its `[component.x.variables]`, rendered
+/// from the application's variables.
+#[derive(Default)]
 pub struct Variables;
 
-impl HasData for Variables {
+impl Capability for Variables {
+    type Grant = ComponentVariables;
+    type Instance = ComponentVariables;
+
+    fn open(_: &OpenContext<'_>) -> Result<Self, Vec<ConfigProblem>> {
+        Ok(Self)
+    }
+
+    fn grant(
+        self: &Arc<Self>,
+        cx: &GrantContext<'_>,
+    ) -> Result<ComponentVariables, Vec<ConfigProblem>> {
+        Ok(ComponentVariables::new(
+            cx.spec.id.as_str(),
+            cx.spec
+                .variables
+                .iter()
+                .map(|(name, template)| (name.to_string(), cx.variables.render(template)))
+                .collect(),
+        ))
+    }
+
+    fn instance(grant: &ComponentVariables, _: &InstanceContext) -> ComponentVariables {
+        grant.clone()
+    }
+
+    fn add_to_linker<T: Has<Self>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        spin_vars::add_to_linker::<T, VariablesData>(linker, view::<T>)?;
+        wasi_config::add_to_linker::<T, VariablesData>(linker, view::<T>)?;
+        Ok(())
+    }
+}
+
+/// [`HasData`] for the variables interfaces: their host functions see the values alone.
+struct VariablesData;
+
+impl HasData for VariablesData {
     type Data<'a> = &'a ComponentVariables;
 }
 
-/// Adds both variables interfaces to `linker`.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> &ComponentVariables,
-) -> wasmtime::Result<()> {
-    spin_vars::add_to_linker::<T, Variables>(linker, view)?;
-    wasi_config::add_to_linker::<T, Variables>(linker, view)?;
-    Ok(())
+fn view<T: Has<Variables>>(state: &mut T) -> &ComponentVariables {
+    state.part().access
 }
 
 impl spin_vars::Host for &ComponentVariables {

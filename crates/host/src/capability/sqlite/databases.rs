@@ -9,10 +9,10 @@
 //! transaction left open, retires the connection instead. No connection may attach another
 //! database file.
 
-use super::Checkpointer;
-use crate::bindings::spin::sqlite::sqlite as wit;
-use crate::lock::lock;
-use orderly_manifest::{Problem, RuntimeConfig, SqliteDatabaseConfig};
+use crate::capability::bindings::spin::sqlite::sqlite as wit;
+use crate::services::lock::lock;
+use crate::services::sqlite_file::{BUSY_TIMEOUT, Checkpointer, open_file};
+use orderly_manifest::{ConfigProblem, RuntimeConfig, SqliteDatabaseConfig};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::limits::Limit;
 use std::collections::BTreeMap;
@@ -26,26 +26,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const MAX_CONNECTIONS: usize = 32;
 /// How long `open` waits for a free connection before failing.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a statement waits for another connection's lock on the file.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How much of a database file each connection maps into memory: reads of pages another
-/// connection's commit invalidated come from the shared mapping instead of a `pread` each.
-const MMAP_SIZE: i64 = 256 << 20;
-
-/// Opens the SQLite file at `path` as every Orderly file is used: WAL mode with
-/// `synchronous = NORMAL` (see the README on durability), memory-mapped reads, no automatic
-/// checkpoints (whoever owns the file runs a [`Checkpointer`](super::Checkpointer)), waiting up
-/// to [`BUSY_TIMEOUT`] for another connection's lock.
-pub(crate) fn open_file(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
-    let connection = rusqlite::Connection::open(path)?;
-    connection.pragma_update(None, "journal_mode", "WAL")?;
-    connection.pragma_update(None, "synchronous", "NORMAL")?;
-    connection.pragma_update(None, "mmap_size", MMAP_SIZE)?;
-    connection.pragma_update(None, "wal_autocheckpoint", 0)?;
-    connection.busy_timeout(BUSY_TIMEOUT)?;
-    Ok(connection)
-}
-
 /// Every SQLite database the application uses, by label.
 #[derive(Default)]
 pub struct Databases {
@@ -81,7 +61,7 @@ impl Databases {
         labels: &BTreeMap<String, Vec<String>>,
         config: &RuntimeConfig,
         state_dir: Option<&Path>,
-    ) -> Result<Self, Vec<Problem>> {
+    ) -> Result<Self, Vec<ConfigProblem>> {
         let mut databases = Self::default();
         let mut problems = Vec::new();
         for (label, users) in labels {
@@ -94,7 +74,7 @@ impl Databases {
                     Location::Memory(format!("file:/orderly-{pid}-{n}-{label}?vfs=memdb"))
                 }
                 None => {
-                    problems.push(Problem::new(
+                    problems.push(ConfigProblem::new(
                         format!("sqlite_databases = [\"{label}\"]"),
                         format!("unknown SQLite database label `{label}` (used by {})", users.join(", ")),
                         format!(
@@ -108,7 +88,7 @@ impl Databases {
                 && let Some(parent) = path.parent()
                 && let Err(error) = std::fs::create_dir_all(parent)
             {
-                problems.push(Problem::new(
+                problems.push(ConfigProblem::new(
                     format!("SQLite database `{label}`"),
                     format!("cannot create {}: {error}", parent.display()),
                     "check the path and its permissions in runtime-config.toml",
@@ -138,7 +118,7 @@ impl Databases {
                     *lock(&database.checkpointer) = checkpointer;
                 }
                 Err(error) => {
-                    problems.push(Problem::new(
+                    problems.push(ConfigProblem::new(
                         format!("SQLite database `{label}`"),
                         format!("cannot open {}: {error}", database.location),
                         "check the path and its permissions in runtime-config.toml",

@@ -1,18 +1,21 @@
 //! Key-value stores: `fermyon:spin/key-value@2.0.0` and `wasi:keyvalue` (store, atomics, batch)
-//! `@0.2.0-draft2`, both views over the same backends, opened by label.
+//! `@0.2.0-draft2`, both views over the same backends ([`backend`]: a SQLite file, or Redis),
+//! opened by label from the runtime config; a component opens the labels it lists in
+//! `key_value_stores`.
 
 mod backend;
-mod redis_store;
+mod redis;
 mod sqlite;
 
 pub use backend::{Backend, StoreError};
 
-use crate::bindings::fermyon::spin2_0_0::key_value as spin_kv;
-use crate::bindings::wasi::keyvalue::{atomics, batch, store as wasi_kv};
-use crate::grant::Grant;
-use crate::redis::{ConnectionPool, RedisAddress};
-use crate::view::{View, ViewOf};
-use orderly_manifest::{KeyValueStoreConfig, Problem, RuntimeConfig};
+use crate::capability::bindings::fermyon::spin2_0_0::key_value as spin_kv;
+use crate::capability::bindings::wasi::keyvalue::{atomics, batch, store as wasi_kv};
+use crate::capability::{
+    Capability, Grant, GrantContext, Has, InstanceContext, OpenContext, View, ViewOf,
+};
+use crate::services::redis::{RedisAddress, RedisServers};
+use orderly_manifest::{ConfigProblem, KeyValueStoreConfig, RuntimeConfig};
 use sqlite::SqliteKvFile;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,8 +36,8 @@ impl KeyValueStores {
         labels: &BTreeMap<String, Vec<String>>,
         config: &RuntimeConfig,
         state_dir: Option<&Path>,
-        pool: &Arc<ConnectionPool>,
-    ) -> Result<Self, Vec<Problem>> {
+        redis: &Arc<RedisServers>,
+    ) -> Result<Self, Vec<ConfigProblem>> {
         let mut stores = Self::default();
         let mut files: BTreeMap<Option<PathBuf>, Arc<SqliteKvFile>> = BTreeMap::new();
         let mut problems = Vec::new();
@@ -49,7 +52,7 @@ impl KeyValueStores {
                                 file
                             }
                             Err(error) => {
-                                problems.push(Problem::new(
+                                problems.push(ConfigProblem::new(
                                     format!("key-value store `{label}`"),
                                     format!("cannot open {}: {error:#}", describe(path.as_deref())),
                                     "check the path and its permissions in runtime-config.toml",
@@ -61,18 +64,18 @@ impl KeyValueStores {
                     Arc::new(file.store(label))
                 }
                 Some(KeyValueStoreConfig::Redis { url }) => {
-                    if RedisAddress::parse(&url).is_none() {
-                        problems.push(Problem::new(
+                    let Some(address) = RedisAddress::parse(&url) else {
+                        problems.push(ConfigProblem::new(
                             format!("[key_value_store.{label}] url"),
                             format!("{url:?} is not a Redis URL"),
                             "write it as redis://host:port (optionally with /db)",
                         ));
                         continue;
-                    }
-                    Arc::new(redis_store::RedisStore::new(Arc::clone(pool), &url))
+                    };
+                    Arc::new(redis::RedisStore::new(Arc::clone(redis), address))
                 }
                 None => {
-                    problems.push(Problem::new(
+                    problems.push(ConfigProblem::new(
                         format!("key_value_stores = [\"{label}\"]"),
                         format!(
                             "unknown key-value store label `{label}` (used by {})",
@@ -150,16 +153,42 @@ pub struct Cas {
 /// What the key-value host functions see of an instance.
 pub type KeyValueView<'a> = View<'a, KeyValueAccess>;
 
-/// Adds both key-value interfaces to `linker`.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> KeyValueView<'_>,
-) -> wasmtime::Result<()> {
-    spin_kv::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
-    wasi_kv::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
-    atomics::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
-    batch::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
-    Ok(())
+impl Capability for KeyValueStores {
+    type Grant = KeyValueAccess;
+    type Instance = KeyValueAccess;
+
+    fn open(cx: &OpenContext<'_>) -> Result<Self, Vec<ConfigProblem>> {
+        Self::open(
+            &cx.labels(|c| &c.key_value_stores),
+            cx.runtime_config,
+            cx.state_dir,
+            cx.redis,
+        )
+    }
+
+    fn grant(
+        self: &Arc<Self>,
+        cx: &GrantContext<'_>,
+    ) -> Result<KeyValueAccess, Vec<ConfigProblem>> {
+        Ok(Grant::new(Arc::clone(self), &cx.spec.key_value_stores))
+    }
+
+    fn instance(grant: &KeyValueAccess, _: &InstanceContext) -> KeyValueAccess {
+        grant.clone()
+    }
+
+    fn add_to_linker<T: Has<Self>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        let view = <T as Has<Self>>::part;
+        spin_kv::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
+        wasi_kv::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
+        atomics::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
+        batch::add_to_linker::<T, ViewOf<KeyValueAccess>>(linker, view)?;
+        Ok(())
+    }
+
+    fn close(&self) {
+        KeyValueStores::close(self);
+    }
 }
 
 impl From<StoreError> for spin_kv::Error {

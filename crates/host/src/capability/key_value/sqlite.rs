@@ -2,7 +2,7 @@
 //! real Spin reads the same here and back.
 
 use super::backend::{Backend, StoreError, add_to_counter};
-use crate::lock::lock;
+use crate::services::lock::lock;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::Path;
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 pub struct SqliteKvFile {
     connection: Mutex<Option<Connection>>,
     /// Copies the file's log into it in the background (`None` in memory or once closed).
-    checkpointer: Mutex<Option<crate::sqlite::Checkpointer>>,
+    checkpointer: Mutex<Option<crate::services::sqlite_file::Checkpointer>>,
 }
 
 /// One label's view of a [`SqliteKvFile`].
@@ -33,8 +33,8 @@ impl SqliteKvFile {
                     std::fs::create_dir_all(parent)?;
                 }
                 (
-                    crate::sqlite::open_file(path)?,
-                    Some(crate::sqlite::Checkpointer::start(path)?),
+                    crate::services::sqlite_file::open_file(path)?,
+                    Some(crate::services::sqlite_file::Checkpointer::start(path)?),
                 )
             }
             None => (Connection::open_in_memory()?, None),

@@ -1,38 +1,40 @@
 //! The `redis` key-value backend (`type = "redis"`, `url`): several hosts share one store, so
 //! breaker and rate-limit state holds across a fleet. As in Spin, every label on one server
-//! shares its keyspace, and counters are Redis integers (`INCRBY`). Compare-and-swap runs as one
-//! Lua script, so it is atomic on the server.
+//! shares its keyspace, and counters are Redis integers (`INCRBY`). Compare-and-swap is atomic
+//! on the server (one Lua script on a real one). The server is the one chosen for the address:
+//! the embedded broker when it serves that address for the Redis trigger.
 
 use super::backend::{Backend, StoreError};
-use crate::redis::{ConnectionPool, RedisError};
+use crate::services::redis::{RedisAddress, RedisError, RedisServer, RedisServers};
 use async_trait::async_trait;
 use redis::Value;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, OnceLock};
 
-/// Sets KEYS[1] to ARGV[2] if it holds ARGV[1]; returns 1 if it did.
-static SWAP_IF: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 else return 0 end",
-    )
-});
-
-/// A store on a Redis server.
+/// A store on a Redis server (or on the embedded broker, when it serves the address).
 pub struct RedisStore {
-    pool: Arc<ConnectionPool>,
-    url: String,
+    servers: Arc<RedisServers>,
+    address: RedisAddress,
+    /// The server, once first used (the choice is made at start-up, before any instance runs).
+    server: OnceLock<Arc<dyn RedisServer>>,
 }
 
 impl RedisStore {
-    /// The store at `url`, connected on first use through `pool`.
-    pub fn new(pool: Arc<ConnectionPool>, url: &str) -> Self {
+    /// The store at `address`, served by whichever server `servers` chose for it.
+    pub fn new(servers: Arc<RedisServers>, address: RedisAddress) -> Self {
         Self {
-            pool,
-            url: url.to_owned(),
+            servers,
+            address,
+            server: OnceLock::new(),
         }
     }
 
+    fn server(&self) -> &Arc<dyn RedisServer> {
+        self.server
+            .get_or_init(|| self.servers.server(&self.address))
+    }
+
     async fn run(&self, args: Vec<Vec<u8>>) -> Result<Value, StoreError> {
-        self.pool.command(&self.url, &args).await.map_err(backend)
+        self.server().command(&args).await.map_err(backend)
     }
 }
 
@@ -138,7 +140,7 @@ impl Backend for RedisStore {
 
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         let args = [arg("INCRBY"), arg(key), arg(&delta.to_string())];
-        match self.pool.command(&self.url, &args).await {
+        match self.server().command(&args).await {
             Err(RedisError::Type(_)) => Err(StoreError::NotACounter {
                 key: key.to_owned(),
             }),
@@ -147,11 +149,9 @@ impl Backend for RedisStore {
     }
 
     async fn swap_if(&self, key: &str, expected: &[u8], value: &[u8]) -> Result<bool, StoreError> {
-        let reply = self
-            .pool
-            .script(&self.url, &SWAP_IF, &[key], &[expected, value])
+        self.server()
+            .swap_if(key, expected, value)
             .await
-            .map_err(backend)?;
-        Ok(integer(reply)? == 1)
+            .map_err(backend)
     }
 }

@@ -1,0 +1,19 @@
+//! The black-box tests, one binary: each file is one area of the host or the app, driven from
+//! outside over HTTP (see `support/` for the harness). Run one area with
+//! `cargo test -p orderly-tests -- <file>::`, e.g. `cargo test -p orderly-tests -- cron::`.
+
+mod cron;
+mod external_sim;
+mod files;
+mod http_trigger;
+mod key_value;
+mod manifests;
+mod orders;
+mod outbound_http;
+mod pipeline;
+mod pipeline_processes;
+mod redis_key_value;
+mod redis_trigger;
+mod sqlite;
+mod variables;
+mod wit_worlds;
