@@ -31,11 +31,24 @@ pub enum EventKind {
     DeadLettered,
     /// The job was replayed from the dead-letter queue.
     Replayed,
+    /// A fulfilment step was done (`outcome` names it: `reserve`, `authorize`, ...).
+    StepDone,
+    /// A service refused a fulfilment step for good (`outcome` names it, `detail` says why):
+    /// the saga undoes what it did.
+    StepRefused,
+    /// A compensation was done (`outcome` names it: `release_stock`, ...).
+    Compensated,
+    /// The customer asked to cancel the order.
+    CancelRequested,
+    /// The order was fulfilled.
+    Confirmed,
+    /// The order was cancelled (`outcome` is the reason code).
+    Cancelled,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 18] = [
         Self::Accepted,
         Self::Attempt,
         Self::RetryScheduled,
@@ -48,6 +61,12 @@ impl EventKind {
         Self::DuplicateIgnored,
         Self::DeadLettered,
         Self::Replayed,
+        Self::StepDone,
+        Self::StepRefused,
+        Self::Compensated,
+        Self::CancelRequested,
+        Self::Confirmed,
+        Self::Cancelled,
     ];
 
     /// The kind as stored and shown.
@@ -65,6 +84,12 @@ impl EventKind {
             Self::DuplicateIgnored => "duplicate_ignored",
             Self::DeadLettered => "dead_lettered",
             Self::Replayed => "replayed",
+            Self::StepDone => "step_done",
+            Self::StepRefused => "step_refused",
+            Self::Compensated => "compensated",
+            Self::CancelRequested => "cancel_requested",
+            Self::Confirmed => "confirmed",
+            Self::Cancelled => "cancelled",
         }
     }
 

@@ -16,6 +16,7 @@ mod dead_letters;
 mod events;
 mod intake;
 mod reads;
+mod sagas;
 mod schema;
 mod sql;
 mod worker;
@@ -30,10 +31,16 @@ pub use intake::{Intake, IntakeOutcome, StoredKey};
 pub use orderly_sql::RusqliteSql;
 pub use orderly_sql::{Sql, SqlError, SqlRows, SqlValue};
 pub use reads::{CursorError, JobView, OrderPage, OrderView, PageCursor, PipelineStats};
+pub use sagas::{CancelOutcome, SagaProgress, StoredSaga};
 pub use schema::NO_DEADLINE;
 pub use worker::{Applied, ClaimedJob, JobResult, NextStep, WorkProbe};
 
 use orders_core::Timestamp;
+
+/// The kind of a new order's validation job.
+pub const VALIDATION_JOB: &str = "validate";
+/// The kind of a validated order's fulfilment job (its saga's).
+pub const FULFILMENT_JOB: &str = "fulfil";
 
 /// Why a ledger operation failed.
 #[derive(Debug, thiserror::Error)]

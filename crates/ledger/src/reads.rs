@@ -86,13 +86,13 @@ impl fmt::Display for PageCursor {
 pub struct PipelineStats {
     /// How many orders have each status (every status, zeros included).
     pub orders: Vec<(OrderStatus, u64)>,
-    /// Queued jobs that are due and not leased.
+    /// Queued validation jobs that are due and not leased.
     pub jobs_due: u64,
-    /// Queued jobs in a deferral streak (put off without an attempt since their last one).
+    /// Queued validation jobs not due yet (put off by a retry or the circuit breaker).
     pub jobs_deferred: u64,
-    /// Jobs a worker holds an unexpired lease on.
+    /// Validation jobs a worker holds an unexpired lease on.
     pub jobs_leased: u64,
-    /// How long the longest-waiting due job has been due (0 if none is).
+    /// How long the longest-waiting due validation job has been due (0 if none is).
     pub oldest_due_age_ms: u64,
     /// Dead letters not yet replayed.
     pub dead_letters: u64,
@@ -226,12 +226,12 @@ static SELECT_STATS: LazyLock<String> = LazyLock::new(|| {
         .collect();
     format!(
         "SELECT {},
-            (SELECT count(*) FROM jobs WHERE state = 'queued' AND due_at <= ?1
+            (SELECT count(*) FROM jobs WHERE kind = 'validate' AND state = 'queued' AND due_at <= ?1
                 AND (lease_until IS NULL OR lease_until <= ?1)),
-            (SELECT count(*) FROM jobs WHERE state = 'queued' AND due_at > ?1
+            (SELECT count(*) FROM jobs WHERE kind = 'validate' AND state = 'queued' AND due_at > ?1
                 AND (lease_until IS NULL OR lease_until <= ?1)),
-            (SELECT count(*) FROM jobs WHERE lease_until > ?1),
-            (SELECT min(due_at) FROM jobs WHERE state = 'queued' AND due_at <= ?1
+            (SELECT count(*) FROM jobs WHERE kind = 'validate' AND lease_until > ?1),
+            (SELECT min(due_at) FROM jobs WHERE kind = 'validate' AND state = 'queued' AND due_at <= ?1
                 AND (lease_until IS NULL OR lease_until <= ?1)),
             (SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL)",
         by_status.join(", ")

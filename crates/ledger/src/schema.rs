@@ -8,8 +8,94 @@ use orders_core::Timestamp;
 /// kept no deadline. (It is `i64::MAX` milliseconds, the largest time SQLite stores.)
 pub const NO_DEADLINE: Timestamp = Timestamp(i64::MAX as u64);
 
+/// The statements of `job_results`' trigger as version 1 created them (see `VERSION_1`).
+macro_rules! job_results_steps {
+    () => {
+        "
+        INSERT INTO order_events (order_id, at, kind, detail)
+        SELECT NEW.order_id, NEW.now, 'lease_expired',
+            'taken over from ' || NEW.recovered_from || ', whose lease had expired'
+        WHERE NEW.recovered_from IS NOT NULL;
+
+        INSERT INTO order_events (order_id, at, kind, attempt, outcome, latency_ms)
+        SELECT NEW.order_id, NEW.now, 'attempt', NEW.attempt, NEW.outcome, NEW.latency_ms
+        WHERE NEW.attempt IS NOT NULL;
+
+        -- A decision moves the order only while it is processing ...
+        UPDATE orders
+        SET status = NEW.status, reason = NEW.reason, detail = NEW.detail,
+            updated_at = NEW.now, decided_at = NEW.now
+        WHERE NEW.step = 'decide' AND id = NEW.order_id AND status = 'processing';
+        -- ... and whether it did (changes() counts the UPDATE) is kept for the caller: 1 moved,
+        -- 0 already decided, NULL no such order.
+        INSERT INTO apply_outcomes (batch, slot, order_id, status, moved, written_at)
+        SELECT NEW.batch, NEW.slot, NEW.order_id, NEW.status,
+            CASE
+                WHEN changes() > 0 THEN 1
+                WHEN EXISTS (SELECT 1 FROM orders WHERE id = NEW.order_id) THEN 0
+            END,
+            NEW.now
+        WHERE NEW.step = 'decide';
+        INSERT INTO order_events (order_id, at, kind, outcome, detail)
+        SELECT outcome.order_id, NEW.now,
+            CASE outcome.moved WHEN 1 THEN outcome.status ELSE 'duplicate_ignored' END,
+            CASE outcome.moved WHEN 1 THEN NEW.reason ELSE outcome.status END,
+            CASE outcome.moved
+                WHEN 1 THEN NEW.detail
+                ELSE 'the order was already ' ||
+                    (SELECT o.status FROM orders AS o WHERE o.id = NEW.order_id)
+            END
+        FROM apply_outcomes AS outcome
+        WHERE outcome.batch = NEW.batch AND outcome.slot = NEW.slot
+            AND outcome.moved IS NOT NULL;
+        DELETE FROM jobs
+        WHERE NEW.step = 'decide' AND id = NEW.job_id AND lease_owner = NEW.worker;
+
+        -- A deferral by the worker holding the lease is recorded only if it starts a streak:
+        -- the job was not put off since its last attempt (or this result counts an attempt,
+        -- which ends the old streak). Judged before the job changes.
+        INSERT INTO order_events (order_id, at, kind, attempt, detail)
+        SELECT NEW.order_id, NEW.now, NEW.event_kind, NEW.attempt, NEW.event_detail
+        FROM jobs
+        WHERE NEW.step = 'defer' AND id = NEW.job_id AND lease_owner = NEW.worker
+            AND (deferred_since IS NULL OR NEW.counts_attempt);
+
+        -- Any other step changes the job only for the worker that holds its lease ...
+        UPDATE jobs
+        SET state = CASE NEW.step WHEN 'dead_letter' THEN 'dead' ELSE 'queued' END,
+            due_at = coalesce(NEW.due_at, due_at),
+            attempts = attempts + NEW.counts_attempt,
+            poison_count = poison_count + (NEW.step = 'poison'),
+            deferrals = deferrals + (NEW.step = 'defer'),
+            deferred_since = CASE
+                WHEN NEW.step = 'defer' AND NEW.counts_attempt THEN NEW.now
+                WHEN NEW.step = 'defer' THEN coalesce(deferred_since, NEW.now)
+                WHEN NEW.counts_attempt THEN NULL
+                ELSE deferred_since
+            END,
+            last_error = coalesce(NEW.error, last_error),
+            last_attempt_at = CASE WHEN NEW.counts_attempt THEN NEW.now ELSE last_attempt_at END,
+            lease_owner = NULL,
+            lease_until = NULL,
+            previous_owner = NULL
+        WHERE NEW.step IN ('retry', 'poison', 'defer', 'dead_letter')
+            AND id = NEW.job_id AND lease_owner = NEW.worker;
+        -- ... which is then recorded (changes() counts the UPDATE; deferrals were above) ...
+        INSERT INTO order_events (order_id, at, kind, attempt, detail)
+        SELECT NEW.order_id, NEW.now, NEW.event_kind, NEW.attempt, NEW.event_detail
+        WHERE NEW.step IN ('retry', 'poison', 'dead_letter') AND changes() > 0;
+        -- ... and a dead job is entered in the queue (changes() counts the event just
+        -- written, which was written exactly when the job changed).
+        INSERT INTO dead_letters (source, job_id, order_id, reason, attempts, created_at)
+        SELECT 'job', id, order_id, NEW.error, attempts, NEW.now
+        FROM jobs
+        WHERE NEW.step = 'dead_letter' AND changes() > 0 AND id = NEW.job_id;
+    "
+    };
+}
+
 /// Version 1: every table, view and trigger.
-const VERSION_1: &[&str] = &[
+pub(crate) const VERSION_1: &[&str] = &[
     "CREATE TABLE ledger_schema (version INTEGER PRIMARY KEY)",
     // Orders, in the order they were accepted (`seq`, the rowid, which VACUUM keeps because it
     // is declared). `items` is `LineItem::to_json`; `reason` a code, `detail` its explanation.
@@ -145,87 +231,11 @@ const VERSION_1: &[&str] = &[
         event_kind, event_detail
     ) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
         NULL, NULL, NULL, NULL, NULL, NULL WHERE 0",
-    "CREATE TRIGGER job_results_apply INSTEAD OF INSERT ON job_results
-    BEGIN
-        INSERT INTO order_events (order_id, at, kind, detail)
-        SELECT NEW.order_id, NEW.now, 'lease_expired',
-            'taken over from ' || NEW.recovered_from || ', whose lease had expired'
-        WHERE NEW.recovered_from IS NOT NULL;
-
-        INSERT INTO order_events (order_id, at, kind, attempt, outcome, latency_ms)
-        SELECT NEW.order_id, NEW.now, 'attempt', NEW.attempt, NEW.outcome, NEW.latency_ms
-        WHERE NEW.attempt IS NOT NULL;
-
-        -- A decision moves the order only while it is processing ...
-        UPDATE orders
-        SET status = NEW.status, reason = NEW.reason, detail = NEW.detail,
-            updated_at = NEW.now, decided_at = NEW.now
-        WHERE NEW.step = 'decide' AND id = NEW.order_id AND status = 'processing';
-        -- ... and whether it did (changes() counts the UPDATE) is kept for the caller: 1 moved,
-        -- 0 already decided, NULL no such order.
-        INSERT INTO apply_outcomes (batch, slot, order_id, status, moved, written_at)
-        SELECT NEW.batch, NEW.slot, NEW.order_id, NEW.status,
-            CASE
-                WHEN changes() > 0 THEN 1
-                WHEN EXISTS (SELECT 1 FROM orders WHERE id = NEW.order_id) THEN 0
-            END,
-            NEW.now
-        WHERE NEW.step = 'decide';
-        INSERT INTO order_events (order_id, at, kind, outcome, detail)
-        SELECT outcome.order_id, NEW.now,
-            CASE outcome.moved WHEN 1 THEN outcome.status ELSE 'duplicate_ignored' END,
-            CASE outcome.moved WHEN 1 THEN NEW.reason ELSE outcome.status END,
-            CASE outcome.moved
-                WHEN 1 THEN NEW.detail
-                ELSE 'the order was already ' ||
-                    (SELECT o.status FROM orders AS o WHERE o.id = NEW.order_id)
-            END
-        FROM apply_outcomes AS outcome
-        WHERE outcome.batch = NEW.batch AND outcome.slot = NEW.slot
-            AND outcome.moved IS NOT NULL;
-        DELETE FROM jobs
-        WHERE NEW.step = 'decide' AND id = NEW.job_id AND lease_owner = NEW.worker;
-
-        -- A deferral by the worker holding the lease is recorded only if it starts a streak:
-        -- the job was not put off since its last attempt (or this result counts an attempt,
-        -- which ends the old streak). Judged before the job changes.
-        INSERT INTO order_events (order_id, at, kind, attempt, detail)
-        SELECT NEW.order_id, NEW.now, NEW.event_kind, NEW.attempt, NEW.event_detail
-        FROM jobs
-        WHERE NEW.step = 'defer' AND id = NEW.job_id AND lease_owner = NEW.worker
-            AND (deferred_since IS NULL OR NEW.counts_attempt);
-
-        -- Any other step changes the job only for the worker that holds its lease ...
-        UPDATE jobs
-        SET state = CASE NEW.step WHEN 'dead_letter' THEN 'dead' ELSE 'queued' END,
-            due_at = coalesce(NEW.due_at, due_at),
-            attempts = attempts + NEW.counts_attempt,
-            poison_count = poison_count + (NEW.step = 'poison'),
-            deferrals = deferrals + (NEW.step = 'defer'),
-            deferred_since = CASE
-                WHEN NEW.step = 'defer' AND NEW.counts_attempt THEN NEW.now
-                WHEN NEW.step = 'defer' THEN coalesce(deferred_since, NEW.now)
-                WHEN NEW.counts_attempt THEN NULL
-                ELSE deferred_since
-            END,
-            last_error = coalesce(NEW.error, last_error),
-            last_attempt_at = CASE WHEN NEW.counts_attempt THEN NEW.now ELSE last_attempt_at END,
-            lease_owner = NULL,
-            lease_until = NULL,
-            previous_owner = NULL
-        WHERE NEW.step IN ('retry', 'poison', 'defer', 'dead_letter')
-            AND id = NEW.job_id AND lease_owner = NEW.worker;
-        -- ... which is then recorded (changes() counts the UPDATE; deferrals were above) ...
-        INSERT INTO order_events (order_id, at, kind, attempt, detail)
-        SELECT NEW.order_id, NEW.now, NEW.event_kind, NEW.attempt, NEW.event_detail
-        WHERE NEW.step IN ('retry', 'poison', 'dead_letter') AND changes() > 0;
-        -- ... and a dead job is entered in the queue (changes() counts the event just
-        -- written, which was written exactly when the job changed).
-        INSERT INTO dead_letters (source, job_id, order_id, reason, attempts, created_at)
-        SELECT 'job', id, order_id, NEW.error, attempts, NEW.now
-        FROM jobs
-        WHERE NEW.step = 'dead_letter' AND changes() > 0 AND id = NEW.job_id;
-    END",
+    concat!(
+        "CREATE TRIGGER job_results_apply INSTEAD OF INSERT ON job_results BEGIN",
+        job_results_steps!(),
+        "END"
+    ),
     // Replaying a job's dead letter (marking it replayed) requeues the job, atomically. The
     // replayed job gets its original retry window again, counted from the replay.
     "CREATE TRIGGER dead_letter_replayed AFTER UPDATE OF replayed_at ON dead_letters
@@ -256,8 +266,120 @@ const VERSION_1: &[&str] = &[
     END",
 ];
 
+/// Version 2: fulfilment. A decision that validates an order queues its follow-up job (the
+/// fulfilment saga's) in the same statement; each saga's state lives in `sagas`; customers
+/// cancel through `cancel_requests`; reset clears sagas too.
+const VERSION_2: &[&str] = &[
+    // One row per order whose fulfilment began (or was cancelled): `state` is the saga as
+    // JSON (the `saga` crate's), NULL until its first step; `cancel_requested` the customer's
+    // note once a cancellation was asked for.
+    "CREATE TABLE sagas (
+        order_id         TEXT PRIMARY KEY,
+        state            TEXT,
+        cancel_requested TEXT,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL
+    ) WITHOUT ROWID",
+    "DROP TRIGGER job_results_apply",
+    "DROP VIEW job_results",
+    // As in version 1, plus `follow_up`: the kind of job a decision that moves the order
+    // queues next (due at once, without a deadline of its own: its worker keeps the time).
+    "CREATE VIEW job_results (
+        batch, worker, now, slot, job_id, order_id, attempt, outcome, latency_ms,
+        recovered_from, step, status, reason, detail, due_at, error, counts_attempt,
+        event_kind, event_detail, follow_up
+    ) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0",
+    concat!(
+        "CREATE TRIGGER job_results_apply INSTEAD OF INSERT ON job_results BEGIN",
+        job_results_steps!(),
+        "
+        -- A decision that moved the order queues its follow-up job.
+        INSERT OR IGNORE INTO jobs (kind, order_id, due_at, created_at, deadline_at)
+        SELECT NEW.follow_up, outcome.order_id, NEW.now, NEW.now, 9223372036854775807
+        FROM apply_outcomes AS outcome
+        WHERE NEW.step = 'decide' AND NEW.follow_up IS NOT NULL
+            AND outcome.batch = NEW.batch AND outcome.slot = NEW.slot AND outcome.moved = 1;
+        END"
+    ),
+    // A saga's progress, written by the worker holding its job: the saga's new state, the
+    // order's status (and reason, once it has one), one event, and the job: finished (deleted)
+    // or, after a step that was done, with its attempts counted afresh for the next step.
+    "CREATE VIEW saga_progress (
+        worker, now, job_id, order_id, state, status, reason, detail, event_kind,
+        event_outcome, event_detail, step_done, finished
+    ) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    WHERE 0",
+    "CREATE TRIGGER saga_progress_insert INSTEAD OF INSERT ON saga_progress
+    WHEN EXISTS (SELECT 1 FROM jobs WHERE id = NEW.job_id AND lease_owner = NEW.worker)
+    BEGIN
+        INSERT INTO sagas (order_id, state, created_at, updated_at)
+        VALUES (NEW.order_id, NEW.state, NEW.now, NEW.now)
+        ON CONFLICT (order_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at;
+        UPDATE orders
+        SET status = NEW.status, reason = coalesce(NEW.reason, reason),
+            detail = coalesce(NEW.detail, detail), updated_at = NEW.now
+        WHERE id = NEW.order_id;
+        INSERT INTO order_events (order_id, at, kind, outcome, detail)
+        VALUES (NEW.order_id, NEW.now, NEW.event_kind, NEW.event_outcome, NEW.event_detail);
+        UPDATE jobs
+        SET attempts = 0, poison_count = 0, deferred_since = NULL, last_error = NULL,
+            previous_owner = NULL
+        WHERE id = NEW.job_id AND NEW.step_done AND NOT NEW.finished;
+        DELETE FROM jobs WHERE id = NEW.job_id AND NEW.finished;
+    END",
+    // A customer's cancellation, in one statement. An order still being validated is
+    // cancelled at once (its validation job goes; a late decision finds it decided). An order
+    // in fulfilment that is not shipped yet gets the request noted on its saga (the first note
+    // wins) and its job due at once: the saga's worker undoes what was done. Anything else is
+    // left as it is; the caller reads the order back to see which case it was.
+    "CREATE VIEW cancel_requests (order_id, now, detail)
+    AS SELECT NULL, NULL, NULL WHERE 0",
+    "CREATE TRIGGER cancel_requests_insert INSTEAD OF INSERT ON cancel_requests
+    BEGIN
+        DELETE FROM jobs
+        WHERE kind = 'validate' AND order_id = NEW.order_id
+            AND EXISTS (SELECT 1 FROM orders WHERE id = NEW.order_id AND status = 'processing');
+        UPDATE orders
+        SET status = 'cancelled', reason = 'cancelled_by_customer', detail = NEW.detail,
+            updated_at = NEW.now, decided_at = NEW.now
+        WHERE id = NEW.order_id AND status = 'processing';
+        INSERT INTO order_events (order_id, at, kind, outcome, detail)
+        SELECT NEW.order_id, NEW.now, 'cancelled', 'cancelled_by_customer', NEW.detail
+        WHERE changes() > 0;
+
+        INSERT INTO sagas (order_id, cancel_requested, created_at, updated_at)
+        SELECT NEW.order_id, NEW.detail, NEW.now, NEW.now
+        FROM orders WHERE id = NEW.order_id AND status IN ('validated', 'reserved', 'paid')
+        ON CONFLICT (order_id) DO UPDATE
+        SET cancel_requested = excluded.cancel_requested, updated_at = excluded.updated_at
+        WHERE cancel_requested IS NULL;
+        INSERT INTO order_events (order_id, at, kind, detail)
+        SELECT NEW.order_id, NEW.now, 'cancel_requested', NEW.detail WHERE changes() > 0;
+        UPDATE jobs SET due_at = min(due_at, NEW.now)
+        WHERE kind = 'fulfil' AND order_id = NEW.order_id AND state = 'queued'
+            AND EXISTS (SELECT 1 FROM sagas
+                WHERE order_id = NEW.order_id AND cancel_requested IS NOT NULL);
+    END",
+    "DROP TRIGGER ledger_reset_insert",
+    "CREATE TRIGGER ledger_reset_insert INSTEAD OF INSERT ON ledger_reset
+    BEGIN
+        DELETE FROM order_events;
+        DELETE FROM jobs;
+        DELETE FROM orders;
+        DELETE FROM dead_letters;
+        DELETE FROM apply_outcomes;
+        DELETE FROM sagas;
+        UPDATE ledger_marks SET value = 0;
+    END",
+];
+
 /// Every version's statements: `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`.
-const MIGRATIONS: [&[&str]; 1] = [VERSION_1];
+const MIGRATIONS: [&[&str]; 2] = [VERSION_1, VERSION_2];
+
+/// The schema's current version.
+#[cfg(test)]
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Moves the previous release's `orders` table aside before version 1 is created.
 const SET_LEGACY_ORDERS_ASIDE: &str = "ALTER TABLE orders RENAME TO legacy_orders";

@@ -4,7 +4,7 @@
 use crate::intake::row_count;
 use crate::reads::{StoredOrder, order_columns};
 use crate::sql::{TimestampColumns, TimestampValue, stored_millis};
-use crate::{EventKind, Ledger, LedgerError, Sql, SqlValue};
+use crate::{EventKind, FULFILMENT_JOB, Ledger, LedgerError, Sql, SqlValue};
 use orderly_sql::{RowReader, saturating_i64};
 use orders_core::{Order, OrderId, OrderStatus, Timestamp};
 use serde_json::{Value, json};
@@ -168,13 +168,13 @@ const CLAIM_EXPIRED: &str = concat!(
 const INSERT_RESULTS: &str = "INSERT INTO job_results (
         batch, worker, now, slot, job_id, order_id, attempt, outcome, latency_ms,
         recovered_from, step, status, reason, detail, due_at, error, counts_attempt,
-        event_kind, event_detail
+        event_kind, event_detail, follow_up
     )
     SELECT ?1, ?2, ?3, value ->> 'slot', value ->> 'job_id', value ->> 'order_id',
         value ->> 'attempt', value ->> 'outcome', value ->> 'latency_ms',
         value ->> 'recovered_from', value ->> 'step', value ->> 'status', value ->> 'reason',
         value ->> 'detail', value ->> 'due_at', value ->> 'error', value ->> 'counts_attempt',
-        value ->> 'event_kind', value ->> 'event_detail'
+        value ->> 'event_kind', value ->> 'event_detail', value ->> 'follow_up'
     FROM json_each(?4) ORDER BY key";
 
 /// Reads back (and deletes) a batch's outcomes, `?1`, and any left behind by callers that
@@ -298,7 +298,9 @@ impl<S: Sql> Ledger<S> {
     /// job was recovered, an `attempt` event if a call was made, then the step:
     ///
     /// - `Decide` moves the order only if it is still processing and records the decision,
-    ///   or else a `duplicate_ignored` event; the job is deleted if `worker` holds it.
+    ///   or else a `duplicate_ignored` event; the job is deleted if `worker` holds it. An
+    ///   order it validates gets its fulfilment job ([`FULFILMENT_JOB`]) in the same
+    ///   statement.
     /// - `Retry`, `Poison`, `Defer`, `DeadLetter` change the job (lease cleared) only if
     ///   `worker` holds it, and then record `retry_scheduled`, the deferral's kind, or
     ///   `dead_lettered` (with a dead letter).
@@ -476,6 +478,8 @@ fn result_row(result: &JobResult, slot: Option<u32>) -> Value {
             "status": status.as_str(),
             "reason": reason,
             "detail": detail,
+            // A validated order goes on to be fulfilled.
+            "follow_up": (*status == OrderStatus::Validated).then_some(FULFILMENT_JOB),
         }),
         NextStep::Decide { .. } => json!({ "step": "no_decision" }),
         NextStep::Retry { at, error } => json!({

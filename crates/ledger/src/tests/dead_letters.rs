@@ -231,7 +231,7 @@ fn clearing_a_new_database_creates_the_schema() {
     fixture.ledger.clear_all().unwrap();
     assert_eq!(
         fixture.value::<i64>("SELECT max(version) FROM ledger_schema", []),
-        1
+        crate::schema::SCHEMA_VERSION
     );
 }
 

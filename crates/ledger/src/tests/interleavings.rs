@@ -430,5 +430,20 @@ fn concurrent_applies_report_each_decision_once() {
         fixture.value::<i64>("SELECT count(*) FROM apply_outcomes", []),
         0
     );
-    assert_eq!(fixture.value::<i64>("SELECT count(*) FROM jobs", []), 0);
+    // Each validated order's validation job is gone, and it has exactly one fulfilment job.
+    assert_eq!(
+        fixture.value::<i64>("SELECT count(*) FROM jobs WHERE kind = 'validate'", []),
+        0
+    );
+    assert_eq!(
+        fixture.value::<i64>(
+            "SELECT count(DISTINCT order_id) FROM jobs WHERE kind = 'fulfil'",
+            []
+        ),
+        ORDERS as i64
+    );
+    assert_eq!(
+        fixture.value::<i64>("SELECT count(*) FROM jobs WHERE kind = 'fulfil'", []),
+        ORDERS as i64
+    );
 }

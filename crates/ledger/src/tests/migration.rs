@@ -93,7 +93,7 @@ fn the_previous_releases_orders_are_upgraded_without_loss() {
     );
     assert_eq!(
         fixture.value::<i64>("SELECT max(version) FROM ledger_schema", []),
-        1
+        crate::schema::SCHEMA_VERSION
     );
 
     // The carried-over job is due at once, and the ledger works as usual.
@@ -121,7 +121,7 @@ fn migrating_is_idempotent() {
     fixture.ledger.migrate().unwrap();
     assert_eq!(
         fixture.value::<i64>("SELECT count(*) FROM ledger_schema", []),
-        1
+        crate::schema::SCHEMA_VERSION
     );
     assert_eq!(
         fixture.ledger.orders(None, None, 10).unwrap().orders.len(),
@@ -159,7 +159,7 @@ fn racing_migrations_upgrade_once() {
     }
     assert_eq!(
         fixture.value::<i64>("SELECT count(*) FROM ledger_schema", []),
-        1
+        crate::schema::SCHEMA_VERSION
     );
     assert_eq!(fixture.value::<i64>("SELECT count(*) FROM orders", []), 5);
     assert_eq!(

@@ -6,6 +6,7 @@ mod intake;
 mod interleavings;
 mod migration;
 mod reads;
+mod sagas;
 mod worker;
 
 use crate::{Intake, Ledger, RusqliteSql};

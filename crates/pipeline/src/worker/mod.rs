@@ -25,7 +25,7 @@ use std::future::Future;
 /// `[[trigger.redis]]` in `spin.toml`.
 pub const JOBS_CHANNEL: &str = "orderly-jobs";
 /// The job kind this worker handles.
-pub const JOB_KIND: &str = "validate";
+pub const JOB_KIND: &str = ledger::VALIDATION_JOB;
 /// The circuit breaker's (and the retry budget's) name: the dependency it guards.
 pub const DEPENDENCY: &str = "external-validator";
 /// The bulkhead that limits how many workers drain at once.

@@ -1,0 +1,380 @@
+use super::Fixture;
+use crate::{
+    CancelOutcome, ClaimedJob, EventKind, FULFILMENT_JOB, JobResult, NextStep, SagaProgress,
+    StoredSaga, VALIDATION_JOB,
+};
+use orders_core::{OrderId, OrderStatus, Timestamp};
+
+fn id(text: &str) -> OrderId {
+    OrderId::parse(text).unwrap()
+}
+
+fn claim(fixture: &Fixture, kind: &str, worker: &str, now: u64) -> Vec<ClaimedJob> {
+    fixture
+        .ledger
+        .claim(kind, worker, Timestamp(now), Timestamp(now + 30_000), 10)
+        .unwrap()
+}
+
+/// Validation decides `status` for every order given (all accepted at 1 s).
+fn decide(fixture: &Fixture, status: OrderStatus, orders: &[&str]) {
+    for order in orders {
+        fixture.accept(order, 1_000);
+    }
+    let results: Vec<JobResult> = claim(fixture, VALIDATION_JOB, "v", 2_000)
+        .into_iter()
+        .map(|job| JobResult {
+            job_id: job.job_id,
+            order_id: job.order_id,
+            attempt: Some(1),
+            outcome: Some("valid".into()),
+            latency_ms: Some(5),
+            recovered_from: None,
+            next: NextStep::Decide {
+                status,
+                reason: None,
+                detail: None,
+            },
+        })
+        .collect();
+    fixture
+        .ledger
+        .apply("v", Timestamp(2_000), &results)
+        .unwrap();
+}
+
+fn kinds(fixture: &Fixture, order: &str) -> Vec<EventKind> {
+    fixture
+        .ledger
+        .events(&id(order))
+        .unwrap()
+        .into_iter()
+        .map(|event| event.kind)
+        .collect()
+}
+
+fn status(fixture: &Fixture, order: &str) -> OrderStatus {
+    fixture
+        .ledger
+        .order(&id(order))
+        .unwrap()
+        .unwrap()
+        .order
+        .status
+}
+
+fn fulfilment_jobs(fixture: &Fixture, order: &str) -> i64 {
+    fixture.value(
+        "SELECT count(*) FROM jobs WHERE kind = 'fulfil' AND order_id = ?1",
+        [order],
+    )
+}
+
+/// A step of `job`'s saga: the order moves to `status`.
+fn progress<'a>(job: &'a ClaimedJob, status: OrderStatus, finished: bool) -> SagaProgress<'a> {
+    SagaProgress {
+        job_id: job.job_id,
+        order_id: &job.order_id,
+        state: r#"{"phase":"running","step":"authorize"}"#,
+        status,
+        reason: None,
+        detail: None,
+        event: EventKind::StepDone,
+        event_outcome: Some("reserve"),
+        event_detail: None,
+        step_done: true,
+        finished,
+    }
+}
+
+#[test]
+fn validating_an_order_queues_its_fulfilment_in_the_same_statement() {
+    let fixture = Fixture::new();
+    decide(&fixture, OrderStatus::Validated, &["a", "b"]);
+    let jobs = claim(&fixture, FULFILMENT_JOB, "f", 2_000);
+    let ids: Vec<&str> = jobs.iter().map(|job| job.order_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(jobs[0].created_at, Timestamp(2_000));
+    assert_eq!(jobs[0].deadline_at, crate::NO_DEADLINE);
+    assert_eq!(
+        jobs[0].order.as_ref().unwrap().status,
+        OrderStatus::Validated
+    );
+    // Nothing is stored for a saga until its first step.
+    assert_eq!(fixture.ledger.sagas(&["a", "b"]).unwrap(), []);
+}
+
+#[test]
+fn refused_orders_and_late_decisions_queue_no_fulfilment() {
+    let fixture = Fixture::new();
+    decide(&fixture, OrderStatus::Rejected, &["r"]);
+    assert_eq!(fulfilment_jobs(&fixture, "r"), 0);
+
+    // A duplicate decision (the order was decided meanwhile) queues nothing either.
+    fixture.accept("d", 1_000);
+    let job = claim(&fixture, VALIDATION_JOB, "v", 2_000).remove(0);
+    fixture
+        .run("UPDATE orders SET status = 'rejected' WHERE id = 'd'; DELETE FROM jobs WHERE kind = 'validate'");
+    fixture
+        .ledger
+        .apply(
+            "v",
+            Timestamp(2_000),
+            &[JobResult {
+                job_id: job.job_id,
+                order_id: job.order_id,
+                attempt: Some(1),
+                outcome: Some("valid".into()),
+                latency_ms: Some(5),
+                recovered_from: None,
+                next: NextStep::Decide {
+                    status: OrderStatus::Validated,
+                    reason: None,
+                    detail: None,
+                },
+            }],
+        )
+        .unwrap();
+    assert_eq!(fulfilment_jobs(&fixture, "d"), 0);
+}
+
+#[test]
+fn progress_moves_the_order_and_records_the_saga_for_the_holder_only() {
+    let fixture = Fixture::new();
+    decide(&fixture, OrderStatus::Validated, &["a"]);
+    let job = claim(&fixture, FULFILMENT_JOB, "f", 3_000).remove(0);
+    fixture.run("UPDATE jobs SET attempts = 2 WHERE kind = 'fulfil'");
+
+    // Someone else's write changes nothing.
+    fixture
+        .ledger
+        .record_saga_progress(
+            "other",
+            Timestamp(3_500),
+            &progress(&job, OrderStatus::Reserved, false),
+        )
+        .unwrap();
+    assert_eq!(status(&fixture, "a"), OrderStatus::Validated);
+    assert_eq!(fixture.ledger.sagas(&["a"]).unwrap(), []);
+
+    fixture
+        .ledger
+        .record_saga_progress(
+            "f",
+            Timestamp(3_500),
+            &progress(&job, OrderStatus::Reserved, false),
+        )
+        .unwrap();
+    assert_eq!(status(&fixture, "a"), OrderStatus::Reserved);
+    assert_eq!(
+        fixture.ledger.sagas(&["a"]).unwrap(),
+        [StoredSaga {
+            order_id: "a".into(),
+            state: Some(r#"{"phase":"running","step":"authorize"}"#.into()),
+            cancel_requested: None,
+        }]
+    );
+    let events = fixture.ledger.events(&id("a")).unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, EventKind::StepDone);
+    assert_eq!(last.outcome.as_deref(), Some("reserve"));
+    assert_eq!(last.at, Timestamp(3_500));
+    // The next step starts with a fresh attempt count; the job stays leased.
+    assert_eq!(
+        fixture.value::<i64>("SELECT attempts FROM jobs WHERE kind = 'fulfil'", []),
+        0
+    );
+    assert!(claim(&fixture, FULFILMENT_JOB, "g", 4_000).is_empty());
+
+    // The last step deletes the job.
+    let done = SagaProgress {
+        state: r#"{"phase":"confirmed"}"#,
+        event: EventKind::Confirmed,
+        event_outcome: None,
+        ..progress(&job, OrderStatus::Confirmed, true)
+    };
+    fixture
+        .ledger
+        .record_saga_progress("f", Timestamp(4_000), &done)
+        .unwrap();
+    assert_eq!(status(&fixture, "a"), OrderStatus::Confirmed);
+    assert_eq!(fulfilment_jobs(&fixture, "a"), 0);
+    assert_eq!(
+        kinds(&fixture, "a").last(),
+        Some(&EventKind::Confirmed),
+        "{:?}",
+        kinds(&fixture, "a")
+    );
+}
+
+#[test]
+fn a_lease_is_renewed_only_by_its_holder() {
+    let fixture = Fixture::new();
+    decide(&fixture, OrderStatus::Validated, &["a"]);
+    let job = claim(&fixture, FULFILMENT_JOB, "f", 3_000).remove(0);
+    assert!(
+        fixture
+            .ledger
+            .renew_lease("f", job.job_id, Timestamp(90_000))
+            .unwrap()
+    );
+    assert!(
+        !fixture
+            .ledger
+            .renew_lease("g", job.job_id, Timestamp(99_000))
+            .unwrap()
+    );
+    assert_eq!(
+        fixture.value::<i64>("SELECT lease_until FROM jobs WHERE kind = 'fulfil'", []),
+        90_000
+    );
+}
+
+#[test]
+fn an_order_still_being_validated_is_cancelled_at_once() {
+    let fixture = Fixture::new();
+    fixture.accept("p", 1_000);
+    let outcome = fixture
+        .ledger
+        .request_cancel(&id("p"), Timestamp(1_500), "changed my mind")
+        .unwrap();
+    assert_eq!(outcome, CancelOutcome::Cancelled);
+    let view = fixture.ledger.order(&id("p")).unwrap().unwrap();
+    assert_eq!(view.order.status, OrderStatus::Cancelled);
+    assert_eq!(view.order.reason.as_deref(), Some("cancelled_by_customer"));
+    assert_eq!(view.job, None);
+    assert_eq!(
+        kinds(&fixture, "p"),
+        [EventKind::Accepted, EventKind::Cancelled]
+    );
+    // Asking again is answered the same and records nothing more.
+    assert_eq!(
+        fixture
+            .ledger
+            .request_cancel(&id("p"), Timestamp(1_600), "again")
+            .unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(kinds(&fixture, "p").len(), 2);
+}
+
+#[test]
+fn a_validated_order_has_its_saga_undo_what_it_did() {
+    let fixture = Fixture::new();
+    decide(&fixture, OrderStatus::Validated, &["v"]);
+    fixture.run("UPDATE jobs SET due_at = 50000 WHERE kind = 'fulfil'");
+    let outcome = fixture
+        .ledger
+        .request_cancel(&id("v"), Timestamp(3_000), "wrong size")
+        .unwrap();
+    assert_eq!(outcome, CancelOutcome::Cancelling);
+    // The order keeps its status until the saga's worker acts; the job is due now.
+    assert_eq!(status(&fixture, "v"), OrderStatus::Validated);
+    assert_eq!(
+        fixture.ledger.sagas(&["v"]).unwrap(),
+        [StoredSaga {
+            order_id: "v".into(),
+            state: None,
+            cancel_requested: Some("wrong size".into()),
+        }]
+    );
+    assert_eq!(claim(&fixture, FULFILMENT_JOB, "f", 3_000).len(), 1);
+    // The first note wins; a second request is answered the same.
+    assert_eq!(
+        fixture
+            .ledger
+            .request_cancel(&id("v"), Timestamp(3_100), "other")
+            .unwrap(),
+        CancelOutcome::Cancelling
+    );
+    assert_eq!(
+        fixture.ledger.sagas(&["v"]).unwrap()[0]
+            .cancel_requested
+            .as_deref(),
+        Some("wrong size")
+    );
+    let requested = kinds(&fixture, "v")
+        .into_iter()
+        .filter(|kind| *kind == EventKind::CancelRequested)
+        .count();
+    assert_eq!(requested, 1);
+}
+
+#[test]
+fn shipped_and_finished_orders_cannot_be_cancelled() {
+    let fixture = Fixture::new();
+    decide(&fixture, OrderStatus::Validated, &["s"]);
+    fixture.run("UPDATE orders SET status = 'shipped' WHERE id = 's'");
+    assert_eq!(
+        fixture
+            .ledger
+            .request_cancel(&id("s"), Timestamp(3_000), "x")
+            .unwrap(),
+        CancelOutcome::Refused(OrderStatus::Shipped)
+    );
+    assert_eq!(fixture.ledger.sagas(&["s"]).unwrap(), []);
+    decide(&fixture, OrderStatus::Rejected, &["r"]);
+    assert_eq!(
+        fixture
+            .ledger
+            .request_cancel(&id("r"), Timestamp(3_000), "x")
+            .unwrap(),
+        CancelOutcome::Refused(OrderStatus::Rejected)
+    );
+    assert_eq!(
+        fixture
+            .ledger
+            .request_cancel(&id("nope"), Timestamp(3_000), "x")
+            .unwrap(),
+        CancelOutcome::NotFound
+    );
+}
+
+#[test]
+fn a_decision_arriving_after_a_cancellation_changes_nothing() {
+    let fixture = Fixture::new();
+    fixture.accept("c", 1_000);
+    let job = claim(&fixture, VALIDATION_JOB, "v", 1_200).remove(0);
+    fixture
+        .ledger
+        .request_cancel(&id("c"), Timestamp(1_500), "no")
+        .unwrap();
+    let applied = fixture
+        .ledger
+        .apply(
+            "v",
+            Timestamp(2_000),
+            &[JobResult {
+                job_id: job.job_id,
+                order_id: job.order_id,
+                attempt: Some(1),
+                outcome: Some("valid".into()),
+                latency_ms: Some(5),
+                recovered_from: None,
+                next: NextStep::Decide {
+                    status: OrderStatus::Validated,
+                    reason: None,
+                    detail: None,
+                },
+            }],
+        )
+        .unwrap();
+    assert_eq!(applied.duplicates, 1);
+    assert_eq!(status(&fixture, "c"), OrderStatus::Cancelled);
+    assert_eq!(fulfilment_jobs(&fixture, "c"), 0);
+}
+
+#[test]
+fn a_version_1_database_upgrades_on_its_first_decision() {
+    let fixture = Fixture::new();
+    for statement in crate::schema::VERSION_1 {
+        fixture.run(statement);
+    }
+    fixture.run("INSERT INTO ledger_schema (version) VALUES (1)");
+    decide(&fixture, OrderStatus::Validated, &["u"]);
+    assert_eq!(fulfilment_jobs(&fixture, "u"), 1);
+    assert_eq!(
+        fixture.value::<i64>("SELECT max(version) FROM ledger_schema", []),
+        2
+    );
+}
