@@ -1,7 +1,9 @@
 //! The pipeline's settings, read from Spin variables with documented defaults.
 
 use crate::plan::JobPolicy;
-use resilience::{BreakerPolicy, BudgetPolicy, BulkheadPolicy, SettingError, read_settings};
+use resilience::{
+    BreakerPolicy, BudgetPolicy, BulkheadPolicy, SettingError, read_settings, whole_number_setting,
+};
 
 /// The variables the pipeline reads beyond the resilience library's (name, default, meaning).
 pub const PIPELINE_VARIABLES: &[(&str, &str, &str)] = &[
@@ -52,31 +54,21 @@ pub const PIPELINE_VARIABLES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Reads the whole number `name` through `lookup` (its default from [`PIPELINE_VARIABLES`] or
-/// the resilience library's `VARIABLES` when absent or empty), which must lie in `min..=max`.
+/// Reads the whole number `name` (see [`whole_number_setting`]), its default from
+/// [`PIPELINE_VARIABLES`] or the resilience library's `VARIABLES`.
 fn whole_number(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &str,
     min: u64,
     max: u64,
 ) -> Result<u64, SettingError> {
-    let default = PIPELINE_VARIABLES
-        .iter()
-        .chain(resilience::VARIABLES)
-        .find(|(variable, _, _)| *variable == name)
-        .map_or("0", |(_, default, _)| *default);
-    let text = lookup(name)
-        .filter(|value| !value.trim().is_empty())
-        .unwrap_or_else(|| default.to_owned());
-    text.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|value| (min..=max).contains(value))
-        .ok_or_else(|| SettingError::Invalid {
-            name: name.to_owned(),
-            value: text.clone(),
-            reason: format!("must be a whole number from {min} to {max}"),
-        })
+    whole_number_setting(
+        &[PIPELINE_VARIABLES, resilience::VARIABLES],
+        lookup,
+        name,
+        min,
+        max,
+    )
 }
 
 /// Everything a validation worker needs to know.

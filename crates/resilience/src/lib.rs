@@ -36,5 +36,7 @@ pub use idempotency::{IdempotencyKey, KeyDecision, KeyError, KeyRecord, decide};
 pub use kv::{KvStore, MemoryStore, MemoryStoreError};
 pub use random::{Random, SplitMix64};
 pub use retry::{CallFailure, FailureClass, RetryPolicy, classify, parse_retry_after};
-pub use settings::{ResilienceSettings, SettingError, VARIABLES, read_settings};
+pub use settings::{
+    ResilienceSettings, SettingError, VARIABLES, read_settings, whole_number_setting,
+};
 pub use window::{CallTally, CallWindow, WindowTotals};

@@ -196,6 +196,35 @@ impl<L: Fn(&str) -> Option<String>> Variables<L> {
     }
 }
 
+/// Reads the whole number `name` through `lookup` (a Spin variable by name), which must lie in
+/// `min..=max`; absent or empty, its default is the one the first of `defaults` that lists it
+/// gives (a table of `(name, default, meaning)`, like [`VARIABLES`]).
+pub fn whole_number_setting(
+    defaults: &[&[(&str, &str, &str)]],
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    min: u64,
+    max: u64,
+) -> Result<u64, SettingError> {
+    let default = defaults
+        .iter()
+        .flat_map(|table| table.iter())
+        .find(|(variable, _, _)| *variable == name)
+        .map_or("0", |(_, default, _)| *default);
+    let text = lookup(name)
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned());
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|value| (min..=max).contains(value))
+        .ok_or_else(|| SettingError::Invalid {
+            name: name.to_owned(),
+            value: text.clone(),
+            reason: format!("must be a whole number from {min} to {max}"),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
