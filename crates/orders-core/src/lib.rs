@@ -12,5 +12,5 @@ pub use order::{
     CustomerName, LineItem, NewOrder, Order, OrderError, OrderStatus, ProductName, Quantity,
     StatusError,
 };
-pub use text::TextError;
+pub use text::{TextError, clean as clean_text};
 pub use time::Timestamp;

@@ -22,8 +22,10 @@ pub enum TextError {
     },
 }
 
-/// Trims `text` and checks it against the rules above, with at most `max` characters.
-pub(crate) fn clean(text: &str, max: usize) -> Result<String, TextError> {
+/// Trims `text` and checks it as product and customer names are checked: not empty, at most
+/// `max` characters, and free of control, bidirectional and invisible formatting characters.
+/// For other free text a service takes from clients (a shipping address, ...).
+pub fn clean(text: &str, max: usize) -> Result<String, TextError> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(TextError::Empty);

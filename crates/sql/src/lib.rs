@@ -4,13 +4,16 @@
 //!
 //! Components implement [`Sql`] over the Spin host's SQLite; with the `rusqlite` feature,
 //! [`RusqliteSql`] implements it over a native SQLite file (for tests and tools outside
-//! WebAssembly).
+//! WebAssembly). [`Schema`] creates a store's tables on demand: a statement that finds them
+//! missing migrates and runs once more.
 
 #[cfg(any(test, feature = "rusqlite"))]
 mod rusqlite_sql;
+mod schema;
 
 #[cfg(any(test, feature = "rusqlite"))]
 pub use rusqlite_sql::RusqliteSql;
+pub use schema::{Schema, SchemaError};
 
 /// A connection that runs one SQL statement at a time.
 pub trait Sql {
