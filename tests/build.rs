@@ -34,6 +34,7 @@ fn main() {
         "tests/components",
         "crates/orders-core",
         "crates/simulator-core",
+        "crates/faults",
         "crates/catalog",
         "crates/guest-kit-core",
         "crates/ledger",

@@ -196,3 +196,59 @@ async fn bad_configuration_is_refused_and_changes_nothing() {
     assert_eq!((wrong.status, wrong.header("allow")), (405, Some("POST")));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_campus_body_sets_delay_and_failure_rate() {
+    let app = TestApp::start_real().await;
+    let configured = app
+        .post(
+            "/external/configure",
+            r#"{"delay": 0.3, "failure_rate": 0}"#,
+        )
+        .await;
+    assert_eq!(configured.status, 200, "{}", configured.text());
+    assert_eq!(
+        (
+            configured.json()["mode"].as_str(),
+            configured.json()["delay_ms"].as_u64()
+        ),
+        (Some("slow"), Some(300))
+    );
+    let started = Instant::now();
+    let slow = app
+        .post(
+            "/external/validate",
+            r#"{"product": "Medicine A", "quantity": 1}"#,
+        )
+        .await;
+    assert_eq!(slow.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    app.post("/external/configure", r#"{"delay": 0, "failure_rate": 1}"#)
+        .await;
+    assert_eq!(
+        app.get("/external/get_failure_mode").await.json()["mode"],
+        "normal"
+    );
+    let started = Instant::now();
+    let failing = app
+        .post(
+            "/external/validate",
+            r#"{"product": "Medicine A", "quantity": 1}"#,
+        )
+        .await;
+    assert_eq!(
+        (failing.status, failing.json()["type"].as_str()),
+        (500, Some("/problems/injected-fault"))
+    );
+    assert!(started.elapsed() < Duration::from_millis(300), "no delay");
+
+    let mixed = app
+        .post("/external/configure", r#"{"delay": 1, "mode": "down"}"#)
+        .await;
+    assert_eq!(
+        (mixed.status, mixed.json()["field"].as_str()),
+        (422, Some("delay"))
+    );
+    app.stop().await;
+}

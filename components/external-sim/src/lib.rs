@@ -4,19 +4,24 @@
 //! switch fault injection at runtime; `GET /stats` counts the validation calls that reached
 //! it. The configuration lives in the key-value store, so every instance sees it.
 //!
-//! This crate only adapts HTTP to [`simulator_core`]: parse, decide, respond.
+//! This crate only adapts HTTP to [`simulator_core`] (verdicts) and to the fault controls every
+//! service shares (`guest_kit::faults`): parse, decide, respond.
 
 mod api;
-mod state;
+mod stats;
 
 use api::ApiError;
 use catalog::Catalog;
+use faults::ProbeOutcome;
 use guest_kit::Incoming;
-use simulator_core::{ConfigUpdate, Outcome, ProbeOutcome, ValidationRequest, judge};
+use guest_kit::faults::FaultSwitch;
+use simulator_core::{ValidationRequest, judge};
 use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
 use spin_sdk::http_component;
-use state::FaultState;
 use std::time::Duration;
+
+/// The service name its fault configuration is kept under (`faults/external-sim/...`).
+const SERVICE: &str = "external-sim";
 
 /// The largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
@@ -30,67 +35,36 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
 }
 
 fn route(request: &Incoming) -> Result<Response, ApiError> {
+    if let Some(response) = guest_kit::faults::routes(SERVICE, request) {
+        return Ok(response);
+    }
     let path = request.path_info.as_str();
-    let method = &request.method;
-    let post_json = |request: &Incoming| request.require_json().map_err(ApiError::Refused);
-    match (path, method) {
+    match (path, &request.method) {
         ("/validate", Method::Post) => {
-            post_json(request)?;
+            request.require_json().map_err(ApiError::Refused)?;
             validate(&request.body)
         }
         ("/health", Method::Get) => health(),
-        ("/configure" | "/set_failure_mode", Method::Post) => {
-            post_json(request)?;
-            configure(&request.body)
-        }
-        ("/configure", Method::Get) => Ok(guest_kit::json(
-            200,
-            &FaultState::open()?.snapshot()?.config,
-        )),
-        ("/get_failure_mode", Method::Get) => {
-            let config = FaultState::open()?.snapshot()?.config;
-            Ok(guest_kit::json(
-                200,
-                &serde_json::json!({ "mode": config.mode }),
-            ))
-        }
         ("/stats", Method::Get) => Ok(guest_kit::json(
             200,
-            &serde_json::json!({ "calls": FaultState::open()?.calls()? }),
+            &serde_json::json!({ "calls": stats::calls()? }),
         )),
-        ("/validate" | "/set_failure_mode", _) => Err(ApiError::MethodNotAllowed("POST")),
-        ("/configure", _) => Err(ApiError::MethodNotAllowed("GET, POST")),
-        ("/health" | "/get_failure_mode" | "/stats", _) => Err(ApiError::MethodNotAllowed("GET")),
+        ("/validate", _) => Err(ApiError::MethodNotAllowed("POST")),
+        ("/health" | "/stats", _) => Err(ApiError::MethodNotAllowed("GET")),
         _ => Err(ApiError::NotFound(path.to_owned())),
     }
 }
 
 fn validate(body: &[u8]) -> Result<Response, ApiError> {
-    let state = FaultState::open()?;
-    let snapshot = state.snapshot()?;
-    state.count_call()?;
-    let config = &snapshot.config;
-    let draw = if config.needs_draw() {
-        state.next_draw(&snapshot)?
-    } else {
-        0
-    };
-    match config.decide(draw) {
-        Outcome::Unavailable => Err(ApiError::SimulatedOutage),
-        Outcome::Fail { delay_ms } => {
-            pause(delay_ms);
-            Err(ApiError::InjectedFault)
-        }
-        Outcome::Respond { delay_ms } => {
-            pause(delay_ms);
-            let request =
-                ValidationRequest::parse(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            let verdict = judge(&catalog()?, &request);
-            let mut answer = serde_json::to_value(&verdict).unwrap_or_default();
-            answer["order_id"] = request.order_id.into();
-            Ok(guest_kit::json(200, &answer))
-        }
-    }
+    let switch = FaultSwitch::open(SERVICE)?;
+    stats::count_call()?;
+    guest_kit::faults::apply(switch.decide()?).map_err(ApiError::Refused)?;
+    let request =
+        ValidationRequest::parse(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let verdict = judge(&catalog()?, &request);
+    let mut answer = serde_json::to_value(&verdict).unwrap_or_default();
+    answer["order_id"] = request.order_id.into();
+    Ok(guest_kit::json(200, &answer))
 }
 
 /// The catalogue: the `catalog` variable's JSON when set, else the one shipped.
@@ -102,12 +76,12 @@ fn catalog() -> Result<Catalog, ApiError> {
 }
 
 fn health() -> Result<Response, ApiError> {
-    let config = FaultState::open()?.snapshot()?.config;
+    let config = FaultSwitch::open(SERVICE)?.config()?;
     let mode = serde_json::to_value(config.mode).unwrap_or_default();
     let (status, label) = match config.probe() {
         ProbeOutcome::Healthy => (200, "healthy"),
         ProbeOutcome::Degraded { delay_ms } => {
-            pause(delay_ms);
+            std::thread::sleep(Duration::from_millis(u64::from(delay_ms)));
             (200, "degraded")
         }
         ProbeOutcome::Failing => (500, "failing"),
@@ -117,16 +91,4 @@ fn health() -> Result<Response, ApiError> {
         status,
         &serde_json::json!({ "status": label, "mode": mode }),
     ))
-}
-
-fn configure(body: &[u8]) -> Result<Response, ApiError> {
-    let update = ConfigUpdate::parse(body)?;
-    let config = FaultState::open()?.update(&update)?;
-    Ok(guest_kit::json(200, &config))
-}
-
-fn pause(delay_ms: u32) {
-    if delay_ms > 0 {
-        std::thread::sleep(Duration::from_millis(u64::from(delay_ms)));
-    }
 }

@@ -1,9 +1,11 @@
 //! Helpers shared by Orderly's components (wasm32-wasip2 guests): requests read with a body
 //! limit, JSON and problem responses, outbound HTTP with timeouts, bindings for the
-//! `wasi:keyvalue` interfaces spin-sdk does not wrap, and the adapters that give the native
-//! libraries Spin's SQLite ([`SpinSql`]), key-value store ([`SpinKv`]) and wall clock.
+//! `wasi:keyvalue` interfaces spin-sdk does not wrap, the adapters that give the native
+//! libraries Spin's SQLite ([`SpinSql`]), key-value store ([`SpinKv`]) and wall clock, and every
+//! service's fault-injection controls ([`faults`]).
 
 mod clock;
+pub mod faults;
 mod http_out;
 mod kv;
 mod request;

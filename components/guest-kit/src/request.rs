@@ -100,6 +100,27 @@ impl Incoming {
         Ok(incoming)
     }
 
+    /// A request as [`Incoming::read`] would give it, for unit tests of handlers.
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        method: Method,
+        path_info: &str,
+        content_type: Option<&str>,
+        body: &str,
+    ) -> Self {
+        Self {
+            method,
+            path: path_info.to_owned(),
+            query: String::new(),
+            path_info: path_info.to_owned(),
+            headers: content_type
+                .map(|value| ("content-type".to_owned(), value.as_bytes().to_vec()))
+                .into_iter()
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
     /// The first value of header `name` (lower case), as text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

@@ -51,6 +51,53 @@ pub trait KvStore {
     fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, Self::Error>;
 }
 
+/// A borrowed store is a store: several mechanisms (or simulated instances in tests) can share
+/// one without owning it.
+impl<T: KvStore + ?Sized> KvStore for &T {
+    type Error = T::Error;
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Self::Error> {
+        (**self).get(key)
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Self::Error> {
+        (**self).get_many(keys)
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), Self::Error> {
+        (**self).set(key, value)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+    ) -> Result<bool, Self::Error> {
+        (**self).compare_and_swap(key, expected, new)
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, Self::Error> {
+        (**self).increment(key, delta)
+    }
+
+    fn counter(&self, key: &str) -> Result<i64, Self::Error> {
+        (**self).counter(key)
+    }
+
+    fn counters(&self, keys: &[String]) -> Result<Vec<i64>, Self::Error> {
+        (**self).counters(keys)
+    }
+
+    fn delete_many(&self, keys: &[String]) -> Result<(), Self::Error> {
+        (**self).delete_many(keys)
+    }
+
+    fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, Self::Error> {
+        (**self).keys_with_prefix(prefix)
+    }
+}
+
 /// What [`MemoryStore`] refuses: mixing counters and plain values, as the real store would
 /// corrupt or reject.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Orderly's resilience mechanisms, for components sharing a Spin key-value store: a fleet-wide
-//! circuit breaker, a fleet-wide bulkhead (a concurrency limit with leases), time-bucketed call
-//! counters, retries with jittered backoff under a shared retry budget, and the decisions of the
-//! `Idempotency-Key` draft.
+//! circuit breaker, a fleet-wide bulkhead (a concurrency limit with leases), a fleet-wide
+//! per-client rate limiter (GCRA), time-bucketed call counters, retries with jittered backoff
+//! under a shared retry budget, and the decisions of the `Idempotency-Key` draft.
 //!
 //! Policies (what to do) are plain values with defaults, validated and read from variables;
 //! mechanisms (how) run them over a [`KvStore`]. Time ([`Clock`]) and randomness ([`Random`])
@@ -12,7 +12,8 @@
 //! record is created once: the caller that gets 1 from incrementing `breaker/{name}/seeded`
 //! writes it; everyone else works from an unstored closed record (generation 0) and never
 //! compare-and-swaps it. Should the seeder fail before writing, the caller that sees the record
-//! missing for the 1000th time (and every 1000th after) seeds it instead.
+//! missing for the 1000th time (and every 1000th after) seeds it instead. The bulkhead's record
+//! and each rate-limited client's state are seeded the same way.
 
 pub mod breaker;
 pub mod budget;
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod idempotency;
 pub mod kv;
 pub mod random;
+pub mod rate_limit;
 pub mod retry;
 pub mod settings;
 pub mod window;
@@ -35,6 +37,9 @@ pub use clock::{Clock, ManualClock};
 pub use idempotency::{IdempotencyKey, KeyDecision, KeyError, KeyRecord, decide};
 pub use kv::{KvStore, MemoryStore, MemoryStoreError};
 pub use random::{Random, SplitMix64};
+pub use rate_limit::{
+    ClientKey, RATE_LIMIT_VARIABLES, RateDecision, RateLimitError, RateLimitPolicy, RateLimiter,
+};
 pub use retry::{CallFailure, FailureClass, RetryPolicy, classify, parse_retry_after};
 pub use settings::{
     ResilienceSettings, SettingError, VARIABLES, read_settings, whole_number_setting,

@@ -165,13 +165,13 @@ pub fn read_settings(
 }
 
 /// Variables read through a lookup function.
-struct Variables<L: Fn(&str) -> Option<String>> {
-    lookup: L,
+pub(crate) struct Variables<L: Fn(&str) -> Option<String>> {
+    pub(crate) lookup: L,
 }
 
 impl<L: Fn(&str) -> Option<String>> Variables<L> {
     /// Parses `name` into `field` if it is set and not empty.
-    fn number<T: FromStr>(&self, name: &str, field: &mut T) -> Result<(), SettingError> {
+    pub(crate) fn number<T: FromStr>(&self, name: &str, field: &mut T) -> Result<(), SettingError> {
         let Some(text) = (self.lookup)(name) else {
             return Ok(());
         };
@@ -186,7 +186,7 @@ impl<L: Fn(&str) -> Option<String>> Variables<L> {
     }
 
     /// Parses whole seconds in `name` into milliseconds in `field`.
-    fn seconds(&self, name: &str, field_ms: &mut u64) -> Result<(), SettingError> {
+    pub(crate) fn seconds(&self, name: &str, field_ms: &mut u64) -> Result<(), SettingError> {
         let mut seconds = *field_ms / 1_000;
         self.number(name, &mut seconds)?;
         *field_ms = seconds
