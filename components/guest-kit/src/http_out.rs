@@ -5,6 +5,7 @@
 
 use futures::{SinkExt, StreamExt};
 use guest_kit_core::HttpScheme;
+use resilience::{CallFailure, HttpAnswer};
 use spin_executor::CancelOnDropToken;
 use spin_sdk::http::{IncomingResponse, Method, OutgoingRequest, Scheme};
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
@@ -184,5 +185,32 @@ fn classify(error: ErrorCode) -> FetchError {
         }
         ErrorCode::ConnectionWriteTimeout => FetchError::Timeout("sending the request".into()),
         other => FetchError::Other(format!("{other:?}")),
+    }
+}
+
+/// [`fetch`], seen as a dependency call for the resilience library: an answer (any status), or
+/// why there is none. A denied or malformed URL counts as a connect failure (nothing was
+/// sent); an answer over `max_body` or another transport error as [`CallFailure::Other`].
+pub async fn call(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    timeouts: Timeouts,
+    max_body: usize,
+) -> Result<HttpAnswer, CallFailure> {
+    match fetch(method, url, headers, body, timeouts, max_body).await {
+        Ok(answer) => Ok(HttpAnswer {
+            status: answer.status,
+            retry_after: answer.header("retry-after").map(str::to_owned),
+            body: answer.body,
+        }),
+        Err(error @ (FetchError::Connect(_) | FetchError::Denied | FetchError::BadUrl(_))) => {
+            Err(CallFailure::Connect(error.to_string()))
+        }
+        Err(FetchError::Timeout(detail)) => Err(CallFailure::Timeout(detail)),
+        Err(error @ (FetchError::TooLarge(_) | FetchError::Other(_))) => {
+            Err(CallFailure::Other(error.to_string()))
+        }
     }
 }

@@ -14,7 +14,7 @@ mod sql;
 pub use clock::{WallClock, random_seed};
 /// The plain-Rust helpers, from `guest-kit-core`.
 pub use guest_kit_core::{error_chain, percent_encode, query_pairs};
-pub use http_out::{FetchError, Fetched, Timeouts, fetch};
+pub use http_out::{FetchError, Fetched, Timeouts, call, fetch};
 pub use kv::{KvError, SpinKv};
 pub use request::{BodyError, Incoming, send, serve};
 pub use sql::SpinSql;

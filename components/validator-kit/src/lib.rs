@@ -6,13 +6,12 @@
 //! [`pipeline::ValidationWorker`]. A Redis- or cron-triggered component cannot use service
 //! chaining on Spin, so the validator is reached by its full URL (`validator_url`).
 
-use guest_kit::{FetchError, SpinKv, SpinSql, Timeouts, WallClock};
+use guest_kit::{SpinKv, SpinSql, Timeouts, WallClock};
 use ledger::Ledger;
 use pipeline::{
-    Doorbell, DoorbellPublisher, HttpAnswer, ValidationWorker, ValidatorClient, WorkerParts,
-    WorkerSettings,
+    Doorbell, DoorbellPublisher, ValidationWorker, ValidatorClient, WorkerParts, WorkerSettings,
 };
-use resilience::{CallFailure, SplitMix64};
+use resilience::{CallFailure, HttpAnswer, SplitMix64};
 use spin_sdk::http::Method;
 use std::time::Duration;
 
@@ -35,7 +34,6 @@ pub async fn run(invocation: Invocation<'_>) -> anyhow::Result<pipeline::DrainRe
     let validator = HttpValidator::from_variables()?;
     let publisher = RedisDoorbells {
         address: variable_or("redis_url", "redis://127.0.0.1:6379"),
-        channel: pipeline::JOBS_CHANNEL,
     };
     let seed = guest_kit::random_seed();
     let parts = WorkerParts {
@@ -48,7 +46,7 @@ pub async fn run(invocation: Invocation<'_>) -> anyhow::Result<pipeline::DrainRe
     };
     let mut worker = ValidationWorker::new(parts, SplitMix64::new(seed), format!("w-{seed:016x}"));
     let report = match invocation {
-        Invocation::Message(message) => worker.on_message(publisher.channel, message).await?,
+        Invocation::Message(message) => worker.on_message(pipeline::JOBS_CHANNEL, message).await?,
         Invocation::Sweep => worker.sweep().await?,
     };
     Ok(report)
@@ -90,7 +88,7 @@ impl HttpValidator {
 
 impl ValidatorClient for HttpValidator {
     async fn validate(&self, body: Vec<u8>) -> Result<HttpAnswer, CallFailure> {
-        let answer = guest_kit::fetch(
+        guest_kit::call(
             Method::Post,
             &self.url,
             &[("content-type", "application/json")],
@@ -98,34 +96,19 @@ impl ValidatorClient for HttpValidator {
             self.timeouts,
             MAX_ANSWER,
         )
-        .await;
-        match answer {
-            Ok(answer) => Ok(HttpAnswer {
-                status: answer.status,
-                retry_after: answer.header("retry-after").map(str::to_owned),
-                body: answer.body,
-            }),
-            Err(error @ (FetchError::Connect(_) | FetchError::Denied | FetchError::BadUrl(_))) => {
-                Err(CallFailure::Connect(error.to_string()))
-            }
-            Err(FetchError::Timeout(detail)) => Err(CallFailure::Timeout(detail)),
-            Err(error @ (FetchError::TooLarge(_) | FetchError::Other(_))) => {
-                Err(CallFailure::Other(error.to_string()))
-            }
-        }
+        .await
     }
 }
 
-/// Publishes doorbells on the jobs channel.
+/// Publishes doorbells on the app's Redis.
 struct RedisDoorbells {
     address: String,
-    channel: &'static str,
 }
 
 impl DoorbellPublisher for RedisDoorbells {
-    fn ring(&self, doorbell: &Doorbell) -> Result<(), String> {
+    fn ring(&self, channel: &str, doorbell: &Doorbell) -> Result<(), String> {
         spin_sdk::redis::Connection::open(&self.address)
-            .and_then(|redis| redis.publish(self.channel, &doorbell.to_bytes()))
+            .and_then(|redis| redis.publish(channel, &doorbell.to_bytes()))
             .map_err(|error| format!("{error:?}"))
     }
 }

@@ -8,9 +8,10 @@ mod requests;
 mod settings;
 mod worker;
 
+pub use pipeline::FULFILMENT_CHANNEL;
 pub use requests::{OrderFacts, ServiceRequest, StepAnswer, interpret, request_for};
 pub use settings::{FULFILMENT_VARIABLES, FulfilmentSettings};
 pub use worker::{
-    FULFILMENT_CHANNEL, FULFILMENT_HEARTBEAT_KEY, FulfilmentError, FulfilmentParts,
-    FulfilmentReport, FulfilmentWorker, PriceList, ServiceClient,
+    FULFILMENT_HEARTBEAT_KEY, FulfilmentError, FulfilmentParts, FulfilmentReport, FulfilmentWorker,
+    PriceList, ServiceClient,
 };

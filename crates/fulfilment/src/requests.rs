@@ -18,7 +18,7 @@
 //! proxy's page), left to an operator rather than taken as the service's "no".
 
 use orders_core::Order;
-use pipeline::HttpAnswer;
+use resilience::HttpAnswer;
 use resilience::{CallFailure, parse_retry_after};
 use saga::{Action, Compensation, Service, Step};
 use serde_json::{Value, json};

@@ -12,19 +12,16 @@ use ledger::{
     Sql, StoredSaga,
 };
 use orders_core::{Order, Timestamp};
-use pipeline::{Doorbell, HttpAnswer};
+use pipeline::Doorbell;
 use resilience::{
     Admission, BreakerError, CallFailure, CallOutcome, CallWindow, CircuitBreaker, Clock,
-    FailureClass, KvStore, Random, RetryBudget, Transition, classify,
+    FailureClass, HttpAnswer, KvStore, Random, RetryBudget, Transition, classify,
 };
 use saga::{Action, CancelError, Ending, Outcome, Phase, Saga, Service};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 
-/// The Redis channel fulfilment doorbells are published on: the `channel` of the fulfilment
-/// worker's `[[trigger.redis]]` in `spin.toml`.
-pub const FULFILMENT_CHANNEL: &str = "orderly-fulfilment";
 /// Where the sweeper leaves its heartbeat (JSON, for the health monitor).
 pub const FULFILMENT_HEARTBEAT_KEY: &str = "fulfilment/heartbeat";
 

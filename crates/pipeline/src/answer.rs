@@ -1,7 +1,7 @@
 //! One call to the external validator: the request it is sent, and what its answer means.
 
 use orders_core::Order;
-use resilience::{CallFailure, parse_retry_after};
+use resilience::{CallFailure, HttpAnswer, parse_retry_after};
 use serde_json::Value;
 
 /// The body of `POST /validate` for `order`: `{"order_id", "items": [{"product", "quantity"}]}`.
@@ -9,17 +9,6 @@ pub fn request_body(order: &Order) -> Vec<u8> {
     serde_json::json!({ "order_id": order.id, "items": order.items })
         .to_string()
         .into_bytes()
-}
-
-/// An HTTP answer, read whole.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpAnswer {
-    /// The status code.
-    pub status: u16,
-    /// The `Retry-After` header, as sent.
-    pub retry_after: Option<String>,
-    /// The body (bounded by the caller).
-    pub body: Vec<u8>,
 }
 
 /// What the validator decided about an order.

@@ -11,7 +11,7 @@ mod plan;
 mod settings;
 mod worker;
 
-pub use answer::{CallResult, HttpAnswer, ValidatorVerdict, interpret, request_body};
+pub use answer::{CallResult, ValidatorVerdict, interpret, request_body};
 pub use doorbell::{Doorbell, DoorbellError};
 pub use intake::{IntakeResult, accept, complete};
 pub use metrics::{
@@ -23,6 +23,6 @@ pub use plan::{
 };
 pub use settings::{IntakeSettings, PIPELINE_VARIABLES, WorkerSettings};
 pub use worker::{
-    DEPENDENCY, DoorbellPublisher, DrainReport, HEARTBEAT_KEY, JOB_KIND, JOBS_CHANNEL,
-    ValidationWorker, ValidatorClient, WorkerError, WorkerParts, doorbell_needed,
+    DEPENDENCY, DoorbellPublisher, DrainReport, FULFILMENT_CHANNEL, HEARTBEAT_KEY, JOB_KIND,
+    JOBS_CHANNEL, ValidationWorker, ValidatorClient, WorkerError, WorkerParts, doorbell_needed,
 };

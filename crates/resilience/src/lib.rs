@@ -40,7 +40,7 @@ pub use random::{Random, SplitMix64};
 pub use rate_limit::{
     ClientKey, RATE_LIMIT_VARIABLES, RateDecision, RateLimitError, RateLimitPolicy, RateLimiter,
 };
-pub use retry::{CallFailure, FailureClass, RetryPolicy, classify, parse_retry_after};
+pub use retry::{CallFailure, FailureClass, HttpAnswer, RetryPolicy, classify, parse_retry_after};
 pub use settings::{
     ResilienceSettings, SettingError, VARIABLES, read_settings, whole_number_setting,
 };

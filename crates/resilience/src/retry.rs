@@ -27,6 +27,17 @@ impl Default for RetryPolicy {
     }
 }
 
+/// An HTTP answer, read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAnswer {
+    /// The status code.
+    pub status: u16,
+    /// The `Retry-After` header, as sent.
+    pub retry_after: Option<String>,
+    /// The body (bounded by the caller).
+    pub body: Vec<u8>,
+}
+
 /// What went wrong with one outbound call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallFailure {

@@ -7,7 +7,7 @@
 //! Everything the worker touches comes in through traits (SQL, key-value, clock, random,
 //! the validator, the doorbell publisher), so the whole loop runs natively in tests.
 
-use crate::answer::{CallResult, HttpAnswer, interpret, request_body};
+use crate::answer::{CallResult, interpret, request_body};
 use crate::doorbell::Doorbell;
 use crate::metrics::Tally;
 use crate::plan::{JobFacts, dead_letter_expired, deadline_passed, next_step};
@@ -16,14 +16,17 @@ use ledger::{Applied, ClaimedJob, EventKind, JobResult, Ledger, LedgerError, Nex
 use orders_core::Timestamp;
 use resilience::{
     Admission, BreakerError, BreakerPolicy, Bulkhead, BulkheadError, BulkheadPermit,
-    BulkheadPolicy, CallFailure, CallOutcome, CallWindow, CircuitBreaker, Clock, KvStore, Random,
-    RetryBudget, Transition,
+    BulkheadPolicy, CallFailure, CallOutcome, CallWindow, CircuitBreaker, Clock, HttpAnswer,
+    KvStore, Random, RetryBudget, Transition,
 };
 use std::future::Future;
 
 /// The Redis channel doorbells are published on: the `channel` of the validator's
 /// `[[trigger.redis]]` in `spin.toml`.
 pub const JOBS_CHANNEL: &str = "orderly-jobs";
+/// The Redis channel that wakes the fulfilment workers: the `channel` of the fulfilment
+/// worker's `[[trigger.redis]]` in `spin.toml`. Rung once per wave that validated orders.
+pub const FULFILMENT_CHANNEL: &str = "orderly-fulfilment";
 /// The job kind this worker handles.
 pub const JOB_KIND: &str = ledger::VALIDATION_JOB;
 /// The circuit breaker's (and the retry budget's) name: the dependency it guards.
@@ -52,10 +55,12 @@ pub trait ValidatorClient {
     fn validate(&self, body: Vec<u8>) -> impl Future<Output = Result<HttpAnswer, CallFailure>>;
 }
 
-/// Publishes doorbells (to wake more workers when a backlog is found).
+/// Publishes doorbells (to wake more workers when a backlog is found, and the fulfilment
+/// workers when orders were validated).
 pub trait DoorbellPublisher {
-    /// Publishes `doorbell`; a failure is reported, never fatal (the sweeper finds the work).
-    fn ring(&self, doorbell: &Doorbell) -> Result<(), String>;
+    /// Publishes `doorbell` on `channel`; a failure is reported, never fatal (the sweepers find
+    /// the work).
+    fn ring(&self, channel: &str, doorbell: &Doorbell) -> Result<(), String>;
 }
 
 /// Why a worker stopped early.
@@ -386,11 +391,16 @@ where
         }
     }
 
-    /// Rings a doorbell about no order in particular: more work waits.
-    fn ring_backlog(&self) {
-        if let Err(error) = self.parts.publisher.ring(&Doorbell::backlog()) {
-            eprintln!("could not ring a backlog doorbell: {error}");
+    /// Rings a doorbell about no order in particular on `channel`: more work waits there.
+    fn ring_backlog_on(&self, channel: &str) {
+        if let Err(error) = self.parts.publisher.ring(channel, &Doorbell::backlog()) {
+            eprintln!("could not ring a backlog doorbell on {channel}: {error}");
         }
+    }
+
+    /// Rings a doorbell about no order in particular: more validation work waits.
+    fn ring_backlog(&self) {
+        self.ring_backlog_on(JOBS_CHANNEL);
     }
 
     /// One wave; `true` with it when the wave found work (more may be waiting) or a probe
@@ -552,6 +562,14 @@ where
             report.decided = applied.decided.len() as u32;
             report.duplicates = applied.duplicates;
             observe_decisions(&mut tally, &applied, &accepted, finished);
+            let validated = applied
+                .decided
+                .iter()
+                .any(|(_, status)| *status == orders_core::OrderStatus::Validated);
+            if validated {
+                // Their fulfilment jobs were queued with the decisions.
+                self.ring_backlog_on(FULFILMENT_CHANNEL);
+            }
         }
         tally.save(self.parts.store).map_err(store_error)?;
         let closed_by_probe = probing

@@ -4,11 +4,11 @@
 //! call's latency) moves it.
 
 use super::{
-    DRAINERS, DoorbellPublisher, DrainReport, HEARTBEAT_KEY, JOBS_CHANNEL, ValidationWorker,
-    ValidatorClient, WorkerParts, doorbell_needed,
+    DRAINERS, DoorbellPublisher, DrainReport, FULFILMENT_CHANNEL, HEARTBEAT_KEY, JOBS_CHANNEL,
+    ValidationWorker, ValidatorClient, WorkerParts, doorbell_needed,
 };
 use crate::{
-    DEADLINE_PASSED, Doorbell, HttpAnswer, IntakeResult, IntakeSettings, Totals, VALIDATOR_REFUSED,
+    DEADLINE_PASSED, Doorbell, IntakeResult, IntakeSettings, Totals, VALIDATOR_REFUSED,
     WorkerSettings, accept, read_totals,
 };
 use futures::FutureExt;
@@ -17,7 +17,7 @@ use ledger::{DeadLetterSource, EventKind, JobView, Ledger, OrderView, PipelineSt
 use orders_core::{NewOrder, OrderId, OrderStatus, Timestamp};
 use resilience::{
     BudgetPolicy, Bulkhead, CallFailure, CircuitBreaker, CircuitState, Clock, ForcedState,
-    IdempotencyKey, KvStore, ManualClock, MemoryStore, SplitMix64,
+    HttpAnswer, IdempotencyKey, KvStore, ManualClock, MemoryStore, SplitMix64,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -143,15 +143,29 @@ impl ValidatorClient for FakeValidator {
     }
 }
 
-/// Records the doorbells rung.
+/// Records the doorbells rung, and on which channel.
 #[derive(Default)]
 struct FakePublisher {
-    rang: RefCell<Vec<Doorbell>>,
+    rang_on: RefCell<Vec<(String, Doorbell)>>,
+}
+
+impl FakePublisher {
+    /// The doorbells rung on `channel`.
+    fn rang(&self, channel: &str) -> Vec<Doorbell> {
+        self.rang_on
+            .borrow()
+            .iter()
+            .filter(|(on, _)| on == channel)
+            .map(|(_, doorbell)| doorbell.clone())
+            .collect()
+    }
 }
 
 impl DoorbellPublisher for FakePublisher {
-    fn ring(&self, doorbell: &Doorbell) -> Result<(), String> {
-        self.rang.borrow_mut().push(doorbell.clone());
+    fn ring(&self, channel: &str, doorbell: &Doorbell) -> Result<(), String> {
+        self.rang_on
+            .borrow_mut()
+            .push((channel.to_owned(), doorbell.clone()));
         Ok(())
     }
 }
@@ -385,7 +399,12 @@ fn a_valid_order_is_validated_with_one_call() {
     assert_eq!(totals.call_latency.sum_seconds, 0.04);
     assert_eq!(totals.validation_latency.count, 1);
     assert_eq!(totals.retries, 0);
-    assert!(harness.publisher.rang.borrow().is_empty());
+    assert!(harness.publisher.rang(JOBS_CHANNEL).is_empty());
+    // The fulfilment workers are woken once for the wave that validated it.
+    assert_eq!(
+        harness.publisher.rang(FULFILMENT_CHANNEL),
+        [Doorbell::backlog()]
+    );
     // The same doorbell again (Redis may deliver it twice): nothing is due, nothing called.
     assert_eq!(harness.ring(&order), DrainReport::default());
     assert_eq!(harness.validator.calls(), 1);
@@ -410,6 +429,8 @@ fn a_rejected_order_carries_the_reason() {
         [EventKind::Accepted, EventKind::Attempt, EventKind::Rejected]
     );
     assert_eq!(harness.calls_counted("rejected"), 1);
+    // Nothing to fulfil: the fulfilment workers are left asleep.
+    assert!(harness.publisher.rang(FULFILMENT_CHANNEL).is_empty());
     // A rejection means the validator works: the circuit stays closed, the run ends.
     assert_eq!(harness.circuit(), CircuitState::Closed);
 }
@@ -843,7 +864,7 @@ fn a_full_wave_rings_one_backlog_doorbell() {
         (report.waves, report.claimed, report.calls, report.decided),
         (3, 5, 5, 5)
     );
-    assert_eq!(*harness.publisher.rang.borrow(), [Doorbell::backlog()]);
+    assert_eq!(harness.publisher.rang(JOBS_CHANNEL), [Doorbell::backlog()]);
     assert_eq!(harness.orders_with(OrderStatus::Validated), 5);
     assert_eq!(harness.totals().validation_latency.count, 5);
 }
@@ -1082,5 +1103,5 @@ fn an_order_arriving_while_a_drainer_holds_the_only_slot_is_drained_by_it_after_
     let b = OrderId::parse("b").unwrap();
     assert_eq!(harness.status(&b), OrderStatus::Validated);
     assert_eq!(harness.drainers().occupied().unwrap(), 0);
-    assert!(harness.publisher.rang.borrow().is_empty());
+    assert!(harness.publisher.rang(JOBS_CHANNEL).is_empty());
 }
