@@ -40,6 +40,13 @@ pub trait PriceList {
     fn unit_price_cents(&self, product: &str) -> Option<u64>;
 }
 
+/// The catalogue's unit prices.
+impl PriceList for catalog::Catalog {
+    fn unit_price_cents(&self, product: &str) -> Option<u64> {
+        self.find(product).map(|found| found.price_cents)
+    }
+}
+
 /// Why a worker stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum FulfilmentError {
