@@ -9,10 +9,6 @@ use spin_sdk::http::Response;
 /// Everything that can go wrong handling a request.
 #[derive(Debug)]
 pub enum ApiError {
-    /// `admin_token` is set and the request does not carry it.
-    Unauthorized,
-    /// No `admin_token` is set and the client is not on this machine.
-    LoopbackOnly,
     /// The body is not JSON.
     BadBody(String),
     /// A field has a bad value.
@@ -48,7 +44,7 @@ pub enum ApiError {
         /// When.
         at: Timestamp,
     },
-    /// A ready-made answer (wrong media type).
+    /// A ready-made answer (wrong media type, access refused).
     Refused(Response),
     /// A variable holds a bad setting.
     Settings(SettingError),
@@ -74,21 +70,6 @@ impl ApiError {
     /// The problem response for this error.
     pub fn into_response(self) -> Response {
         let problem = match self {
-            Self::Unauthorized => {
-                let mut response = guest_kit::problem(
-                    &Problem::new(401, "Unauthorized")
-                        .with_type("/problems/admin-token")
-                        .with_detail("admin routes need Authorization: Bearer <admin_token>"),
-                );
-                response.set_header("www-authenticate", "Bearer");
-                return response;
-            }
-            Self::LoopbackOnly => Problem::new(403, "Forbidden")
-                .with_type("/problems/admin-loopback-only")
-                .with_detail(
-                    "admin routes answer only clients on this machine unless the admin_token \
-                     variable is set",
-                ),
             Self::BadBody(detail) => Problem::new(400, "Bad Request")
                 .with_type("/problems/malformed-request")
                 .with_detail(detail),

@@ -48,7 +48,7 @@ fn route(request: &Incoming) -> Result<Response, ApiError> {
             _ => Err(ApiError::MethodNotAllowed("GET")),
         };
     }
-    authorize(request)?;
+    guest_kit::access::admin(request).map_err(ApiError::Refused)?;
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (segments.as_slice(), &request.method) {
         (["dlq"], Method::Get) => dead_letters(&request.query),
@@ -70,42 +70,6 @@ fn route(request: &Incoming) -> Result<Response, ApiError> {
         (["orders"], _) => Err(ApiError::MethodNotAllowed("DELETE")),
         _ => Err(ApiError::NotFound(request.path.clone())),
     }
-}
-
-/// Bearer token when `admin_token` is set; loopback (or service-chained) clients otherwise.
-fn authorize(request: &Incoming) -> Result<(), ApiError> {
-    match guest_kit::variable("admin_token") {
-        Some(token) => {
-            let given = request
-                .header("authorization")
-                .and_then(|value| value.strip_prefix("Bearer "));
-            if given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())) {
-                Ok(())
-            } else {
-                Err(ApiError::Unauthorized)
-            }
-        }
-        None => {
-            let client = request.header("spin-client-addr").unwrap_or_default();
-            let host = client
-                .rsplit_once(':')
-                .map_or(client, |(host, _)| host)
-                .trim_start_matches('[')
-                .trim_end_matches(']');
-            let local = host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
-            if local {
-                Ok(())
-            } else {
-                Err(ApiError::LoopbackOnly)
-            }
-        }
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn open_ledger() -> Result<Ledger<SpinSql>, ApiError> {

@@ -266,6 +266,11 @@ fn refused(error: ConfigError) -> Response {
     problem(&problem_of.with_detail(detail))
 }
 
+/// Whether `path` (relative to the service) is one of the fault routes [`routes`] answers.
+pub fn is_route(path: &str) -> bool {
+    FaultRoute::of(path).is_some()
+}
+
 /// Serves `service`'s fault routes (see [`FaultSwitch::serve`]) from the `default` store:
 /// `Some` answer for those paths, `None` for every other (the service routes it).
 pub fn routes(service: &str, request: &Incoming) -> Option<Response> {

@@ -1,9 +1,11 @@
 //! Helpers shared by Orderly's components (wasm32-wasip2 guests): requests read with a body
 //! limit, JSON and problem responses, outbound HTTP with timeouts, bindings for the
 //! `wasi:keyvalue` interfaces spin-sdk does not wrap, the adapters that give the native
-//! libraries Spin's SQLite ([`SpinSql`]), key-value store ([`SpinKv`]) and wall clock, and every
-//! service's fault-injection controls ([`faults`]).
+//! libraries Spin's SQLite ([`SpinSql`]), key-value store ([`SpinKv`]) and wall clock, every
+//! service's fault-injection controls ([`faults`]), and the admin and internal guards
+//! ([`access`]).
 
+pub mod access;
 mod clock;
 pub mod faults;
 mod http_out;
@@ -13,7 +15,7 @@ mod sql;
 
 pub use clock::{WallClock, random_seed};
 /// The plain-Rust helpers, from `guest-kit-core`.
-pub use guest_kit_core::{error_chain, percent_encode, query_pairs};
+pub use guest_kit_core::{error_chain, percent_decode, percent_encode, query_pairs};
 pub use http_out::{FetchError, Fetched, Timeouts, call, fetch};
 pub use kv::{KvError, SpinKv};
 pub use request::{BodyError, Incoming, send, serve};

@@ -2,6 +2,8 @@
 //! touching Spin or WASI, so it builds and is unit-tested natively, without `spin-sdk`. The
 //! components use these through `guest-kit`, which re-exports the public ones.
 
+pub mod access;
+
 /// The `key=value` pairs of a query string, in order, percent-decoded (`+` is kept as is); a
 /// pair without `=` has an empty value.
 pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
