@@ -128,7 +128,14 @@ impl LineItem {
     pub fn list_from_json(text: &str) -> Result<Vec<LineItem>, OrderError> {
         let value: Value =
             serde_json::from_str(text).map_err(|e| OrderError::Malformed(e.to_string()))?;
-        parse_items(value)
+        parse_items(value, "items", "product")
+    }
+
+    /// Parses the lines the services take (`"lines": [{"sku", "quantity"}]`, as the fulfilment
+    /// saga sends an order's lines): 1 to [`LineItem::MAX_PER_ORDER`] of them, errors naming
+    /// `lines[i].sku` or `lines[i].quantity`. Unknown members are refused.
+    pub fn list_from_sku_lines(value: Value) -> Result<Vec<LineItem>, OrderError> {
+        parse_items(value, "lines", "sku")
     }
 
     /// Lines as a JSON array of `{"product", "quantity"}`.
@@ -306,9 +313,9 @@ impl NewOrder {
             present(object.remove("product")),
             present(object.remove("quantity")),
         ) {
-            (Some(items), None, None) => parse_items(items)?,
+            (Some(items), None, None) => parse_items(items, "items", "product")?,
             (None, product, quantity) if product.is_some() || quantity.is_some() => {
-                vec![parse_line(product, quantity, "")?]
+                vec![parse_line(product, quantity, "", "product")?]
             }
             (None, _, _) => return Err(OrderError::invalid("items", "is required")),
             (Some(_), _, _) => {
@@ -371,16 +378,19 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-fn parse_items(value: Value) -> Result<Vec<LineItem>, OrderError> {
+/// Lines as an array (member `field`) of `{<product>, "quantity"}` objects, `product` naming
+/// the product's member.
+fn parse_items(value: Value, field: &str, product: &str) -> Result<Vec<LineItem>, OrderError> {
+    let shape = format!("{{\"{product}\", \"quantity\"}}");
     let Value::Array(lines) = value else {
         return Err(OrderError::invalid(
-            "items",
-            "must be an array of {\"product\", \"quantity\"}",
+            field,
+            format!("must be an array of {shape}"),
         ));
     };
     if lines.is_empty() || lines.len() > LineItem::MAX_PER_ORDER {
         return Err(OrderError::invalid(
-            "items",
+            field,
             format!(
                 "must hold 1 to {} lines, got {}",
                 LineItem::MAX_PER_ORDER,
@@ -392,42 +402,49 @@ fn parse_items(value: Value) -> Result<Vec<LineItem>, OrderError> {
         .into_iter()
         .enumerate()
         .map(|(index, line)| {
-            let path = format!("items[{index}]");
+            let path = format!("{field}[{index}]");
             let Value::Object(mut line) = line else {
                 return Err(OrderError::invalid(
                     path,
-                    "must be an object {\"product\", \"quantity\"}",
+                    format!("must be an object {shape}"),
                 ));
             };
-            if let Some(unknown) = line.keys().find(|k| *k != "product" && *k != "quantity") {
+            if let Some(unknown) = line.keys().find(|k| *k != product && *k != "quantity") {
                 return Err(OrderError::invalid(
                     format!("{path}.{unknown}"),
-                    "is not a known field (expected product and quantity)",
+                    format!("is not a known field (expected {product} and quantity)"),
                 ));
             }
             parse_line(
-                present(line.remove("product")),
+                present(line.remove(product)),
                 present(line.remove("quantity")),
                 &format!("{path}."),
+                product,
             )
         })
         .collect()
 }
 
-/// One line from its `product` and `quantity` members; `prefix` goes before the field names
-/// in errors.
+/// One line from its product and `quantity` members; `prefix` goes before the field names
+/// in errors, and `product_field` names the product's member (`product`, or `sku`).
 fn parse_line(
     product: Option<Value>,
     quantity: Option<Value>,
     prefix: &str,
+    product_field: &str,
 ) -> Result<LineItem, OrderError> {
     let field = |name: &str| format!("{prefix}{name}");
     let product = match product {
         Some(Value::String(text)) => {
-            ProductName::new(&text).map_err(|e| OrderError::invalid(field("product"), e))?
+            ProductName::new(&text).map_err(|e| OrderError::invalid(field(product_field), e))?
         }
-        None => return Err(OrderError::invalid(field("product"), "is required")),
-        Some(_) => return Err(OrderError::invalid(field("product"), "must be a string")),
+        None => return Err(OrderError::invalid(field(product_field), "is required")),
+        Some(_) => {
+            return Err(OrderError::invalid(
+                field(product_field),
+                "must be a string",
+            ));
+        }
     };
     let whole = || OrderError::invalid(field("quantity"), "must be a whole number");
     let quantity = match quantity {
@@ -511,6 +528,42 @@ mod tests {
         assert_eq!(order.customer.unwrap().as_str(), "ward 7");
         assert_eq!(order.items.len(), 2);
         assert_eq!(order.items[1].product.as_str(), "Vaccine X");
+    }
+
+    #[test]
+    fn parses_the_services_sku_lines() {
+        let lines = LineItem::list_from_sku_lines(serde_json::json!([
+            {"sku": " Pizza ", "quantity": 2},
+            {"sku": "Taco", "quantity": 1000}
+        ]))
+        .unwrap();
+        assert_eq!(
+            lines
+                .iter()
+                .map(|line| (line.product.as_str(), line.quantity.get()))
+                .collect::<Vec<_>>(),
+            [("Pizza", 2), ("Taco", 1000)]
+        );
+        let field = |value: serde_json::Value| {
+            LineItem::list_from_sku_lines(value)
+                .unwrap_err()
+                .field()
+                .unwrap_or("<none>")
+                .to_owned()
+        };
+        assert_eq!(field(serde_json::json!([])), "lines");
+        assert_eq!(field(serde_json::json!({"sku": "Pizza"})), "lines");
+        assert_eq!(field(serde_json::json!([{"quantity": 1}])), "lines[0].sku");
+        assert_eq!(
+            field(
+                serde_json::json!([{"sku": "Pizza", "quantity": 1}, {"sku": "Taco", "quantity": 0}])
+            ),
+            "lines[1].quantity"
+        );
+        assert_eq!(
+            field(serde_json::json!([{"product": "Pizza", "quantity": 1}])),
+            "lines[0].product"
+        );
     }
 
     #[test]
