@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PACKAGES: [&str; 11] = [
+const PACKAGES: [&str; 14] = [
     "orders",
     "external-sim",
     "validator",
@@ -14,6 +14,9 @@ const PACKAGES: [&str; 11] = [
     "monitor-refresh",
     "admin",
     "medisupply",
+    "inventory",
+    "payment",
+    "shipping",
     "probe",
     "subscriber",
     "ticker",
@@ -42,6 +45,10 @@ fn main() {
         "crates/resilience",
         "crates/monitor-core",
         "crates/problem",
+        "crates/inventory-core",
+        "crates/payment-core",
+        "crates/shipping-core",
+        "crates/sql",
         "wit",
         "Cargo.toml",
         "Cargo.lock",

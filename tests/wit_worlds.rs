@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use wasmtime::component::Component;
 use wit_parser::{Resolve, WorldKey};
 
-const COMPONENTS: [(&str, &str); 8] = [
+const COMPONENTS: [(&str, &str); 11] = [
     ("orders", "orders"),
     ("external_sim", "external-sim"),
     ("validator", "validator"),
@@ -14,6 +14,9 @@ const COMPONENTS: [(&str, &str); 8] = [
     ("monitor_refresh", "monitor-refresh"),
     ("admin", "admin"),
     ("medisupply", "medisupply"),
+    ("inventory", "inventory"),
+    ("payment", "payment"),
+    ("shipping", "shipping"),
 ];
 
 fn declared(resolve: &Resolve, world: &str) -> (BTreeSet<String>, BTreeSet<String>) {

@@ -289,6 +289,22 @@ pub fn inject(service: &str) -> Result<(), Response> {
     apply(switch.decide().map_err(FaultError::into_response)?)
 }
 
+/// The door of a service's own `POST` work (what its callers depend on): the body must be
+/// declared as JSON (415) and be a JSON object, an empty body counting as `{}` (400
+/// `/problems/malformed-request`); then `service`'s faults apply (see [`inject`]), so callers
+/// meet them as they would a real outage.
+pub fn json_call(service: &str, request: &Incoming) -> Result<(), Response> {
+    request.require_json()?;
+    request.json_object().map_err(|detail| {
+        problem(
+            &Problem::new(400, "Bad Request")
+                .with_type("/problems/malformed-request")
+                .with_detail(detail),
+        )
+    })?;
+    inject(service)
+}
+
 /// Carries out `outcome`: waits its delay (blocking this instance), then `Ok` to go ahead, or
 /// `Err` with the injected failure: 500 `/problems/injected-fault` or 503
 /// `/problems/simulated-outage`.

@@ -129,6 +129,18 @@ impl Incoming {
             .and_then(|(_, value)| std::str::from_utf8(value).ok())
     }
 
+    /// The body as a JSON object (an empty body is an empty object), or why it is not one.
+    pub fn json_object(&self) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Map::new());
+        }
+        match serde_json::from_slice(&self.body) {
+            Ok(serde_json::Value::Object(object)) => Ok(object),
+            Ok(_) => Err("the body must be a JSON object".into()),
+            Err(error) => Err(format!("the body is not JSON: {error}")),
+        }
+    }
+
     /// Whether the body is declared as JSON (`application/json` or `application/*+json`,
     /// any parameters). Requiring it keeps plain HTML forms on other sites from creating
     /// anything here: a browser sends those cross-site without asking.
