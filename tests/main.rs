@@ -14,6 +14,7 @@ mod pipeline;
 mod pipeline_processes;
 mod redis_key_value;
 mod redis_trigger;
+mod services;
 mod sqlite;
 mod variables;
 mod wit_worlds;
