@@ -5,11 +5,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PACKAGES: [&str; 11] = [
+const PACKAGES: [&str; 13] = [
     "orders",
     "external-sim",
     "validator",
     "validation-sweeper",
+    "fulfilment-worker",
+    "fulfilment-sweeper",
     "monitor",
     "monitor-refresh",
     "admin",
@@ -39,6 +41,8 @@ fn main() {
         "crates/guest-kit-core",
         "crates/ledger",
         "crates/pipeline",
+        "crates/fulfilment",
+        "crates/saga",
         "crates/resilience",
         "crates/monitor-core",
         "crates/problem",
