@@ -134,13 +134,17 @@ impl TestApp {
     /// Starts the repository's `spin.toml` in `dir` on a port chosen first, so that the
     /// variables the Redis- and cron-triggered components use to reach the app
     /// (`app_url`, `validator_url`, `validator_origin`) name it; `redis_url` names a port where
-    /// nothing answers, so the embedded broker serves it (private to this app). `adjust` may
-    /// override any of it.
+    /// nothing answers, so the embedded broker serves it (private to this app). The
+    /// fulfilment services are on another port where nothing answers (see [`services_at`]):
+    /// validated orders stay `validated`, their first step retried. `adjust` may override any
+    /// of it.
     pub async fn start_real_in(dir: Arc<TempDir>, adjust: impl FnOnce(&mut LoadOptions)) -> Self {
         let listen = free_address();
         let origin = format!("http://{listen}");
         let unused_redis = format!("redis://{}", free_address());
+        let unused_services = format!("http://{}", free_address());
         let result = Self::start_on(dir, &real_manifest(), listen, |options| {
+            services_at(options, &unused_services);
             for (name, value) in [
                 ("app_url", origin.clone()),
                 ("validator_origin", origin.clone()),
@@ -412,6 +416,20 @@ pub async fn cas_and_increments_lose_nothing(
         .json();
     assert_eq!(total["value"], (workers * times).to_string());
     assert_eq!(clients[0].counter(hits).await, increments as i64);
+}
+
+/// Points the fulfilment worker at inventory, payment and shipping services on `origin`
+/// (`http://host:port`), under `/internal/<service>` as the app serves them.
+pub fn services_at(options: &mut LoadOptions, origin: &str) {
+    options
+        .variables
+        .insert("services_origin".into(), origin.to_owned());
+    for service in ["inventory", "payment", "shipping"] {
+        options.variables.insert(
+            format!("{service}_url"),
+            format!("{origin}/internal/{service}"),
+        );
+    }
 }
 
 /// A loopback address with a port that was free a moment ago.
