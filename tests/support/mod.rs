@@ -306,6 +306,20 @@ impl HttpClient {
             .collect()
     }
 
+    /// The kinds of order `id`'s events up to its validation's decision (`validated`,
+    /// `rejected` or `failed`), which ends the list if there is one: fulfilment's events
+    /// follow it.
+    pub async fn validation_kinds(&self, id: &str) -> Vec<String> {
+        let mut kinds = self.event_kinds(id).await;
+        if let Some(decision) = kinds
+            .iter()
+            .position(|kind| ["validated", "rejected", "failed"].contains(&kind.as_str()))
+        {
+            kinds.truncate(decision + 1);
+        }
+        kinds
+    }
+
     /// GET `path`.
     pub async fn get(&self, path: &str) -> Reply {
         self.send(Method::GET, path, &[], "").await
@@ -421,15 +435,20 @@ pub async fn cas_and_increments_lose_nothing(
 /// Points the fulfilment worker at inventory, payment and shipping services on `origin`
 /// (`http://host:port`), under `/internal/<service>` as the app serves them.
 pub fn services_at(options: &mut LoadOptions, origin: &str) {
-    options
-        .variables
-        .insert("services_origin".into(), origin.to_owned());
+    options.variables.extend(services_variables(origin));
+}
+
+/// The variables (name, value) that put the fulfilment services on `origin`, as
+/// [`services_at`] sets them.
+pub fn services_variables(origin: &str) -> Vec<(String, String)> {
+    let mut variables = vec![("services_origin".to_owned(), origin.to_owned())];
     for service in ["inventory", "payment", "shipping"] {
-        options.variables.insert(
+        variables.push((
             format!("{service}_url"),
             format!("{origin}/internal/{service}"),
-        );
+        ));
     }
+    variables
 }
 
 /// A loopback address with a port that was free a moment ago.
