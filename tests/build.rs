@@ -5,11 +5,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PACKAGES: [&str; 14] = [
+const PACKAGES: [&str; 16] = [
     "orders",
     "external-sim",
     "validator",
     "validation-sweeper",
+    "fulfilment-worker",
+    "fulfilment-sweeper",
     "monitor",
     "monitor-refresh",
     "admin",
@@ -42,6 +44,8 @@ fn main() {
         "crates/guest-kit-core",
         "crates/ledger",
         "crates/pipeline",
+        "crates/fulfilment",
+        "crates/saga",
         "crates/resilience",
         "crates/monitor-core",
         "crates/problem",

@@ -5,6 +5,7 @@
 mod cron;
 mod external_sim;
 mod files;
+mod fulfilment;
 mod http_trigger;
 mod key_value;
 mod manifests;

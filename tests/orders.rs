@@ -33,7 +33,7 @@ async fn an_order_is_accepted_at_once_then_validated_once() {
     let order = app.settled_order(&id).await;
     assert_eq!(order["status"], "validated", "{order}");
     assert_eq!(
-        app.event_kinds(&id).await,
+        app.validation_kinds(&id).await,
         ["accepted", "attempt", "validated"]
     );
     let events = app.get(&format!("/orders/{id}/events")).await.json();

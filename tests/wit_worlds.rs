@@ -5,11 +5,13 @@ use std::collections::BTreeSet;
 use wasmtime::component::Component;
 use wit_parser::{Resolve, WorldKey};
 
-const COMPONENTS: [(&str, &str); 11] = [
+const COMPONENTS: [(&str, &str); 13] = [
     ("orders", "orders"),
     ("external_sim", "external-sim"),
     ("validator", "validator"),
     ("validation_sweeper", "validation-sweeper"),
+    ("fulfilment_worker", "fulfilment"),
+    ("fulfilment_sweeper", "fulfilment-sweeper"),
     ("monitor", "monitor"),
     ("monitor_refresh", "monitor-refresh"),
     ("admin", "admin"),

@@ -134,13 +134,15 @@ impl TestApp {
     /// Starts the repository's `spin.toml` in `dir` on a port chosen first, so that the
     /// variables the Redis- and cron-triggered components use to reach the app
     /// (`app_url`, `validator_url`, `validator_origin`) name it; `redis_url` names a port where
-    /// nothing answers, so the embedded broker serves it (private to this app). `adjust` may
-    /// override any of it.
+    /// nothing answers, so the embedded broker serves it (private to this app). The
+    /// fulfilment services are the app's own (see [`services_at`]), so validated orders run
+    /// their saga. `adjust` may override any of it.
     pub async fn start_real_in(dir: Arc<TempDir>, adjust: impl FnOnce(&mut LoadOptions)) -> Self {
         let listen = free_address();
         let origin = format!("http://{listen}");
         let unused_redis = format!("redis://{}", free_address());
         let result = Self::start_on(dir, &real_manifest(), listen, |options| {
+            services_at(options, &origin);
             for (name, value) in [
                 ("app_url", origin.clone()),
                 ("validator_origin", origin.clone()),
@@ -302,6 +304,20 @@ impl HttpClient {
             .collect()
     }
 
+    /// The kinds of order `id`'s events up to its validation's decision (`validated`,
+    /// `rejected` or `failed`), which ends the list if there is one: fulfilment's events
+    /// follow it.
+    pub async fn validation_kinds(&self, id: &str) -> Vec<String> {
+        let mut kinds = self.event_kinds(id).await;
+        if let Some(decision) = kinds
+            .iter()
+            .position(|kind| ["validated", "rejected", "failed"].contains(&kind.as_str()))
+        {
+            kinds.truncate(decision + 1);
+        }
+        kinds
+    }
+
     /// GET `path`.
     pub async fn get(&self, path: &str) -> Reply {
         self.send(Method::GET, path, &[], "").await
@@ -412,6 +428,25 @@ pub async fn cas_and_increments_lose_nothing(
         .json();
     assert_eq!(total["value"], (workers * times).to_string());
     assert_eq!(clients[0].counter(hits).await, increments as i64);
+}
+
+/// Points the fulfilment worker at inventory, payment and shipping services on `origin`
+/// (`http://host:port`), under `/internal/<service>` as the app serves them.
+pub fn services_at(options: &mut LoadOptions, origin: &str) {
+    options.variables.extend(services_variables(origin));
+}
+
+/// The variables (name, value) that put the fulfilment services on `origin`, as
+/// [`services_at`] sets them.
+pub fn services_variables(origin: &str) -> Vec<(String, String)> {
+    let mut variables = vec![("services_origin".to_owned(), origin.to_owned())];
+    for service in ["inventory", "payment", "shipping"] {
+        variables.push((
+            format!("{service}_url"),
+            format!("{origin}/internal/{service}"),
+        ));
+    }
+    variables
 }
 
 /// A loopback address with a port that was free a moment ago.

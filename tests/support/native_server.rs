@@ -154,6 +154,84 @@ impl ScriptedServer {
     }
 }
 
+/// One request a [`RecordingServer`] received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The path (with the query, if any).
+    pub path: String,
+    /// The headers.
+    pub headers: http::HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// A native server that answers every request with the status and JSON body `answer` gives
+/// for its path and body, and records every request (to stand in for a service).
+#[derive(Clone)]
+pub struct RecordingServer {
+    /// Where it listens.
+    pub address: SocketAddr,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+}
+
+impl RecordingServer {
+    /// Starts answering with `answer` on a free loopback port.
+    pub async fn start(answer: fn(&str, &[u8]) -> (u16, String)) -> Self {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let server = Self {
+            address: listener.local_addr().expect("address"),
+            requests: std::sync::Arc::default(),
+        };
+        let requests = std::sync::Arc::clone(&server.requests);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let requests = std::sync::Arc::clone(&requests);
+                tokio::spawn(async move {
+                    let service =
+                        service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                            let requests = std::sync::Arc::clone(&requests);
+                            async move {
+                                let (parts, body) = request.into_parts();
+                                let body = body.collect().await?.to_bytes();
+                                let path = parts
+                                    .uri
+                                    .path_and_query()
+                                    .map_or_else(|| parts.uri.path().to_owned(), |p| p.to_string());
+                                let (status, answer_body) = answer(&path, &body);
+                                requests.lock().expect("requests").push(Recorded {
+                                    path,
+                                    headers: parts.headers,
+                                    body,
+                                });
+                                let mut response =
+                                    hyper::Response::new(Full::new(Bytes::from(answer_body)));
+                                *response.status_mut() =
+                                    hyper::StatusCode::from_u16(status).expect("a valid status");
+                                response.headers_mut().insert(
+                                    hyper::header::CONTENT_TYPE,
+                                    hyper::header::HeaderValue::from_static("application/json"),
+                                );
+                                Ok::<_, hyper::Error>(response)
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        server
+    }
+
+    /// The requests received so far, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().expect("requests").clone()
+    }
+}
+
 /// A TCP server that accepts connections and never answers (a hung dependency).
 pub async fn black_hole() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -22,17 +22,22 @@ impl HostProcess {
 
     /// Runs the repository's `spin.toml` (written into `dir`, see [`crate::real_manifest`])
     /// like [`HostProcess::start`], wired to itself as [`crate::TestApp::start_real_in`] is:
-    /// `app_url` and the validator's URL name its own port, and the embedded broker serves
-    /// Redis (private to this process).
+    /// `app_url` and the validator's URL name its own port, the embedded broker serves
+    /// Redis (private to this process), and the fulfilment services are its own.
     pub async fn start_real(binary: &str, dir: &Path, state: &str, extra: &[&str]) -> Self {
         std::fs::write(dir.join("spin.toml"), crate::real_manifest()).expect("write manifest");
         let listen = crate::free_address();
         let origin = format!("http://{listen}");
-        let variables = [
+        let mut variables = vec![
             format!("app_url={origin}"),
             format!("validator_origin={origin}"),
             format!("validator_url={origin}/external/validate"),
         ];
+        variables.extend(
+            crate::services_variables(&origin)
+                .into_iter()
+                .map(|(name, value)| format!("{name}={value}")),
+        );
         let mut arguments: Vec<&str> = vec!["--redis", "embedded"];
         for variable in &variables {
             arguments.extend(["--variable", variable]);

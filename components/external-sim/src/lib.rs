@@ -11,7 +11,6 @@ mod api;
 mod stats;
 
 use api::ApiError;
-use catalog::Catalog;
 use faults::ProbeOutcome;
 use guest_kit::Incoming;
 use guest_kit::faults::FaultSwitch;
@@ -61,18 +60,10 @@ fn validate(body: &[u8]) -> Result<Response, ApiError> {
     guest_kit::faults::apply(switch.decide()?).map_err(ApiError::Refused)?;
     let request =
         ValidationRequest::parse(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let verdict = judge(&catalog()?, &request);
+    let verdict = judge(&guest_kit::catalog().map_err(ApiError::Catalog)?, &request);
     let mut answer = serde_json::to_value(&verdict).unwrap_or_default();
     answer["order_id"] = request.order_id.into();
     Ok(guest_kit::json(200, &answer))
-}
-
-/// The catalogue: the `catalog` variable's JSON when set, else the one shipped.
-fn catalog() -> Result<Catalog, ApiError> {
-    match guest_kit::variable("catalog") {
-        None => Ok(Catalog::standard()),
-        Some(json) => Catalog::from_json(&json).map_err(ApiError::Catalog),
-    }
 }
 
 fn health() -> Result<Response, ApiError> {

@@ -1,9 +1,9 @@
-//! Helpers shared by Orderly's components (wasm32-wasip2 guests): requests read with a body
-//! limit, JSON and problem responses, outbound HTTP with timeouts, bindings for the
-//! `wasi:keyvalue` interfaces spin-sdk does not wrap, the adapters that give the native
-//! libraries Spin's SQLite ([`SpinSql`]), key-value store ([`SpinKv`]) and wall clock, every
-//! service's fault-injection controls ([`faults`]), and the admin and internal guards
-//! ([`access`]).
+//! Helpers shared by Orderly's components (wasm32-wasip2 guests): settings read from Spin
+//! variables (durations, timeouts, the catalogue), requests read with a body limit, JSON and
+//! problem responses, outbound HTTP with timeouts, bindings for the `wasi:keyvalue` interfaces
+//! spin-sdk does not wrap, the adapters that give the native libraries Spin's SQLite
+//! ([`SpinSql`]), key-value store ([`SpinKv`]) and wall clock, every service's fault-injection
+//! controls ([`faults`]), and the admin and internal guards ([`access`]).
 
 pub mod access;
 mod clock;
@@ -21,8 +21,10 @@ pub use kv::{KvError, SpinKv};
 pub use request::{BodyError, Incoming, send, serve};
 pub use sql::SpinSql;
 
+use catalog::{Catalog, CatalogError};
 use http_problem::Problem;
 use spin_sdk::http::{Request, Response};
+use std::time::Duration;
 
 /// `wasi:keyvalue/store`, `atomics` and `batch` (`@0.2.0-draft2`), bound from the
 /// `orderly:app/keyvalue-atomics` world in `wit/`: compare-and-swap and increment, which
@@ -57,6 +59,58 @@ pub fn variable(name: &str) -> Option<String> {
     spin_sdk::variables::get(name)
         .ok()
         .filter(|value| !value.trim().is_empty())
+}
+
+/// The value of Spin variable `name`, or `default` when it is unset or empty.
+pub fn variable_or(name: &str, default: &str) -> String {
+    variable(name).unwrap_or_else(|| default.to_owned())
+}
+
+/// A variable that should hold a whole number of milliseconds and does not.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("variable {name}: {text:?} is not a whole number of milliseconds")]
+pub struct BadMillis {
+    /// The variable.
+    pub name: String,
+    /// What it holds.
+    pub text: String,
+}
+
+/// Spin variable `name` as a duration in milliseconds, `default_ms` when unset or empty.
+pub fn millis_variable(name: &str, default_ms: u64) -> Result<Duration, BadMillis> {
+    match variable(name) {
+        None => Ok(Duration::from_millis(default_ms)),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|_| BadMillis {
+                name: name.to_owned(),
+                text,
+            }),
+    }
+}
+
+/// Outbound timeouts from two variables (with their defaults in milliseconds): `connect` to
+/// open the connection, `answer` for the first byte and between two chunks of the body.
+pub fn timeouts_from_variables(
+    connect: (&str, u64),
+    answer: (&str, u64),
+) -> Result<Timeouts, BadMillis> {
+    let first_byte = millis_variable(answer.0, answer.1)?;
+    Ok(Timeouts {
+        connect: millis_variable(connect.0, connect.1)?,
+        first_byte,
+        between_bytes: first_byte,
+    })
+}
+
+/// The product catalogue: the `catalog` variable's JSON when set, else the one shipped.
+pub fn catalog() -> Result<Catalog, CatalogError> {
+    match variable("catalog") {
+        None => Ok(Catalog::standard()),
+        Some(json) => Catalog::from_json(&json),
+    }
 }
 
 /// A JSON response.

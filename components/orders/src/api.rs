@@ -2,7 +2,7 @@
 
 use http_problem::Problem;
 use ledger::{CursorError, LedgerError};
-use orders_core::OrderError;
+use orders_core::{OrderError, OrderStatus};
 use resilience::KeyError;
 use spin_sdk::http::Response;
 
@@ -31,8 +31,12 @@ pub enum ApiError {
         /// What is wrong.
         detail: String,
     },
+    /// An order id in the path that is not a valid id (why not).
+    BadOrderId(String),
     /// No such order or endpoint.
     NotFound(String),
+    /// A cancellation came too late: the order has this status.
+    CannotCancel(OrderStatus),
     /// The endpoint exists but not for this method (the value lists the allowed ones).
     MethodNotAllowed(&'static str),
     /// A ready-made answer (body too large, wrong media type).
@@ -117,6 +121,15 @@ impl ApiError {
                 .with_type("/problems/invalid-query")
                 .with_detail(format!("{parameter}: {detail}"))
                 .with("parameter", parameter),
+            Self::BadOrderId(detail) => Problem::new(400, "Bad Request")
+                .with_type("/problems/invalid-order-id")
+                .with_detail(format!("the order id in the path: {detail}")),
+            Self::CannotCancel(status) => Problem::new(409, "Conflict")
+                .with_type("/problems/cannot-cancel")
+                .with_detail(format!(
+                    "the order is {status}; it can no longer be cancelled"
+                ))
+                .with("status", status.as_str()),
             Self::NotFound(detail) => return guest_kit::not_found(detail),
             Self::MethodNotAllowed(allow) => return guest_kit::method_not_allowed(allow),
             Self::Refused(response) => return response,

@@ -3,9 +3,13 @@
 //! - `POST /orders` (JSON, with an `Idempotency-Key` header) stores the order, its validation
 //!   job and the key in one SQLite transaction, answers 202 at once, then rings the workers'
 //!   doorbell on Redis (a lost doorbell only delays the order until the next sweep).
-//! - `GET /orders/:id` (with the validation job's state while it runs),
-//!   `GET /orders/:id/events` (the timeline), `GET /orders?status=&limit=&after=` (pages),
-//!   `GET /orders/health` (a deep check of the database).
+//! - `GET /orders/:id` (with the validation job's state while it runs, and the fulfilment
+//!   saga's once it began), `GET /orders/:id/events` (the timeline, fulfilment steps
+//!   included), `GET /orders?status=&limit=&after=` (pages), `GET /orders/health` (a deep
+//!   check of the database).
+//! - `POST /orders/:id/cancel`: an order still being validated is cancelled at once; one in
+//!   fulfilment has its saga undo what it did (202 either way, with the order); one already
+//!   shipped or decided otherwise is refused (409).
 //!
 //! This crate only adapts HTTP to [`pipeline`] and [`ledger`]: parse, decide, store, respond.
 
@@ -13,7 +17,7 @@ mod api;
 
 use api::ApiError;
 use guest_kit::{Incoming, SpinKv, SpinSql, WallClock};
-use ledger::{Ledger, PageCursor};
+use ledger::{CancelOutcome, Ledger, PageCursor};
 use orders_core::{NewOrder, OrderId, OrderStatus, Timestamp};
 use pipeline::{Doorbell, IntakeResult, IntakeSettings};
 use resilience::{Clock, IdempotencyKey};
@@ -65,6 +69,10 @@ fn route(request: &Incoming) -> Result<Response, ApiError> {
         ["health"] => get_only(|_| health(), ""),
         [id] if !id.is_empty() => get_only(show, id),
         [id, "events"] if !id.is_empty() => get_only(events, id),
+        [id, "cancel"] if !id.is_empty() => match request.method {
+            Method::Post => cancel(id),
+            _ => Err(ApiError::MethodNotAllowed("POST")),
+        },
         _ => Err(ApiError::NotFound(format!(
             "no resource at {}",
             request.path
@@ -146,6 +154,7 @@ fn links(id: &str) -> serde_json::Value {
     serde_json::json!({
         "self": format!("/orders/{id}"),
         "events": format!("/orders/{id}/events"),
+        "cancel": format!("/orders/{id}/cancel"),
     })
 }
 
@@ -169,14 +178,19 @@ fn ring(order_id: &OrderId) {
             eprintln!("orders: cannot tell whether a doorbell is needed ({error}); ringing")
         }
     }
-    let address =
-        guest_kit::variable("redis_url").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-    let channel = pipeline::JOBS_CHANNEL;
+    publish_doorbell(pipeline::JOBS_CHANNEL, order_id);
+}
+
+/// Publishes `order_id`'s doorbell on `channel`. A failure is logged, not fatal: that
+/// channel's sweeper finds every due job within a second or so.
+fn publish_doorbell(channel: &str, order_id: &OrderId) {
+    let address = guest_kit::variable_or("redis_url", "redis://127.0.0.1:6379");
     let published = spin_sdk::redis::Connection::open(&address)
         .and_then(|redis| redis.publish(channel, &Doorbell::for_order(order_id).to_bytes()));
     if let Err(error) = published {
         eprintln!(
-            "orders: doorbell for {order_id} not published ({error}); the sweeper will find it"
+            "orders: doorbell for {order_id} on {channel} not published ({error}); the sweeper \
+             will find it"
         );
     }
 }
@@ -184,8 +198,30 @@ fn ring(order_id: &OrderId) {
 fn show(id: &str) -> Result<Response, ApiError> {
     let id = OrderId::parse(id).map_err(|_| ApiError::NotFound(format!("no order {id:?}")))?;
     let ledger = open_ledger()?;
+    Ok(guest_kit::json(200, &order_body(&ledger, &id)?))
+}
+
+/// `POST /orders/:id/cancel`: asks the ledger to cancel; 202 with the order when it is
+/// cancelled or being undone (the fulfilment worker is woken to undo it now).
+fn cancel(id: &str) -> Result<Response, ApiError> {
+    let id = OrderId::parse(id).map_err(|error| ApiError::BadOrderId(error.to_string()))?;
+    let ledger = open_ledger()?;
+    let now = Timestamp(WallClock.now_ms());
+    match ledger.request_cancel(&id, now, "cancelled at the customer's request")? {
+        CancelOutcome::Cancelled => {}
+        CancelOutcome::Cancelling => publish_doorbell(pipeline::FULFILMENT_CHANNEL, &id),
+        CancelOutcome::Refused(status) => return Err(ApiError::CannotCancel(status)),
+        CancelOutcome::NotFound => return Err(ApiError::NotFound(format!("no order {id}"))),
+    }
+    Ok(guest_kit::json(202, &order_body(&ledger, &id)?))
+}
+
+/// Order `id` as `GET /orders/:id` shows it: the order, its validation job while it runs, its
+/// fulfilment saga once it began (`fulfilment.saga`: its phase, next step or compensation,
+/// and why it is being undone; `fulfilment.cancel_requested`: the customer's note), links.
+fn order_body(ledger: &Ledger<SpinSql>, id: &OrderId) -> Result<serde_json::Value, ApiError> {
     let view = ledger
-        .order(&id)?
+        .order(id)?
         .ok_or_else(|| ApiError::NotFound(format!("no order {id}")))?;
     let mut body = serde_json::to_value(&view.order).unwrap_or_default();
     if let Some(job) = view.job {
@@ -200,8 +236,22 @@ fn show(id: &str) -> Result<Response, ApiError> {
             "deadline_at": job.deadline_at,
         });
     }
+    if let Some(saga) = ledger.sagas(&[id.as_str()])?.into_iter().next() {
+        let state = saga
+            .state
+            .as_deref()
+            .map(serde_json::from_str::<serde_json::Value>)
+            .transpose()
+            .map_err(|error| {
+                ApiError::Storage(format!("order {id}: the saga is unreadable: {error}").into())
+            })?;
+        body["fulfilment"] = serde_json::json!({
+            "saga": state,
+            "cancel_requested": saga.cancel_requested,
+        });
+    }
     body["links"] = links(id.as_str());
-    Ok(guest_kit::json(200, &body))
+    Ok(body)
 }
 
 fn events(id: &str) -> Result<Response, ApiError> {

@@ -13,7 +13,6 @@ use pipeline::{
 };
 use resilience::{CallFailure, HttpAnswer, SplitMix64};
 use spin_sdk::http::Method;
-use std::time::Duration;
 
 /// The largest validator answer read.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -33,7 +32,7 @@ pub async fn run(invocation: Invocation<'_>) -> anyhow::Result<pipeline::DrainRe
     let store = SpinKv::open("default")?;
     let validator = HttpValidator::from_variables()?;
     let publisher = RedisDoorbells {
-        address: variable_or("redis_url", "redis://127.0.0.1:6379"),
+        address: guest_kit::variable_or("redis_url", "redis://127.0.0.1:6379"),
     };
     let seed = guest_kit::random_seed();
     let parts = WorkerParts {
@@ -52,10 +51,6 @@ pub async fn run(invocation: Invocation<'_>) -> anyhow::Result<pipeline::DrainRe
     Ok(report)
 }
 
-fn variable_or(name: &str, default: &str) -> String {
-    guest_kit::variable(name).unwrap_or_else(|| default.to_owned())
-}
-
 /// The external validator over HTTP, with the configured timeouts.
 struct HttpValidator {
     url: String,
@@ -64,24 +59,12 @@ struct HttpValidator {
 
 impl HttpValidator {
     fn from_variables() -> anyhow::Result<Self> {
-        let millis = |name: &str, default: u64| -> anyhow::Result<Duration> {
-            match guest_kit::variable(name) {
-                None => Ok(Duration::from_millis(default)),
-                Some(text) => text.trim().parse().map(Duration::from_millis).map_err(|_| {
-                    anyhow::anyhow!(
-                        "variable {name}: {text:?} is not a whole number of milliseconds"
-                    )
-                }),
-            }
-        };
-        let first_byte = millis("validator_timeout_ms", 5_000)?;
         Ok(Self {
-            url: variable_or("validator_url", "http://127.0.0.1:3000/external/validate"),
-            timeouts: Timeouts {
-                connect: millis("validator_connect_timeout_ms", 1_000)?,
-                first_byte,
-                between_bytes: first_byte,
-            },
+            url: guest_kit::variable_or("validator_url", "http://127.0.0.1:3000/external/validate"),
+            timeouts: guest_kit::timeouts_from_variables(
+                ("validator_connect_timeout_ms", 1_000),
+                ("validator_timeout_ms", 5_000),
+            )?,
         })
     }
 }

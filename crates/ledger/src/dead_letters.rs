@@ -75,7 +75,7 @@ pub enum ReplayOutcome {
 
 /// Marks dead letter `?1` replayed at `?2` if it can be replayed: a message, or a job that is
 /// still dead, not held by a sweep failing it at its deadline (a live lease), and whose order is
-/// not decided. Marking a job's entry fires `dead_letter_replayed`, which requeues the job.
+/// not settled: still `processing` for a validation job, not final for a fulfilment job. Marking a job's entry fires `dead_letter_replayed`, which requeues the job.
 const MARK_REPLAYED: &str = "UPDATE dead_letters SET replayed_at = ?2
     WHERE id = ?1 AND replayed_at IS NULL
         AND (source = 'message' OR EXISTS (
@@ -83,7 +83,10 @@ const MARK_REPLAYED: &str = "UPDATE dead_letters SET replayed_at = ?2
             WHERE j.id = dead_letters.job_id AND j.state = 'dead'
                 AND (j.lease_until IS NULL OR j.lease_until <= ?2)
                 AND NOT EXISTS (
-                    SELECT 1 FROM orders AS o WHERE o.id = j.order_id AND o.status <> 'processing'
+                    SELECT 1 FROM orders AS o WHERE o.id = j.order_id AND CASE j.kind
+                        WHEN 'validate' THEN o.status <> 'processing'
+                        ELSE o.status IN ('confirmed', 'cancelled', 'rejected', 'failed')
+                    END
                 )
         ))
     RETURNING source, order_id, channel, payload";

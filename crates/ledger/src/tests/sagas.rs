@@ -1,7 +1,7 @@
 use super::Fixture;
 use crate::{
-    CancelOutcome, ClaimedJob, EventKind, FULFILMENT_JOB, JobResult, NextStep, SagaProgress,
-    StoredSaga, VALIDATION_JOB,
+    CancelOutcome, ClaimedJob, EventKind, FULFILMENT_JOB, JobResult, NextStep, ReplayOutcome,
+    SagaProgress, StoredSaga, VALIDATION_JOB,
 };
 use orders_core::{OrderId, OrderStatus, Timestamp};
 
@@ -298,6 +298,56 @@ fn a_validated_order_has_its_saga_undo_what_it_did() {
         .filter(|kind| *kind == EventKind::CancelRequested)
         .count();
     assert_eq!(requested, 1);
+}
+
+#[test]
+fn a_dead_lettered_saga_can_be_replayed_until_its_order_is_final() {
+    let fixture = Fixture::new();
+    decide(&fixture, OrderStatus::Validated, &["d", "f"]);
+    let jobs = claim(&fixture, FULFILMENT_JOB, "f", 3_000);
+    assert_eq!(jobs.len(), 2);
+    let results: Vec<JobResult> = jobs
+        .iter()
+        .map(|job| JobResult {
+            job_id: job.job_id,
+            order_id: job.order_id.clone(),
+            attempt: Some(1),
+            outcome: Some("unexpected answer".into()),
+            latency_ms: Some(5),
+            recovered_from: None,
+            next: NextStep::DeadLetter {
+                reason: "stuck".into(),
+            },
+        })
+        .collect();
+    fixture
+        .ledger
+        .apply("f", Timestamp(3_100), &results)
+        .unwrap();
+    let letters = fixture.ledger.dead_letters(false, 10).unwrap();
+    let letter = |order: &str| {
+        letters
+            .iter()
+            .find(|letter| letter.order_id.as_deref() == Some(order))
+            .unwrap()
+            .id
+    };
+    // A validated order's saga goes back to the queue ...
+    assert_eq!(
+        fixture.ledger.replay(letter("d"), Timestamp(4_000)).unwrap(),
+        ReplayOutcome::Job {
+            order_id: "d".into()
+        }
+    );
+    assert_eq!(claim(&fixture, FULFILMENT_JOB, "f", 4_000).len(), 1);
+    // ... one whose order was settled meanwhile does not.
+    fixture.run("UPDATE orders SET status = 'cancelled' WHERE id = 'f'");
+    assert_eq!(
+        fixture.ledger.replay(letter("f"), Timestamp(4_000)).unwrap(),
+        ReplayOutcome::OrderSettled {
+            order_id: "f".into()
+        }
+    );
 }
 
 #[test]
