@@ -227,12 +227,8 @@ async fn refused_steps_cancel_the_order_and_undo_what_was_done() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_answers_by_where_the_order_is() {
-    // Nothing answers where the services are: validated orders wait.
-    let unreachable = format!("http://{}", orderly_tests::free_address());
-    let app = TestApp::start_real_in(Arc::new(tempfile::tempdir().unwrap()), |options| {
-        services_at(options, &unreachable)
-    })
-    .await;
+    // The services are unreachable (see `TestApp::start_real_in`): validated orders wait.
+    let app = TestApp::start_real().await;
     let bad = app.post("/orders/not*an*id/cancel", "").await;
     assert_eq!(bad.status, 400, "{}", bad.text());
     assert_eq!(bad.json()["type"], "/problems/invalid-order-id");
