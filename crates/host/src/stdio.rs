@@ -252,10 +252,17 @@ mod tests {
         let mut writer = output.writer();
         writer.write_bytes(b"0123456789").unwrap();
         let exceeded = writer.write_bytes(b"x").unwrap_err();
-        assert!(exceeded.to_string().contains("more than 10 bytes to stdout"));
+        assert!(
+            exceeded
+                .to_string()
+                .contains("more than 10 bytes to stdout")
+        );
         let mut next = output.writer();
         next.write_bytes(b"fresh\n").unwrap();
         let logged = std::fs::read_to_string(dir.path().join("c_stdout.txt")).unwrap();
-        assert_eq!(logged, "0123456789fresh\n", "the instance's own limit, not the component's");
+        assert_eq!(
+            logged, "0123456789fresh\n",
+            "the instance's own limit, not the component's"
+        );
     }
 }

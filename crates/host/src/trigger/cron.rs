@@ -100,7 +100,10 @@ impl CronPlan {
     ) -> Self {
         refuse_service_chaining(
             "cron",
-            manifest.cron_triggers.iter().map(|trigger| &trigger.component),
+            manifest
+                .cron_triggers
+                .iter()
+                .map(|trigger| &trigger.component),
             manifest,
             variables,
             problems,
@@ -416,10 +419,17 @@ mod tests {
             let (clock, fired) = (Arc::clone(&clock), Arc::clone(&fired));
             async move {
                 let skipped = IntCounter::new("skipped", "runs skipped").unwrap();
-                schedule(&job, clock.as_ref(), stopped, Duration::ZERO, &skipped, |slot| {
-                    lock(&fired).push(slot);
-                    tokio::spawn(tokio::time::sleep(Duration::from_millis(run_ms)))
-                })
+                schedule(
+                    &job,
+                    clock.as_ref(),
+                    stopped,
+                    Duration::ZERO,
+                    &skipped,
+                    |slot| {
+                        lock(&fired).push(slot);
+                        tokio::spawn(tokio::time::sleep(Duration::from_millis(run_ms)))
+                    },
+                )
                 .await
             }
         });

@@ -233,9 +233,13 @@ impl Runner {
                 export,
                 store: &mut store,
             };
-            let instance =
-                with_free_slot(self.when_full, self.clock.as_ref(), is_pool_full, &mut instantiate)
-                    .await?;
+            let instance = with_free_slot(
+                self.when_full,
+                self.clock.as_ref(),
+                is_pool_full,
+                &mut instantiate,
+            )
+            .await?;
             self.in_use.inc();
             let _in_use = Decrement(&self.in_use);
             call.call(&mut store, instance)
@@ -395,7 +399,11 @@ mod tests {
         ] {
             assert!(names_service_chaining(entry), "{entry}");
         }
-        for entry in ["http://127.0.0.1:3000", "*://*:*", "redis://spin.internal.example.com"] {
+        for entry in [
+            "http://127.0.0.1:3000",
+            "*://*:*",
+            "redis://spin.internal.example.com",
+        ] {
             assert!(!names_service_chaining(entry), "{entry}");
         }
     }

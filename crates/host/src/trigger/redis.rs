@@ -73,7 +73,10 @@ impl RedisPlan {
     ) -> Self {
         refuse_service_chaining(
             "redis",
-            manifest.redis_triggers.iter().map(|trigger| &trigger.component),
+            manifest
+                .redis_triggers
+                .iter()
+                .map(|trigger| &trigger.component),
             manifest,
             variables,
             problems,
@@ -330,9 +333,10 @@ impl Handlers {
     /// Runs component `id`'s handler on one message in a fresh instance; failures are logged
     /// with the component, channel and message size (repeated ones thinned out).
     async fn deliver(&self, id: &ComponentId, channel: &str, payload: Bytes) {
-        let (Some(component), Some(handler)) =
-            (self.runner.app().component(id.as_str()), self.handlers.get(id))
-        else {
+        let (Some(component), Some(handler)) = (
+            self.runner.app().component(id.as_str()),
+            self.handlers.get(id),
+        ) else {
             return;
         };
         let labels = [id.as_str(), channel];

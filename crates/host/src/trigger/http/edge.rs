@@ -54,10 +54,14 @@ pub(crate) fn host_authority(headers: &HeaderMap, version: Version) -> Result<Au
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
     };
-    // `Authority` takes user info (`user@host`) and a port it cannot read as a number.
-    let port_ok = authority.port().is_none_or(|port| {
-        port.as_str().parse::<u16>().is_ok() && Some(port.as_u16()) == authority.port_u16()
-    });
+    // `Authority` takes user info (`user@host`), and a port it cannot read as a number (it
+    // then reports none): read the port from the text.
+    let port_text = match text.rsplit_once(']') {
+        Some((_, after)) => after.strip_prefix(':'),
+        None => text.rsplit_once(':').map(|(_, port)| port),
+    };
+    let port_ok = port_text
+        .is_none_or(|port| port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok());
     if host_ok && port_ok && !text.contains('@') {
         Ok(authority)
     } else {
@@ -79,7 +83,8 @@ pub(crate) fn client_request_id(headers: &HeaderMap) -> Option<&str> {
             !id.is_empty()
                 && id.len() <= MAX_REQUEST_ID
                 && id.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=' | b'@')
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=' | b'@')
                 })
         })
 }
@@ -214,7 +219,10 @@ mod tests {
             headers.insert("x-request-id", value.parse().unwrap());
             client_request_id(&headers).map(str::to_owned)
         };
-        assert_eq!(id("trace-me_1.2:3/4+5=6@x").as_deref(), Some("trace-me_1.2:3/4+5=6@x"));
+        assert_eq!(
+            id("trace-me_1.2:3/4+5=6@x").as_deref(),
+            Some("trace-me_1.2:3/4+5=6@x")
+        );
         assert_eq!(id("x status=200 forged=yes"), None);
         assert_eq!(id("\"quoted\""), None);
         assert_eq!(id(&"a".repeat(129)), None);

@@ -100,7 +100,10 @@ impl HttpError {
     fn closes_connection(&self) -> bool {
         matches!(
             self,
-            Self::BodyTooLarge { .. } | Self::BodyTimeout | Self::BodyAborted(_) | Self::ShuttingDown
+            Self::BodyTooLarge { .. }
+                | Self::BodyTimeout
+                | Self::BodyAborted(_)
+                | Self::ShuttingDown
         )
     }
 

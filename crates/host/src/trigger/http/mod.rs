@@ -250,9 +250,7 @@ impl HttpTrigger {
         tracing::info!("shutting down: finishing in-flight requests");
         self.closing.send_replace(true);
         // Connections the kernel has queued already were made before shutdown: serve them.
-        while let Some(Ok((stream, client))) =
-            futures::FutureExt::now_or_never(listener.accept())
-        {
+        while let Some(Ok((stream, client))) = futures::FutureExt::now_or_never(listener.accept()) {
             connections.spawn(Arc::clone(&self).connection(stream, client));
         }
         drop(listener);
@@ -338,30 +336,28 @@ impl HttpTrigger {
         client: SocketAddr,
     ) -> Response<WasiBody> {
         let started = self.runner.clock().now();
-        let request_id = edge::client_request_id(request.headers())
-            .map_or_else(new_request_id, str::to_owned);
+        let request_id =
+            edge::client_request_id(request.headers()).map_or_else(new_request_id, str::to_owned);
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let mut served = Served::default();
-        let (mut response, quiet) = match self
-            .serve(request, client, &request_id, &mut served)
-            .await
-        {
-            Ok(response) => (response, false),
-            Err(error) => {
-                let quiet = matches!(error, HttpError::Busy);
-                if quiet && let Some(left_out) = self.log.admit("http busy") {
-                    tracing::warn!(
-                        in_flight = self.admission.in_flight(),
-                        waiting = self.admission.waiting(),
-                        left_out,
-                        "overloaded: refusing requests with 503 before making instances"
-                    );
+        let (mut response, quiet) =
+            match self.serve(request, client, &request_id, &mut served).await {
+                Ok(response) => (response, false),
+                Err(error) => {
+                    let quiet = matches!(error, HttpError::Busy);
+                    if quiet && let Some(left_out) = self.log.admit("http busy") {
+                        tracing::warn!(
+                            in_flight = self.admission.in_flight(),
+                            waiting = self.admission.waiting(),
+                            left_out,
+                            "overloaded: refusing requests with 503 before making instances"
+                        );
+                    }
+                    let response = error.response(&request_id, self.settings.busy_retry_after);
+                    (response, quiet)
                 }
-                let response = error.response(&request_id, self.settings.busy_retry_after);
-                (response, quiet)
-            }
-        };
+            };
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", value);
         }
@@ -470,8 +466,8 @@ impl HttpTrigger {
             CHAINED_CLIENT,
             Authority::from_static("localhost"),
         );
-        let request_id = edge::client_request_id(request.headers())
-            .map_or_else(new_request_id, str::to_owned);
+        let request_id =
+            edge::client_request_id(request.headers()).map_or_else(new_request_id, str::to_owned);
         Ok(self
             .respond(target, request, &request_id, None)
             .await
@@ -507,7 +503,12 @@ impl HttpTrigger {
             };
             let result = trigger
                 .runner
-                .run(component, &handler, &context, HandleRequest { request, sender })
+                .run(
+                    component,
+                    &handler,
+                    &context,
+                    HandleRequest { request, sender },
+                )
                 .await;
             drop(slot);
             if let Err(error) = &result
