@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the application described by spin.toml (like `spin up`).
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Run each component's build command (like `spin build`).
     Build(ManifestArg),
 }
@@ -132,7 +132,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(args) => build(&args),
-        Command::Up(args) => up(args, started),
+        Command::Up(args) => up(*args, started),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
