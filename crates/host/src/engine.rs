@@ -32,8 +32,12 @@ pub fn new_engine(settings: &InstanceSettings) -> anyhow::Result<Engine> {
         .linear_memory_keep_resident(settings.memory_keep_resident)
         .table_keep_resident(settings.table_keep_resident)
         .max_unused_warm_slots(settings.warm_slots)
+        .async_stack_keep_resident(settings.stack_keep_resident)
         .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = base_config();
+    // Each instance's stack is zeroed once it ends (nothing of one request is left for the
+    // next), and all but its first part given back: a burst leaves no stacks behind.
+    config.async_stack_zeroing(true);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     let engine = match Engine::new(&config) {
         Ok(engine) => engine,

@@ -45,6 +45,9 @@ pub struct InstanceSettings {
     pub memory_keep_resident: usize,
     /// The same for a slot's tables (64 KiB).
     pub table_keep_resident: usize,
+    /// How much of an instance's stack stays resident once it ends (64 KiB): stacks are
+    /// zeroed between instances, this much with `memset`, the rest given back.
+    pub stack_keep_resident: usize,
     /// Slots used before and free now that are kept warm beyond those in use (16); past
     /// that, free warm slots are reused before cold ones are touched, so the set of slots
     /// (and the memory they keep) follows the peak of instances in use.
@@ -64,6 +67,7 @@ impl Default for InstanceSettings {
             slots: 1000,
             memory_keep_resident: 1 << 20,
             table_keep_resident: 64 << 10,
+            stack_keep_resident: 64 << 10,
             warm_slots: 16,
             max_memory: 256 << 20,
             deadline: Duration::from_secs(30),
