@@ -105,6 +105,65 @@ async fn stalled_uploads_hold_no_instance_slot_and_time_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_wait_unread_for_their_share_of_the_body_memory() {
+    let app = start(|options| {
+        options.settings.http.body_memory = 1000;
+        options.settings.http.body_timeout = Duration::from_millis(1500);
+        options.settings.http.body_min_rate = 1000;
+    })
+    .await;
+    // The first upload takes 800 of the 1,000 bytes and is slow to arrive ...
+    let mut first = raw::connect(&app.base).await;
+    first
+        .write_all(format!("{}{}", post_head("/probe/echo", 800), "a".repeat(100)).as_bytes())
+        .await
+        .unwrap();
+    // Time for the host to read its head and take its share.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ... so a second one, sent whole, waits for its share, unanswered ...
+    let mut second = raw::connect(&app.base).await;
+    second
+        .write_all(format!("{}{}", post_head("/probe/echo", 800), "b".repeat(800)).as_bytes())
+        .await
+        .unwrap();
+    let early = raw::read_response(&mut second, Duration::from_millis(400)).await;
+    assert_eq!(
+        early.status, 0,
+        "answered before its share was free: {early:?}"
+    );
+    // ... and is served once the first is done.
+    first.write_all("a".repeat(700).as_bytes()).await.unwrap();
+    let response = raw::read_response(&mut first, Duration::from_secs(10)).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    let response = raw::read_response(&mut second, Duration::from_secs(10)).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.json()["body"], "b".repeat(800));
+    // A body larger than the whole budget (but within the size limit) takes all of it.
+    let large = app.post("/probe/echo", &"c".repeat(2000)).await;
+    assert_eq!(large.status, 200, "{}", large.text());
+    // A body that cannot get its share in its time to arrive is refused with 503 (the holder
+    // sent 900 bytes, so it may take 1.5 s + 0.9 s; the waiter gets 1.5 s).
+    let mut holder = raw::connect(&app.base).await;
+    holder
+        .write_all(format!("{}{}", post_head("/probe/echo", 1000), "d".repeat(900)).as_bytes())
+        .await
+        .unwrap();
+    // Time for the host to read its head and take its share.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting = raw::exchange(
+        &app.base,
+        format!("{}{}", post_head("/probe/echo", 10), "e".repeat(10)).as_bytes(),
+    )
+    .await;
+    assert_problem(&waiting, 503);
+    assert_problem(
+        &raw::read_response(&mut holder, Duration::from_secs(20)).await,
+        408,
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_tells_when_no_instance_slot_is_free() {
     let app = start(|options| options.settings.http.max_in_flight = 2).await;
     let sleepers: Vec<_> = (0..2)

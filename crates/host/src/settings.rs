@@ -84,6 +84,10 @@ pub struct HttpSettings {
     /// The largest request body accepted (10 MiB; `--max-body-size`): a longer declared
     /// `Content-Length` is refused before reading, a longer streamed body once it passes it.
     pub max_body_size: u64,
+    /// The memory all request bodies read and not yet answered may take together (128 MiB;
+    /// `--body-memory`): past it, bodies wait unread for their share (up to their time to
+    /// arrive, then 503).
+    pub body_memory: u64,
     /// A request body gets this long, plus [`HttpSettings::body_min_rate`] for its bytes, to
     /// arrive (10 s; `--body-timeout`).
     pub body_timeout: Duration,
@@ -117,6 +121,7 @@ impl Default for HttpSettings {
         Self {
             header_read_timeout: Duration::from_secs(10),
             max_body_size: 10 << 20,
+            body_memory: 128 << 20,
             body_timeout: Duration::from_secs(10),
             body_min_rate: 16 << 10,
             shutdown_body_grace: Duration::from_secs(1),

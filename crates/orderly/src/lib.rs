@@ -75,6 +75,10 @@ struct UpArgs {
     /// ones are refused with 413.
     #[arg(long, value_name = "BYTES", default_value = "10M", value_parser = parse_size)]
     max_body_size: u64,
+    /// The memory all request bodies read and not yet answered may take together (suffixes
+    /// K, M, G); past it, bodies wait unread for their share.
+    #[arg(long, value_name = "BYTES", default_value = "128M", value_parser = parse_size)]
+    body_memory: u64,
     /// Seconds a request body gets to arrive, beyond its bytes at the minimum rate (16 KiB/s).
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     body_timeout: Duration,
@@ -195,6 +199,7 @@ fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     };
     options.settings.redis.concurrency = args.redis_concurrency;
     options.settings.http.max_body_size = args.max_body_size;
+    options.settings.http.body_memory = args.body_memory;
     options.settings.http.body_timeout = args.body_timeout;
     options.settings.http.max_in_flight = args.max_in_flight;
     options.settings.instances.deadline = args.deadline;

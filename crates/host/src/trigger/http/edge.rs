@@ -10,8 +10,9 @@ use http::uri::Authority;
 use http::{HeaderMap, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 /// What is wrong with a request's Host header.
@@ -123,25 +124,76 @@ impl BodyLimits {
     }
 }
 
+/// The memory every request body read but not yet answered may take together. A body takes its
+/// share before it is read (a declared length at once, a streamed body frame by frame), so a
+/// burst of large uploads waits, unread (the clients slowed by TCP), instead of taking the
+/// host's memory; and what it took is reused by the next burst rather than grown.
+#[derive(Debug, Clone)]
+pub(crate) struct BodyMemory {
+    bytes: Arc<Semaphore>,
+    total: u64,
+}
+
+impl BodyMemory {
+    /// A budget of `total` bytes (at least 1).
+    pub(crate) fn new(total: u64) -> Self {
+        let total = total.clamp(1, Semaphore::MAX_PERMITS as u64);
+        Self {
+            bytes: Arc::new(Semaphore::new(usize::try_from(total).unwrap_or(usize::MAX))),
+            total,
+        }
+    }
+
+    /// `bytes` of the budget (all of it, for a body larger than the budget), once free, or
+    /// [`HttpError::Busy`] if that takes past `deadline`.
+    async fn take(&self, bytes: u64, deadline: Instant) -> Result<OwnedSemaphorePermit, HttpError> {
+        let wanted = u32::try_from(bytes.min(self.total)).unwrap_or(u32::MAX);
+        let taking = Arc::clone(&self.bytes).acquire_many_owned(wanted);
+        match tokio::time::timeout_at(deadline, taking).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(HttpError::Busy),
+        }
+    }
+}
+
+/// A body read whole, and the share of [`BodyMemory`] it holds until it is dropped.
+pub(crate) struct ReadBody {
+    /// The bytes.
+    pub(crate) bytes: Bytes,
+    /// Its share of the budget: keep it while the bytes may still be in memory.
+    pub(crate) memory: Option<OwnedSemaphorePermit>,
+}
+
 /// Reads `body` whole. A declared `Content-Length` over the limit is refused before a byte is
 /// read; a streamed body is counted as it comes. A body must arrive within its allowance
 /// ([`BodyLimits`]); once `closing` turns true (shutdown), within the shutdown grace as well.
+/// Its bytes are taken from `memory` before they are read.
 pub(crate) async fn read_body(
     mut body: Incoming,
     limits: BodyLimits,
+    memory: &BodyMemory,
     clock: &dyn HostClock,
     mut closing: watch::Receiver<bool>,
-) -> Result<Bytes, HttpError> {
+) -> Result<ReadBody, HttpError> {
     let too_large = HttpError::BodyTooLarge { limit: limits.max };
     let declared = body.size_hint();
     if declared.lower() > limits.max {
         return Err(too_large);
     }
     if body.is_end_stream() {
-        return Ok(Bytes::new());
+        return Ok(ReadBody {
+            bytes: Bytes::new(),
+            memory: None,
+        });
     }
     let started = clock.now();
     let capacity = declared.exact().unwrap_or(0).min(limits.max);
+    // A declared length takes its whole share at once: a body never holds part of the budget
+    // while it waits for the rest.
+    let mut held = match capacity {
+        0 => None,
+        bytes => Some(memory.take(bytes, started + limits.allowance(0)).await?),
+    };
     let mut buffer = BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
     let mut shutdown_deadline: Option<Instant> = None;
     loop {
@@ -161,13 +213,31 @@ pub(crate) async fn read_body(
         let frame = match frame {
             Err(_) if deadline < own_deadline => return Err(HttpError::ShuttingDown),
             Err(_) => return Err(HttpError::BodyTimeout),
-            Ok(None) => return Ok(buffer.freeze()),
+            Ok(None) => {
+                return Ok(ReadBody {
+                    bytes: buffer.freeze(),
+                    memory: held,
+                });
+            }
             Ok(Some(Err(error))) => return Err(HttpError::BodyAborted(error)),
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
-            if (buffer.len() + data.len()) as u64 > limits.max {
+            let after = (buffer.len() + data.len()) as u64;
+            if after > limits.max {
                 return Err(too_large);
+            }
+            // A body larger than the whole budget holds all of it, no more.
+            let needed = after.min(memory.total);
+            let covered = held
+                .as_ref()
+                .map_or(0, |permit| permit.num_permits() as u64);
+            if needed > covered {
+                let more = memory.take(needed - covered, deadline).await?;
+                match held.as_mut() {
+                    Some(permit) => permit.merge(more),
+                    None => held = Some(more),
+                }
             }
             buffer.extend_from_slice(&data);
         }

@@ -21,7 +21,7 @@ use crate::services::repeated_log::RepeatedLog;
 use crate::settings::HttpSettings;
 use admission::Admission;
 use bytes::Bytes;
-use edge::BodyLimits;
+use edge::{BodyLimits, BodyMemory};
 use error::HttpError;
 use futures::future::BoxFuture;
 use http::uri::{Authority, PathAndQuery};
@@ -149,6 +149,7 @@ impl HttpPlan {
                 settings.slot_wait,
             ),
             body_limits: BodyLimits::of(settings),
+            body_memory: BodyMemory::new(settings.body_memory),
             closing: watch::channel(false).0,
             settings: settings.clone(),
             metrics: Arc::clone(binding.metrics),
@@ -187,6 +188,7 @@ pub(crate) struct HttpTrigger {
     info: AppInfo,
     admission: Admission,
     body_limits: BodyLimits,
+    body_memory: BodyMemory,
     /// Turns true when shutdown begins.
     closing: watch::Sender<bool>,
     settings: HttpSettings,
@@ -407,15 +409,20 @@ impl HttpTrigger {
         let body = edge::read_body(
             body,
             self.body_limits,
+            &self.body_memory,
             self.runner.clock().as_ref(),
             self.closing.subscribe(),
         )
         .await?;
         let slot = self.admission.enter().await?;
-        let mut request = Request::from_parts(parts, body_of(body));
+        let mut request = Request::from_parts(parts, body_of(body.bytes));
         set_spin_headers(&mut request, &found, client, authority);
-        self.respond(id.as_str(), request, request_id, Some(slot))
-            .await
+        let response = self
+            .respond(id.as_str(), request, request_id, Some(slot))
+            .await;
+        // The body's memory is counted until the instance has answered (it has the bytes).
+        drop(body.memory);
+        response
     }
 
     /// `/.well-known/spin/health` and `/.well-known/spin/info`, as in Spin; health answers 503
