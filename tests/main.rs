@@ -3,6 +3,7 @@
 //! `cargo test -p orderly-tests -- <file>::`, e.g. `cargo test -p orderly-tests -- cron::`.
 
 mod cron;
+mod edge;
 mod external_sim;
 mod files;
 mod fulfilment;

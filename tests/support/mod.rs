@@ -15,6 +15,7 @@ use tempfile::TempDir;
 pub mod logs;
 pub mod native_server;
 pub mod process;
+pub mod raw;
 pub mod redis_server;
 
 /// Where the components under test were built.
@@ -206,6 +207,11 @@ impl TestApp {
         })
         .await
         .unwrap_or_else(|e| panic!("start failed: {e}"))
+    }
+
+    /// Where the host's metrics are served, when the options asked for them.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.running.metrics_address()
     }
 
     /// Stops the app gracefully (closing its databases).
@@ -465,4 +471,41 @@ pub async fn start_error(manifest_text: &str) -> String {
         Ok(_) => panic!("expected the app to fail to start"),
         Err(error) => error.to_string(),
     }
+}
+
+/// `promtool check metrics` must accept `text`. Skipped when promtool is not installed, unless
+/// `ORDERLY_REQUIRE_PROMTOOL` is set (as in CI).
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let spawned = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) => {
+            assert!(
+                std::env::var_os("ORDERLY_REQUIRE_PROMTOOL").is_none(),
+                "promtool is required but cannot run: {error}"
+            );
+            eprintln!("SKIPPED: promtool is not installed");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(text.as_bytes())
+        .expect("promtool reads the text");
+    let output = child.wait_with_output().expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
