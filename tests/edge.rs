@@ -156,6 +156,7 @@ async fn bodies_wait_unread_for_their_share_of_the_body_memory() {
     )
     .await;
     assert_problem(&waiting, 503);
+    assert_eq!(waiting.header("connection").as_deref(), Some("close"));
     assert_problem(
         &raw::read_response(&mut holder, Duration::from_secs(20)).await,
         408,

@@ -145,13 +145,13 @@ impl BodyMemory {
     }
 
     /// `bytes` of the budget (all of it, for a body larger than the budget), once free, or
-    /// [`HttpError::Busy`] if that takes past `deadline`.
+    /// [`HttpError::BodyMemoryFull`] if that takes past `deadline`.
     async fn take(&self, bytes: u64, deadline: Instant) -> Result<OwnedSemaphorePermit, HttpError> {
         let wanted = u32::try_from(bytes.min(self.total)).unwrap_or(u32::MAX);
         let taking = Arc::clone(&self.bytes).acquire_many_owned(wanted);
         match tokio::time::timeout_at(deadline, taking).await {
             Ok(Ok(permit)) => Ok(permit),
-            _ => Err(HttpError::Busy),
+            _ => Err(HttpError::BodyMemoryFull),
         }
     }
 }

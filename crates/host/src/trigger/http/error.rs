@@ -38,6 +38,9 @@ pub(crate) enum HttpError {
     /// Too many requests in flight: refused before any instance was made.
     #[error("too many requests in flight; retry shortly")]
     Busy,
+    /// Request bodies already fill the body memory budget: refused unread.
+    #[error("too many request bodies are being received; retry shortly")]
+    BodyMemoryFull,
     /// Every instance slot is busy (the health check).
     #[error("every instance slot is busy ({in_flight} requests in flight, {waiting} waiting)")]
     NoSlotFree {
@@ -67,6 +70,7 @@ impl HttpError {
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::ShuttingDown
             | Self::Busy
+            | Self::BodyMemoryFull
             | Self::NoSlotFree { .. }
             | Self::Instance(InstanceError::PoolFull(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Instance(InstanceError::DeadlineExceeded(_)) => StatusCode::GATEWAY_TIMEOUT,
@@ -84,9 +88,10 @@ impl HttpError {
             Self::BodyTimeout => "/problems/body-timeout",
             Self::BodyAborted(_) => "/problems/bad-body",
             Self::ShuttingDown => "/problems/shutting-down",
-            Self::Busy | Self::NoSlotFree { .. } | Self::Instance(InstanceError::PoolFull(_)) => {
-                "/problems/overloaded"
-            }
+            Self::Busy
+            | Self::BodyMemoryFull
+            | Self::NoSlotFree { .. }
+            | Self::Instance(InstanceError::PoolFull(_)) => "/problems/overloaded",
             Self::Instance(InstanceError::DeadlineExceeded(_)) => "/problems/deadline-exceeded",
             Self::Instance(InstanceError::Failed(_)) | Self::ComponentError(_) => {
                 "/problems/component-failed"
@@ -103,6 +108,7 @@ impl HttpError {
             Self::BodyTooLarge { .. }
                 | Self::BodyTimeout
                 | Self::BodyAborted(_)
+                | Self::BodyMemoryFull
                 | Self::ShuttingDown
         )
     }

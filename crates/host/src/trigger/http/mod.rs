@@ -347,13 +347,24 @@ impl HttpTrigger {
             match self.serve(request, client, &request_id, &mut served).await {
                 Ok(response) => (response, false),
                 Err(error) => {
-                    let quiet = matches!(error, HttpError::Busy);
-                    if quiet && let Some(left_out) = self.log.admit("http busy") {
+                    let quiet = matches!(error, HttpError::Busy | HttpError::BodyMemoryFull);
+                    if matches!(error, HttpError::Busy)
+                        && let Some(left_out) = self.log.admit("http busy")
+                    {
                         tracing::warn!(
                             in_flight = self.admission.in_flight(),
                             waiting = self.admission.waiting(),
                             left_out,
                             "overloaded: refusing requests with 503 before making instances"
+                        );
+                    }
+                    if matches!(error, HttpError::BodyMemoryFull)
+                        && let Some(left_out) = self.log.admit("http body memory")
+                    {
+                        tracing::warn!(
+                            budget = self.settings.body_memory,
+                            left_out,
+                            "request bodies fill --body-memory: refusing more with 503"
                         );
                     }
                     let response = error.response(&request_id, self.settings.busy_retry_after);
