@@ -187,7 +187,10 @@ impl<S: Sql> Inventory<S> {
         let request = merge(lines)?;
         let parameters = [SqlValue::text(order_id.as_str()), SqlValue::Text(request)];
         let mut found = self.run("reserve stock", RESERVE, &parameters)?;
-        if outcome_of(&found.rows) == Some("unknown") && self.seed()? > 0 {
+        if outcome_of(&found.rows) == Some("unknown") {
+            // Seed and ask again, even if another connection seeded first (it may have done so
+            // between the two statements): only a product the catalogue lacks stays unknown.
+            self.seed()?;
             found = self.run("reserve stock", RESERVE, &parameters)?;
         }
         let what = || format!("the reservation of order {order_id}");

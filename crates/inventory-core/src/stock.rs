@@ -164,7 +164,9 @@ impl<S: Sql> Inventory<S> {
         statement: impl Fn() -> Result<orderly_sql::SqlRows, InventoryError>,
     ) -> Result<StockLevel, InventoryError> {
         let mut found = statement()?;
-        if found.rows.is_empty() && self.seed()? > 0 {
+        if found.rows.is_empty() {
+            // Another connection may have seeded between the two statements: ask again anyway.
+            self.seed()?;
             found = statement()?;
         }
         match found.rows.first() {
