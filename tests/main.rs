@@ -6,6 +6,7 @@ mod cron;
 mod external_sim;
 mod files;
 mod fulfilment;
+mod gateway;
 mod http_trigger;
 mod key_value;
 mod manifests;
