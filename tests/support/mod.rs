@@ -114,6 +114,19 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// Asserts this is a problem (`application/problem+json`) with `status` and type `kind`,
+    /// and returns its body.
+    pub fn problem(&self, status: u16, kind: &str) -> serde_json::Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        let body = self.json();
+        assert_eq!(body["type"], kind, "{body}");
+        body
+    }
 }
 
 impl TestApp {
@@ -129,6 +142,17 @@ impl TestApp {
     /// itself (see [`TestApp::start_real_in`]).
     pub async fn start_real() -> Self {
         Self::start_real_in(Arc::new(tempfile::tempdir().expect("temp dir")), |_| {}).await
+    }
+
+    /// Starts the repository's `spin.toml` (see [`TestApp::start_real_in`]) in a new folder,
+    /// with `variables` set.
+    pub async fn start_real_with(variables: &[(&str, &str)]) -> Self {
+        let variables: Vec<(String, String)> = variables
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::start_real_in(dir, move |options| options.variables.extend(variables)).await
     }
 
     /// Starts the repository's `spin.toml` in `dir` on a port chosen first, so that the

@@ -142,11 +142,12 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     guest_kit::send(out, response).await;
     // The client has its answer: log and count.
     println!(
-        "gateway {method} {} {status} {latency_ms}ms request_id={} client={} route={}",
+        "gateway {method} {} {status} {latency_ms}ms request_id={} client={} route={} traceparent={}",
         incoming.path,
         trace.request_id,
         &client.as_str()[..12],
-        resolution.route()
+        resolution.route(),
+        trace.span
     );
     if let Some(store) = &store {
         let observation = Observation {
