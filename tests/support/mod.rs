@@ -42,6 +42,29 @@ pub fn real_manifest() -> String {
     )
 }
 
+/// The statuses of an order that passed validation: `validated`, then the fulfilment saga's,
+/// which takes every validated order further when the services are wired (as in
+/// [`TestApp::start_real`]).
+pub const VALIDATED_OR_LATER: [&str; 5] = ["validated", "reserved", "paid", "shipped", "confirmed"];
+
+/// Whether an order's `status` (as JSON) is one of [`VALIDATED_OR_LATER`], in any case (the
+/// MediSupply seed capitalises them).
+pub fn passed_validation(status: &serde_json::Value) -> bool {
+    status.as_str().is_some_and(|status| {
+        VALIDATED_OR_LATER
+            .iter()
+            .any(|passed| passed.eq_ignore_ascii_case(status))
+    })
+}
+
+/// The orders past validation in an `/admin/stats` body (its `orders` by status).
+pub fn validated_count(stats: &serde_json::Value) -> u64 {
+    VALIDATED_OR_LATER
+        .iter()
+        .map(|status| stats["orders"][status].as_u64().unwrap_or(0))
+        .sum()
+}
+
 /// A name no other test uses (for channels and keys on a shared server or store).
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
