@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PACKAGES: [&str; 16] = [
+const PACKAGES: [&str; 17] = [
     "orders",
     "external-sim",
     "validator",
@@ -19,6 +19,7 @@ const PACKAGES: [&str; 16] = [
     "inventory",
     "payment",
     "shipping",
+    "gateway",
     "probe",
     "subscriber",
     "ticker",
@@ -53,6 +54,8 @@ fn main() {
         "crates/payment-core",
         "crates/shipping-core",
         "crates/sql",
+        "crates/gateway-core",
+        "crates/trace-context",
         "wit",
         "Cargo.toml",
         "Cargo.lock",

@@ -7,6 +7,7 @@ mod edge;
 mod external_sim;
 mod files;
 mod fulfilment;
+mod gateway;
 mod http_trigger;
 mod key_value;
 mod manifests;

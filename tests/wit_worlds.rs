@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use wasmtime::component::Component;
 use wit_parser::{Resolve, WorldKey};
 
-const COMPONENTS: [(&str, &str); 13] = [
+const COMPONENTS: [(&str, &str); 14] = [
     ("orders", "orders"),
     ("external_sim", "external-sim"),
     ("validator", "validator"),
@@ -19,6 +19,7 @@ const COMPONENTS: [(&str, &str); 13] = [
     ("inventory", "inventory"),
     ("payment", "payment"),
     ("shipping", "shipping"),
+    ("gateway", "gateway"),
 ];
 
 fn declared(resolve: &Resolve, world: &str) -> (BTreeSet<String>, BTreeSet<String>) {

@@ -43,6 +43,29 @@ pub fn real_manifest() -> String {
     )
 }
 
+/// The statuses of an order that passed validation: `validated`, then the fulfilment saga's,
+/// which takes every validated order further when the services are wired (as in
+/// [`TestApp::start_real`]).
+pub const VALIDATED_OR_LATER: [&str; 5] = ["validated", "reserved", "paid", "shipped", "confirmed"];
+
+/// Whether an order's `status` (as JSON) is one of [`VALIDATED_OR_LATER`], in any case (the
+/// MediSupply seed capitalises them).
+pub fn passed_validation(status: &serde_json::Value) -> bool {
+    status.as_str().is_some_and(|status| {
+        VALIDATED_OR_LATER
+            .iter()
+            .any(|passed| passed.eq_ignore_ascii_case(status))
+    })
+}
+
+/// The orders past validation in an `/admin/stats` body (its `orders` by status).
+pub fn validated_count(stats: &serde_json::Value) -> u64 {
+    VALIDATED_OR_LATER
+        .iter()
+        .map(|status| stats["orders"][status].as_u64().unwrap_or(0))
+        .sum()
+}
+
 /// A name no other test uses (for channels and keys on a shared server or store).
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -115,6 +138,19 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// Asserts this is a problem (`application/problem+json`) with `status` and type `kind`,
+    /// and returns its body.
+    pub fn problem(&self, status: u16, kind: &str) -> serde_json::Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        let body = self.json();
+        assert_eq!(body["type"], kind, "{body}");
+        body
+    }
 }
 
 impl TestApp {
@@ -130,6 +166,17 @@ impl TestApp {
     /// itself (see [`TestApp::start_real_in`]).
     pub async fn start_real() -> Self {
         Self::start_real_in(Arc::new(tempfile::tempdir().expect("temp dir")), |_| {}).await
+    }
+
+    /// Starts the repository's `spin.toml` (see [`TestApp::start_real_in`]) in a new folder,
+    /// with `variables` set.
+    pub async fn start_real_with(variables: &[(&str, &str)]) -> Self {
+        let variables: Vec<(String, String)> = variables
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::start_real_in(dir, move |options| options.variables.extend(variables)).await
     }
 
     /// Starts the repository's `spin.toml` in `dir` on a port chosen first, so that the
