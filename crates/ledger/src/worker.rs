@@ -149,6 +149,20 @@ const CLAIM_DUE: &str = concat!(
     claim_returning!("due_at")
 );
 
+/// Claims one order's queued job of a kind, due or not: `?1` kind, `?2` worker, `?3` now,
+/// `?4` lease end, `?5` the order's id. Its lease must be free or expired.
+const CLAIM_ORDER: &str = concat!(
+    "UPDATE jobs SET lease_owner = ?2, lease_until = ?4,
+        previous_owner = coalesce(lease_owner, previous_owner)
+    WHERE id IN (
+        SELECT id FROM jobs
+        WHERE kind = ?1 AND order_id = ?5 AND state = 'queued'
+            AND (lease_until IS NULL OR lease_until <= ?3)
+        ORDER BY id LIMIT 1
+    )",
+    claim_returning!("due_at")
+);
+
 /// Claims jobs past their deadline, queued or dead-lettered, with the parameters of
 /// [`CLAIM_DUE`].
 const CLAIM_EXPIRED: &str = concat!(
@@ -242,6 +256,34 @@ impl<S: Sql> Ledger<S> {
         limit: u32,
     ) -> Result<Vec<ClaimedJob>, LedgerError> {
         self.claim_with(CLAIM_EXPIRED, kind, worker, now, lease_until, limit)
+    }
+
+    /// Claims `order_id`'s queued job of `kind` for `worker` until `lease_until`, due or not,
+    /// in one statement: the synchronous path takes its own order's job so that no worker
+    /// races it. `None` when the order has no such job or another worker's lease on it holds.
+    pub fn claim_order(
+        &self,
+        kind: &str,
+        order_id: &OrderId,
+        worker: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<ClaimedJob>, LedgerError> {
+        let claimed = self.run(
+            "claim an order's job",
+            CLAIM_ORDER,
+            &[
+                SqlValue::text(kind),
+                SqlValue::text(worker),
+                SqlValue::millis(now),
+                SqlValue::millis(lease_until),
+                SqlValue::text(order_id.as_str()),
+            ],
+        )?;
+        match claimed.rows.first() {
+            None => Ok(None),
+            Some(row) => read_claimed_job(row).map(|(job, _)| Some(job)),
+        }
     }
 
     fn claim_with(

@@ -434,3 +434,48 @@ fn a_version_1_database_upgrades_on_its_first_decision() {
         2
     );
 }
+
+#[test]
+fn an_order_s_own_job_is_claimed_only_while_no_lease_holds_it() {
+    let fixture = Fixture::new();
+    fixture.accept("mine", 1_000);
+    fixture.accept("other", 1_000);
+    let claim_mine = |worker: &str, now: u64| {
+        fixture
+            .ledger
+            .claim_order(
+                VALIDATION_JOB,
+                &id("mine"),
+                worker,
+                Timestamp(now),
+                Timestamp(now + 5_000),
+            )
+            .unwrap()
+    };
+    let job = claim_mine("sync", 1_000).expect("the order's job is free");
+    assert_eq!(job.order_id, "mine");
+    assert!(job.order.is_some());
+    // Held: neither another claim of the order nor a worker's batch takes it; the other
+    // order's job is still there for the workers.
+    assert_eq!(claim_mine("late", 2_000), None);
+    let batch = claim(&fixture, VALIDATION_JOB, "v", 2_000);
+    assert_eq!(
+        batch.iter().map(|job| job.order_id.as_str()).collect::<Vec<_>>(),
+        ["other"]
+    );
+    // Once the lease passes it can be claimed again, naming the holder that let it lapse.
+    let again = claim_mine("late", 6_001).expect("the lease expired");
+    assert_eq!(again.previous_owner.as_deref(), Some("sync"));
+    // No fulfilment job exists for an order still being validated.
+    let none = fixture
+        .ledger
+        .claim_order(
+            FULFILMENT_JOB,
+            &id("mine"),
+            "sync",
+            Timestamp(7_000),
+            Timestamp(8_000),
+        )
+        .unwrap();
+    assert_eq!(none, None);
+}
