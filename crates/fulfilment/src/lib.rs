@@ -13,5 +13,5 @@ pub use requests::{OrderFacts, ServiceRequest, StepAnswer, interpret, request_fo
 pub use settings::{FULFILMENT_VARIABLES, FulfilmentSettings};
 pub use worker::{
     FULFILMENT_HEARTBEAT_KEY, FulfilmentError, FulfilmentParts, FulfilmentReport, FulfilmentWorker,
-    PriceList, ServiceClient,
+    HeldStep, NoAnswer, PriceList, ServiceClient,
 };

@@ -102,6 +102,62 @@ impl FulfilmentReport {
     }
 }
 
+/// What [`FulfilmentWorker::step_held`] came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeldStep {
+    /// The service answered and the saga moved on (recorded): the saga now.
+    Moved(Saga),
+    /// No answer to act on; nothing was recorded for the saga.
+    NoAnswer(NoAnswer),
+}
+
+/// Why a held step got no answer to act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoAnswer {
+    /// Another worker took the job over (the lease had passed).
+    LostLease,
+    /// The service's circuit is open until `until`.
+    CircuitOpen {
+        /// The service.
+        service: Service,
+        /// When the next probe may go.
+        until: Timestamp,
+    },
+    /// The call failed (connect error, timeout, 5xx, an answer no service gives).
+    Failed {
+        /// The service.
+        service: Service,
+        /// How it failed.
+        failure: CallFailure,
+    },
+    /// A compensation was refused: the job went to the dead-letter queue for a person.
+    Stuck,
+}
+
+/// One attempt at a saga's next action, before the worker writes what came of it.
+enum Attempt {
+    /// Another worker holds the job now.
+    LostLease,
+    /// No call: the order has no price to charge by.
+    Unpriced(Outcome),
+    /// No call now: the budget or the circuit puts the saga off.
+    PutOff {
+        until: Timestamp,
+        kind: EventKind,
+        detail: String,
+    },
+    /// The service was called.
+    Called(Called),
+}
+
+/// A call made for one attempt.
+struct Called {
+    answer: StepAnswer,
+    latency_ms: u64,
+    ended_ms: u64,
+    transitions: Vec<Transition>,
+}
+
 /// What a fulfilment worker is made of.
 pub struct FulfilmentParts<'a, S: Sql, K: KvStore, C: Clock, V: ServiceClient, P: PriceList> {
     /// Orders, jobs, sagas, events, dead letters.
@@ -350,6 +406,128 @@ where
         report: &mut FulfilmentReport,
     ) -> Result<Option<Saga>, FulfilmentError> {
         let settings = self.parts.settings;
+        match self.attempt(job, order, action, service, attempts).await? {
+            Attempt::LostLease => Ok(None),
+            Attempt::Unpriced(outcome) => self.answered(job, saga, action, outcome, report),
+            Attempt::PutOff {
+                until,
+                kind,
+                detail,
+            } => {
+                self.put_off(job, until, kind, detail, report)?;
+                Ok(None)
+            }
+            Attempt::Called(call) => {
+                report.calls += 1;
+                report.transitions.extend(call.transitions);
+                let attempt = attempts + 1;
+                let described = format!("{}: {}", action_name(action), call.answer.describe());
+                match call.answer {
+                    StepAnswer::Done => self.answered(job, saga, action, Outcome::Done, report),
+                    StepAnswer::Refused(detail) => {
+                        self.answered(job, saga, action, Outcome::Refused { detail }, report)
+                    }
+                    StepAnswer::Failed(failure) => {
+                        let wait = match classify(&failure) {
+                            FailureClass::Retryable { not_before_ms } => settings
+                                .retry
+                                .backoff_ms(attempt, &mut *self.rng.borrow_mut())
+                                .max(not_before_ms.unwrap_or(0)),
+                            FailureClass::Permanent => settings.retry.max_delay_ms,
+                        };
+                        let at = Timestamp(call.ended_ms.saturating_add(wait));
+                        report.retried += 1;
+                        let result = JobResult {
+                            job_id: job.job_id,
+                            order_id: job.order_id.clone(),
+                            attempt: Some(attempt),
+                            outcome: Some(described.clone()),
+                            latency_ms: Some(call.latency_ms),
+                            recovered_from: job.previous_owner.clone(),
+                            next: NextStep::Retry {
+                                at,
+                                error: described,
+                            },
+                        };
+                        self.parts
+                            .ledger
+                            .apply(&self.id, Timestamp(call.ended_ms), &[result])?;
+                        Ok(None)
+                    }
+                    StepAnswer::Unexpected(_) => {
+                        let reason = format!("{described}; a person has to look");
+                        self.dead_letter(job, Some((attempt, call.latency_ms)), reason, report)?;
+                        Ok(None)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the next action of the saga of `job` (a fulfilment job this worker holds) once,
+    /// for a caller that waits on it (the synchronous order path): the service's breaker is
+    /// asked (no retry budget: this is a first try) and the service called. A service's answer
+    /// is recorded as a worker records it ([`HeldStep::Moved`]); when there is none, nothing is
+    /// written and the job stays held ([`HeldStep::NoAnswer`]), for the caller to decide.
+    pub async fn step_held(
+        &self,
+        job: &ClaimedJob,
+        order: &Order,
+        saga: &Saga,
+    ) -> Result<HeldStep, FulfilmentError> {
+        let action = saga.next_action();
+        let Some(service) = action.service() else {
+            return Ok(HeldStep::Moved(saga.clone()));
+        };
+        let mut report = FulfilmentReport::default();
+        let outcome = match self.attempt(job, order, action, service, 0).await? {
+            Attempt::LostLease => return Ok(HeldStep::NoAnswer(NoAnswer::LostLease)),
+            Attempt::Unpriced(outcome) => outcome,
+            Attempt::PutOff { until, .. } => {
+                return Ok(HeldStep::NoAnswer(NoAnswer::CircuitOpen { service, until }));
+            }
+            Attempt::Called(call) => match call.answer {
+                StepAnswer::Done => Outcome::Done,
+                StepAnswer::Refused(detail) => Outcome::Refused { detail },
+                StepAnswer::Failed(failure) => {
+                    return Ok(HeldStep::NoAnswer(NoAnswer::Failed { service, failure }));
+                }
+                StepAnswer::Unexpected(detail) => {
+                    let failure = CallFailure::Other(format!("unexpected answer: {detail}"));
+                    return Ok(HeldStep::NoAnswer(NoAnswer::Failed { service, failure }));
+                }
+            },
+        };
+        Ok(match self.answered(job, saga, action, outcome, &mut report)? {
+            Some(next) => HeldStep::Moved(next),
+            None => HeldStep::NoAnswer(NoAnswer::Stuck),
+        })
+    }
+
+    /// Stops the saga of `job` (a fulfilment job this worker holds) because its caller could
+    /// not wait for it (`detail` says why), as a passed deadline stops it: a running saga
+    /// starts undoing what it did, recorded with a `step_refused` event. A saga that cannot
+    /// stop any more is returned as it is.
+    pub fn abandon_held(
+        &self,
+        job: &ClaimedJob,
+        saga: &Saga,
+        detail: &str,
+    ) -> Result<Saga, FulfilmentError> {
+        self.stop(job, saga, EventKind::StepRefused, |saga| saga.give_up(detail))
+    }
+
+    /// Asks the service's budget (for a retry) and breaker, then calls it for `action`;
+    /// nothing is written but the breaker's and budget's counts and the job's lease.
+    async fn attempt(
+        &self,
+        job: &ClaimedJob,
+        order: &Order,
+        action: Action,
+        service: Service,
+        attempts: u32,
+    ) -> Result<Attempt, FulfilmentError> {
+        let settings = self.parts.settings;
         let now = self.now();
         let renewed = self.parts.ledger.renew_lease(
             &self.id,
@@ -357,16 +535,15 @@ where
             Timestamp(now.millis() + settings.lease_ms),
         )?;
         if !renewed {
-            return Ok(None);
+            return Ok(Attempt::LostLease);
         }
         let amount_cents = match self.amount_cents(order) {
             Ok(amount) => amount,
             Err(missing) if action == Action::Call(saga::Step::Authorize) => {
                 // Nothing to charge by: the payment cannot be asked for.
-                let refusal = Outcome::Refused {
+                return Ok(Attempt::Unpriced(Outcome::Refused {
                     detail: format!("no price for {missing}"),
-                };
-                return self.answered(job, saga, action, refusal, report);
+                }));
             }
             Err(_) => 0,
         };
@@ -387,8 +564,11 @@ where
             if budget.acquire(1).map_err(store_error)? == 0 {
                 let until = Timestamp(now.millis() + settings.budget_wait_ms);
                 let detail = format!("{service} retry budget exhausted; next try at {until}");
-                self.put_off(job, until, EventKind::BudgetExhausted, detail, report)?;
-                return Ok(None);
+                return Ok(Attempt::PutOff {
+                    until,
+                    kind: EventKind::BudgetExhausted,
+                    detail,
+                });
             }
         }
         let breaker = CircuitBreaker::new(
@@ -401,71 +581,37 @@ where
         if let Admission::Rejected { until_ms, .. } = admission {
             let until = Timestamp(until_ms);
             let detail = format!("{service} circuit open; next probe at {until}");
-            self.put_off(job, until, EventKind::Deferred, detail, report)?;
-            return Ok(None);
+            return Ok(Attempt::PutOff {
+                until,
+                kind: EventKind::Deferred,
+                detail,
+            });
         }
         let facts = OrderFacts {
             order,
             amount_cents,
         };
         let Some(request) = request_for(action, facts) else {
-            return Ok(None);
+            return Ok(Attempt::LostLease);
         };
         // No connection is held while the call is out.
         self.parts.ledger.release_connection();
         let started = self.parts.clock.now_ms();
         let answer = self.parts.services.send(&request).await;
-        let ended = self.parts.clock.now_ms();
-        let latency_ms = ended.saturating_sub(started);
-        report.calls += 1;
-        let answer = interpret(answer, ended);
+        let ended_ms = self.parts.clock.now_ms();
+        let latency_ms = ended_ms.saturating_sub(started);
+        let answer = interpret(answer, ended_ms);
         let outcome = CallOutcome {
             failed: answer.is_failure(),
             latency_ms,
         };
-        report
-            .transitions
-            .extend(breaker.record(&admission, &[outcome])?);
-        let attempt = attempts + 1;
-        let described = format!("{}: {}", action_name(action), answer.describe());
-        match answer {
-            StepAnswer::Done => self.answered(job, saga, action, Outcome::Done, report),
-            StepAnswer::Refused(detail) => {
-                self.answered(job, saga, action, Outcome::Refused { detail }, report)
-            }
-            StepAnswer::Failed(failure) => {
-                let wait = match classify(&failure) {
-                    FailureClass::Retryable { not_before_ms } => settings
-                        .retry
-                        .backoff_ms(attempt, &mut *self.rng.borrow_mut())
-                        .max(not_before_ms.unwrap_or(0)),
-                    FailureClass::Permanent => settings.retry.max_delay_ms,
-                };
-                let at = Timestamp(ended.saturating_add(wait));
-                report.retried += 1;
-                let result = JobResult {
-                    job_id: job.job_id,
-                    order_id: job.order_id.clone(),
-                    attempt: Some(attempt),
-                    outcome: Some(described.clone()),
-                    latency_ms: Some(latency_ms),
-                    recovered_from: job.previous_owner.clone(),
-                    next: NextStep::Retry {
-                        at,
-                        error: described,
-                    },
-                };
-                self.parts
-                    .ledger
-                    .apply(&self.id, Timestamp(ended), &[result])?;
-                Ok(None)
-            }
-            StepAnswer::Unexpected(_) => {
-                let reason = format!("{described}; a person has to look");
-                self.dead_letter(job, Some((attempt, latency_ms)), reason, report)?;
-                Ok(None)
-            }
-        }
+        let transitions = breaker.record(&admission, &[outcome])?.into_iter().collect();
+        Ok(Attempt::Called(Called {
+            answer,
+            latency_ms,
+            ended_ms,
+            transitions,
+        }))
     }
 
     /// Records the service's answer to `action`: the saga moves on (the new saga), or it is
