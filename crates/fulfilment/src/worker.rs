@@ -498,10 +498,12 @@ where
                 }
             },
         };
-        Ok(match self.answered(job, saga, action, outcome, &mut report)? {
-            Some(next) => HeldStep::Moved(next),
-            None => HeldStep::NoAnswer(NoAnswer::Stuck),
-        })
+        Ok(
+            match self.answered(job, saga, action, outcome, &mut report)? {
+                Some(next) => HeldStep::Moved(next),
+                None => HeldStep::NoAnswer(NoAnswer::Stuck),
+            },
+        )
     }
 
     /// Stops the saga of `job` (a fulfilment job this worker holds) because its caller could
@@ -514,7 +516,9 @@ where
         saga: &Saga,
         detail: &str,
     ) -> Result<Saga, FulfilmentError> {
-        self.stop(job, saga, EventKind::StepRefused, |saga| saga.give_up(detail))
+        self.stop(job, saga, EventKind::StepRefused, |saga| {
+            saga.give_up(detail)
+        })
     }
 
     /// Asks the service's budget (for a retry) and breaker, then calls it for `action`;
@@ -605,7 +609,10 @@ where
             failed: answer.is_failure(),
             latency_ms,
         };
-        let transitions = breaker.record(&admission, &[outcome])?.into_iter().collect();
+        let transitions = breaker
+            .record(&admission, &[outcome])?
+            .into_iter()
+            .collect();
         Ok(Attempt::Called(Called {
             answer,
             latency_ms,

@@ -460,7 +460,10 @@ fn an_order_s_own_job_is_claimed_only_while_no_lease_holds_it() {
     assert_eq!(claim_mine("late", 2_000), None);
     let batch = claim(&fixture, VALIDATION_JOB, "v", 2_000);
     assert_eq!(
-        batch.iter().map(|job| job.order_id.as_str()).collect::<Vec<_>>(),
+        batch
+            .iter()
+            .map(|job| job.order_id.as_str())
+            .collect::<Vec<_>>(),
         ["other"]
     );
     // Once the lease passes it can be claimed again, naming the holder that let it lapse.
