@@ -47,6 +47,7 @@ fn main() {
         "crates/pipeline",
         "crates/fulfilment",
         "crates/saga",
+        "crates/checkout",
         "crates/resilience",
         "crates/monitor-core",
         "crates/problem",

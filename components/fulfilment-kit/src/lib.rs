@@ -8,19 +8,11 @@
 
 use fulfilment::{
     FULFILMENT_CHANNEL, FulfilmentParts, FulfilmentReport, FulfilmentSettings, FulfilmentWorker,
-    ServiceClient, ServiceRequest,
 };
-use guest_kit::{SpinKv, SpinSql, Timeouts, WallClock};
+use guest_kit::services::HttpServices;
+use guest_kit::{SpinKv, SpinSql, WallClock};
 use ledger::Ledger;
-use resilience::{CallFailure, HttpAnswer, SplitMix64};
-use saga::Service;
-use spin_sdk::http::Method;
-
-/// The largest service answer read.
-const MAX_ANSWER: usize = 64 * 1024;
-
-/// The header that proves a call comes from inside the app (the services check it).
-const TOKEN_HEADER: &str = "x-orderly-internal-token";
+use resilience::SplitMix64;
 
 /// Why the worker runs.
 pub enum Invocation<'a> {
@@ -35,7 +27,7 @@ pub async fn run(invocation: Invocation<'_>) -> anyhow::Result<FulfilmentReport>
     let settings = FulfilmentSettings::read(guest_kit::variable)?;
     let ledger = Ledger::new(SpinSql::open_default()?);
     let store = SpinKv::open("default")?;
-    let services = HttpServices::from_variables()?;
+    let services = HttpServices::by_url()?;
     let prices = guest_kit::catalog()?;
     let seed = guest_kit::random_seed();
     let parts = FulfilmentParts {
@@ -52,59 +44,4 @@ pub async fn run(invocation: Invocation<'_>) -> anyhow::Result<FulfilmentReport>
         Invocation::Sweep => worker.sweep().await?,
     };
     Ok(report)
-}
-
-/// The inventory, payment and shipping services over HTTP, with the configured timeouts and
-/// the internal token (when one is set).
-struct HttpServices {
-    inventory: String,
-    payment: String,
-    shipping: String,
-    token: Option<String>,
-    timeouts: Timeouts,
-}
-
-impl HttpServices {
-    fn from_variables() -> anyhow::Result<Self> {
-        let app = guest_kit::variable_or("app_url", "http://127.0.0.1:3000");
-        let base = |service: Service| {
-            let name = service.as_str();
-            let url = guest_kit::variable(&format!("{name}_url"))
-                .unwrap_or_else(|| format!("{}/internal/{name}", app.trim_end_matches('/')));
-            url.trim_end_matches('/').to_owned()
-        };
-        Ok(Self {
-            inventory: base(Service::Inventory),
-            payment: base(Service::Payment),
-            shipping: base(Service::Shipping),
-            token: guest_kit::variable("internal_token"),
-            timeouts: guest_kit::timeouts_from_variables(
-                ("service_connect_timeout_ms", 1_000),
-                ("service_timeout_ms", 5_000),
-            )?,
-        })
-    }
-}
-
-impl ServiceClient for HttpServices {
-    async fn send(&self, request: &ServiceRequest) -> Result<HttpAnswer, CallFailure> {
-        let base = match request.service {
-            Service::Inventory => &self.inventory,
-            Service::Payment => &self.payment,
-            Service::Shipping => &self.shipping,
-        };
-        let mut headers = vec![("content-type", "application/json")];
-        if let Some(token) = &self.token {
-            headers.push((TOKEN_HEADER, token.as_str()));
-        }
-        guest_kit::call(
-            Method::Post,
-            &format!("{base}{}", request.path),
-            &headers,
-            request.body.clone(),
-            self.timeouts,
-            MAX_ANSWER,
-        )
-        .await
-    }
 }

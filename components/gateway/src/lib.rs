@@ -7,18 +7,21 @@
 //! (a child span for each downstream call), both returned to the client; a per-client rate
 //! limit shared by every instance and host through the key-value store (not on `/api/health`
 //! and `/mesh/*`); the admin guard on admin routes; the upstream timeout
-//! (`gateway_timeout_ms`); one log line on stdout; and the traffic counters.
+//! (`gateway_timeout_ms`, or for a `POST` to orders, which may be a synchronous order, at
+//! least `sync_deadline_ms` and a second); one log line on stdout; and the traffic counters.
+//! The Campus seed's `POST /order` becomes a synchronous order (`gateway_core::campus`).
 //!
 //! This crate only adapts HTTP and Spin to [`gateway_core`]: decide, call, relay.
 
 mod mesh;
 
-use gateway_core::routes::{self, Access, Forward, Resolution, Target};
+use gateway_core::campus::CampusOrder;
+use gateway_core::routes::{self, Access, Forward, Resolution, Service, Target};
 use gateway_core::stats::{self, Observation};
 use gateway_core::{Client, GatewayError, TrustedProxies, headers};
 use guest_kit::{FetchError, Fetched, Incoming, SpinKv, Timeouts, WallClock};
 use resilience::{Clock, KvStore, RateDecision, RateLimitPolicy, RateLimiter};
-use spin_sdk::http::{IncomingRequest, Response, ResponseOutparam};
+use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
 use spin_sdk::http_component;
 use std::time::{Duration, Instant};
 use trace_context::{REQUEST_ID_HEADER, TRACEPARENT_HEADER, TraceContext};
@@ -27,6 +30,11 @@ use trace_context::{REQUEST_ID_HEADER, TRACEPARENT_HEADER, TraceContext};
 const DEFAULT_MAX_BODY: usize = 64 * 1024;
 /// The upstream timeout, unless the `gateway_timeout_ms` variable says otherwise.
 const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+/// A synchronous order's time, unless the `sync_deadline_ms` variable says otherwise.
+const DEFAULT_SYNC_DEADLINE_MS: u64 = 5_000;
+/// How much longer than a synchronous order's time the gateway waits for its answer (the
+/// orders service answers at its deadline, after recording what it undid).
+const SYNC_GRACE_MS: u64 = 1_000;
 /// The largest answer relayed.
 const MAX_ANSWER: usize = 16 << 20;
 /// The rate limiter's name in the store (`ratelimit/gateway/...`).
@@ -37,6 +45,7 @@ struct Settings {
     policy: RateLimitPolicy,
     trusted_proxies: TrustedProxies,
     timeout: Duration,
+    sync_timeout: Duration,
     max_body: usize,
 }
 
@@ -58,6 +67,13 @@ impl Settings {
                 eprintln!("gateway: {error}; using {DEFAULT_TIMEOUT_MS} ms");
                 Duration::from_millis(DEFAULT_TIMEOUT_MS)
             });
+        let sync_deadline =
+            guest_kit::millis_variable("sync_deadline_ms", DEFAULT_SYNC_DEADLINE_MS)
+                .unwrap_or_else(|error| {
+                    eprintln!("gateway: {error}; using {DEFAULT_SYNC_DEADLINE_MS} ms");
+                    Duration::from_millis(DEFAULT_SYNC_DEADLINE_MS)
+                });
+        let sync_timeout = timeout.max(sync_deadline + Duration::from_millis(SYNC_GRACE_MS));
         let max_body = guest_kit::variable("max_body_bytes")
             .and_then(|value| value.trim().parse().ok())
             .unwrap_or(DEFAULT_MAX_BODY);
@@ -65,17 +81,32 @@ impl Settings {
             policy,
             trusted_proxies,
             timeout,
+            sync_timeout,
             max_body,
         }
     }
 
     /// The same timeout for every stage of an upstream call.
     fn timeouts(&self) -> Timeouts {
-        Timeouts {
-            connect: self.timeout,
-            first_byte: self.timeout,
-            between_bytes: self.timeout,
+        every_stage(self.timeout)
+    }
+
+    /// How long a call of `method` to `service` may take: a `POST` to orders may run a
+    /// synchronous order.
+    fn timeout_for(&self, method: &Method, service: Service) -> Duration {
+        match (method, service) {
+            (Method::Post, Service::Orders) => self.sync_timeout,
+            _ => self.timeout,
         }
+    }
+}
+
+/// `timeout` for every stage of a call.
+fn every_stage(timeout: Duration) -> Timeouts {
+    Timeouts {
+        connect: timeout,
+        first_byte: timeout,
+        between_bytes: timeout,
     }
 }
 
@@ -194,6 +225,7 @@ async fn answer(
                 }
                 pass_on(request, forward, trace, settings).await
             }
+            Target::CampusOrder => campus_order(request, trace, settings).await,
         },
     }
 }
@@ -206,29 +238,90 @@ async fn pass_on(
     trace: &TraceContext,
     settings: &Settings,
 ) -> Response {
-    let mut sent: Vec<(&str, String)> = headers::forwarded(forward.access)
+    let sent: Vec<(&str, String)> = headers::forwarded(forward.access)
         .iter()
         .filter_map(|name| request.header(name).map(|value| (*name, value.to_owned())))
         .collect();
-    sent.extend(trace.child(&mut random).headers());
-    let sent: Vec<(&str, &str)> = sent
-        .iter()
-        .map(|(name, value)| (*name, value.as_str()))
-        .collect();
-    let service = forward.service.component();
-    match guest_kit::fetch(
-        request.method.clone(),
-        &forward.url(),
-        &sent,
-        request.body.clone(),
-        settings.timeouts(),
-        MAX_ANSWER,
+    let body = request.body.clone();
+    match call(&request.method, forward, sent, body, trace, settings).await {
+        Ok(answer) => relay(answer),
+        Err(error) => refuse(&error),
+    }
+}
+
+/// The Campus seed's `POST /order`: a synchronous order (with a fresh idempotency key: the
+/// seed sends none), answered in the seed's shape.
+async fn campus_order(request: &Incoming, trace: &TraceContext, settings: &Settings) -> Response {
+    let order = match CampusOrder::parse(&request.body) {
+        Ok(order) => order,
+        Err(error) => return guest_kit::json(400, &serde_json::json!({ "error": error })),
+    };
+    let forward = Forward {
+        service: Service::Orders,
+        path: "/?mode=sync".into(),
+        access: Access::Public,
+    };
+    let mut sent = vec![
+        ("content-type", "application/json".to_owned()),
+        (
+            "idempotency-key",
+            format!("campus-{:016x}{:016x}", random(), random()),
+        ),
+    ];
+    sent.extend(
+        request
+            .header("prefer")
+            .map(|value| ("prefer", value.to_owned())),
+    );
+    match call(
+        &Method::Post,
+        &forward,
+        sent,
+        order.order_body(),
+        trace,
+        settings,
     )
     .await
     {
-        Ok(answer) => relay(answer),
-        Err(error) => refuse(&upstream_error(service, error, settings.timeout)),
+        Ok(answer) => {
+            let (status, body) = order.answer(answer.status, &answer.body);
+            guest_kit::json(status, &body)
+        }
+        Err(error) => {
+            let problem = error.problem();
+            let status = problem.status;
+            let body = serde_json::json!({ "error": problem.detail.unwrap_or(problem.title) });
+            guest_kit::json(status, &body)
+        }
     }
+}
+
+/// Calls the service with `headers` (and the trace's), within the route's timeout.
+async fn call(
+    method: &Method,
+    forward: &Forward,
+    mut headers: Vec<(&str, String)>,
+    body: Vec<u8>,
+    trace: &TraceContext,
+    settings: &Settings,
+) -> Result<Fetched, GatewayError> {
+    headers.extend(trace.child(&mut random).headers());
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    let timeout = settings.timeout_for(method, forward.service);
+    let service = forward.service.component();
+    guest_kit::fetch(
+        method.clone(),
+        &forward.url(),
+        &headers,
+        body,
+        every_stage(timeout),
+        MAX_ANSWER,
+    )
+    .await
+    .map_err(|error| upstream_error(service, error, timeout))
 }
 
 /// The service's answer as the client gets it: its status, body and own headers.

@@ -11,6 +11,8 @@ pub mod faults;
 mod http_out;
 mod kv;
 mod request;
+#[cfg(feature = "services")]
+pub mod services;
 mod sql;
 
 pub use clock::{WallClock, random_seed};

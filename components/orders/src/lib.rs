@@ -14,6 +14,7 @@
 //! This crate only adapts HTTP to [`pipeline`] and [`ledger`]: parse, decide, store, respond.
 
 mod api;
+mod sync;
 
 use api::ApiError;
 use guest_kit::{Incoming, SpinKv, SpinSql, WallClock};
@@ -81,6 +82,16 @@ fn route(request: &Incoming) -> Result<Response, ApiError> {
 }
 
 async fn create(request: &Incoming, out: ResponseOutparam) {
+    let sync = match mode(&request.query) {
+        Ok(sync) => sync,
+        Err(error) => return guest_kit::send(out, error.into_response()).await,
+    };
+    if sync {
+        let response = sync::create(request)
+            .await
+            .unwrap_or_else(ApiError::into_response);
+        return guest_kit::send(out, response).await;
+    }
     match accept(request) {
         Ok((response, Some(order_id))) => {
             guest_kit::send(out, response).await;
@@ -92,11 +103,47 @@ async fn create(request: &Incoming, out: ResponseOutparam) {
     }
 }
 
+/// Whether `POST /orders` runs synchronously: `?mode=sync` (`?mode=async`, the default,
+/// accepts at once).
+fn mode(query: &str) -> Result<bool, ApiError> {
+    let mut sync = false;
+    for (key, value) in guest_kit::query_pairs(query) {
+        if key == "mode" {
+            sync = match value.as_str() {
+                "sync" => true,
+                "async" => false,
+                _ => {
+                    return Err(ApiError::BadQuery {
+                        parameter: "mode",
+                        detail: "must be sync or async".into(),
+                    });
+                }
+            };
+        }
+    }
+    Ok(sync)
+}
+
 /// Stores the order; the answer, and for a new order its id (to ring its doorbell after
 /// answering). The key is marked complete before the answer goes out, so a client that got
 /// its answer and retries gets it replayed; a duplicate that arrives between the order's
 /// commit and that mark is told the first request is still in flight (409).
 fn accept(request: &Incoming) -> Result<(Response, Option<OrderId>), ApiError> {
+    let (ledger, key, result) = intake(request)?;
+    match result {
+        IntakeResult::Created { order, body } => {
+            complete_key(&ledger, &key);
+            let response = accepted(order.id.as_str(), body, false);
+            Ok((response, Some(order.id)))
+        }
+        IntakeResult::Replay { order_id, body } => Ok((accepted(&order_id, body, true), None)),
+        other => Err(refusal(other)),
+    }
+}
+
+/// Reads and stores a `POST /orders` request through the ledger's intake: the ledger, the
+/// request's idempotency key, and what the intake found.
+fn intake(request: &Incoming) -> Result<(Ledger<SpinSql>, IdempotencyKey, IntakeResult), ApiError> {
     request.require_json().map_err(ApiError::Refused)?;
     let key = request
         .header("idempotency-key")
@@ -116,25 +163,32 @@ fn accept(request: &Incoming) -> Result<(Response, Option<OrderId>), ApiError> {
         }))
         .unwrap_or_default()
     };
-    match pipeline::accept(&ledger, &key, new, now, entropy(), &settings, body_of)? {
-        IntakeResult::Created { order, body } => {
-            if let Err(error) = pipeline::complete(&ledger, &key) {
-                // The order is stored; the key completes on its own once its in-flight lock
-                // passes (duplicates get 409 until then).
-                eprintln!(
-                    "orders: could not mark key {key} complete: {}",
-                    guest_kit::error_chain(&error)
-                );
-            }
-            let response = accepted(order.id.as_str(), body, false);
-            Ok((response, Some(order.id)))
-        }
-        IntakeResult::Replay { order_id, body } => Ok((accepted(&order_id, body, true), None)),
-        IntakeResult::InFlight { retry_after_ms } => Err(ApiError::KeyInFlight {
+    let result = pipeline::accept(&ledger, &key, new, now, entropy(), &settings, body_of)?;
+    Ok((ledger, key, result))
+}
+
+/// Marks the key's first request answered. On failure the order is stored all the same; the
+/// key completes on its own once its in-flight lock passes (duplicates get 409 until then).
+fn complete_key(ledger: &Ledger<SpinSql>, key: &IdempotencyKey) {
+    if let Err(error) = pipeline::complete(ledger, key) {
+        eprintln!(
+            "orders: could not mark key {key} complete: {}",
+            guest_kit::error_chain(&error)
+        );
+    }
+}
+
+/// The error for an intake that stored nothing and has no answer to replay.
+fn refusal(result: IntakeResult) -> ApiError {
+    match result {
+        IntakeResult::InFlight { retry_after_ms } => ApiError::KeyInFlight {
             retry_after_secs: retry_after_ms.div_ceil(1000).max(1),
-        }),
-        IntakeResult::KeyReused => Err(ApiError::KeyReused),
-        IntakeResult::OrderIdTaken(id) => Err(ApiError::Duplicate(id.to_string())),
+        },
+        IntakeResult::KeyReused => ApiError::KeyReused,
+        IntakeResult::OrderIdTaken(id) => ApiError::Duplicate(id.to_string()),
+        IntakeResult::Created { .. } | IntakeResult::Replay { .. } => {
+            unreachable!("a stored or replayed order is answered, not refused")
+        }
     }
 }
 

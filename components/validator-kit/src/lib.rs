@@ -6,16 +6,11 @@
 //! [`pipeline::ValidationWorker`]. A Redis- or cron-triggered component cannot use service
 //! chaining on Spin, so the validator is reached by its full URL (`validator_url`).
 
-use guest_kit::{SpinKv, SpinSql, Timeouts, WallClock};
+use guest_kit::services::HttpValidator;
+use guest_kit::{SpinKv, SpinSql, WallClock};
 use ledger::Ledger;
-use pipeline::{
-    Doorbell, DoorbellPublisher, ValidationWorker, ValidatorClient, WorkerParts, WorkerSettings,
-};
-use resilience::{CallFailure, HttpAnswer, SplitMix64};
-use spin_sdk::http::Method;
-
-/// The largest validator answer read.
-const MAX_ANSWER: usize = 64 * 1024;
+use pipeline::{Doorbell, DoorbellPublisher, ValidationWorker, WorkerParts, WorkerSettings};
+use resilience::SplitMix64;
 
 /// Why the worker runs.
 pub enum Invocation<'a> {
@@ -30,7 +25,7 @@ pub async fn run(invocation: Invocation<'_>) -> anyhow::Result<pipeline::DrainRe
     let settings = WorkerSettings::read(guest_kit::variable)?;
     let ledger = Ledger::new(SpinSql::open_default()?);
     let store = SpinKv::open("default")?;
-    let validator = HttpValidator::from_variables()?;
+    let validator = HttpValidator::by_url()?;
     let publisher = RedisDoorbells {
         address: guest_kit::variable_or("redis_url", "redis://127.0.0.1:6379"),
     };
@@ -49,38 +44,6 @@ pub async fn run(invocation: Invocation<'_>) -> anyhow::Result<pipeline::DrainRe
         Invocation::Sweep => worker.sweep().await?,
     };
     Ok(report)
-}
-
-/// The external validator over HTTP, with the configured timeouts.
-struct HttpValidator {
-    url: String,
-    timeouts: Timeouts,
-}
-
-impl HttpValidator {
-    fn from_variables() -> anyhow::Result<Self> {
-        Ok(Self {
-            url: guest_kit::variable_or("validator_url", "http://127.0.0.1:3000/external/validate"),
-            timeouts: guest_kit::timeouts_from_variables(
-                ("validator_connect_timeout_ms", 1_000),
-                ("validator_timeout_ms", 5_000),
-            )?,
-        })
-    }
-}
-
-impl ValidatorClient for HttpValidator {
-    async fn validate(&self, body: Vec<u8>) -> Result<HttpAnswer, CallFailure> {
-        guest_kit::call(
-            Method::Post,
-            &self.url,
-            &[("content-type", "application/json")],
-            body,
-            self.timeouts,
-            MAX_ANSWER,
-        )
-        .await
-    }
 }
 
 /// Publishes doorbells on the app's Redis.

@@ -12,8 +12,10 @@
 //! Plain Rust over the workers' traits; a component adapts Spin and calls [`run`].
 
 mod deadline;
+mod reply;
 
 pub use deadline::{DEFAULT_SYNC_DEADLINE_MS, deadline_ms};
+pub use reply::{Reply, replay, reply};
 
 use fulfilment::{
     FulfilmentParts, FulfilmentSettings, FulfilmentWorker, HeldStep, NoAnswer, PriceList,

@@ -1,18 +1,24 @@
 //! Which headers go downstream with a request, and which come back with the answer.
 //!
-//! Downstream, only an allow-list passes: `content-type`, `idempotency-key`, `accept`, and on
-//! admin routes `authorization`. So the internal token (`x-orderly-internal-token`), the
+//! Downstream, only an allow-list passes: `content-type`, `idempotency-key`, `accept`,
+//! `prefer` (a synchronous order's `wait=N`), and on admin routes `authorization`. So the internal token (`x-orderly-internal-token`), the
 //! client's credentials on public routes, hop-by-hop headers and `spin-*` headers never reach a
 //! service; the gateway adds `x-request-id` and `traceparent` itself.
 
 use crate::routes::Access;
 
 /// The client's headers passed on to every route.
-pub const FORWARDED: [&str; 3] = ["content-type", "idempotency-key", "accept"];
+pub const FORWARDED: [&str; 4] = ["content-type", "idempotency-key", "accept", "prefer"];
 
 /// The client's headers passed on to a route with `access`.
 pub fn forwarded(access: Access) -> &'static [&'static str] {
-    const ADMIN: [&str; 4] = ["content-type", "idempotency-key", "accept", "authorization"];
+    const ADMIN: [&str; 5] = [
+        "content-type",
+        "idempotency-key",
+        "accept",
+        "prefer",
+        "authorization",
+    ];
     match access {
         Access::Public => &FORWARDED,
         Access::Admin => &ADMIN,

@@ -2,8 +2,9 @@
 //! service a request goes to and under which path ([`routes`]), which headers go with it and
 //! come back ([`headers`]), whom the rate limiter counts it against ([`client`]), how every
 //! failure is answered ([`errors`]), and the traffic statistics and service status the
-//! `/mesh/*` views show ([`stats`], [`status`]).
+//! `/mesh/*` views show ([`stats`], [`status`]), and the Campus seed's `POST /order` ([`campus`]).
 
+pub mod campus;
 pub mod client;
 pub mod errors;
 pub mod headers;

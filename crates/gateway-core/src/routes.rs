@@ -96,6 +96,8 @@ pub enum Target {
     Mesh(MeshView),
     /// A service, by chaining.
     Forward(Forward),
+    /// The Campus seed's `POST /order`: a synchronous order (see [`crate::campus`]).
+    CampusOrder,
 }
 
 /// The route table's answer for one request.
@@ -150,7 +152,7 @@ pub struct RouteEntry {
 }
 
 /// Every route, in the order they are documented.
-pub const ROUTES: [RouteEntry; 13] = [
+pub const ROUTES: [RouteEntry; 14] = [
     entry(
         "health",
         "/api/health",
@@ -164,6 +166,14 @@ pub const ROUTES: [RouteEntry; 13] = [
         "/api/orders/...",
         "GET, POST",
         "http://orders.spin.internal/...",
+        Access::Public,
+        true,
+    ),
+    entry(
+        "campus-order",
+        "/order",
+        "POST",
+        "http://orders.spin.internal/?mode=sync",
         Access::Public,
         true,
     ),
@@ -276,11 +286,14 @@ const fn entry(
 }
 
 /// Whether the client's rate limit applies to `path`: everything under `/api/` except
-/// `/api/health` (unknown routes included, so probing for routes costs the same), nothing
-/// under `/mesh/`.
+/// `/api/health` (unknown routes included, so probing for routes costs the same), and the
+/// Campus `/order`; nothing under `/mesh/`.
 pub fn rate_limited(path: &str) -> bool {
-    path.starts_with("/api/") && path != "/api/health"
+    (path.starts_with("/api/") && path != "/api/health") || path == CAMPUS_ORDER
 }
+
+/// The Campus seed's order route.
+const CAMPUS_ORDER: &str = "/order";
 
 /// Resolves `method path?query` (the path as received, still percent-encoded).
 pub fn resolve(method: &str, path: &str, query: &str) -> Resolution {
@@ -292,6 +305,15 @@ pub fn resolve(method: &str, path: &str, query: &str) -> Resolution {
             _ => return Resolution::NotFound,
         };
         return only(method, &["GET"], "GET", view.0, Target::Mesh(view.1));
+    }
+    if path == CAMPUS_ORDER {
+        return only(
+            method,
+            &["POST"],
+            "POST",
+            "campus-order",
+            Target::CampusOrder,
+        );
     }
     let Some(rest) = path.strip_prefix("/api/") else {
         return Resolution::NotFound;
@@ -530,6 +552,7 @@ mod tests {
         let paths = [
             ("GET", "/api/health"),
             ("GET", "/api/orders"),
+            ("POST", "/order"),
             ("GET", "/api/inventory/stock"),
             ("GET", "/api/inventory/stock/x"),
             ("GET", "/api/payments/x"),
