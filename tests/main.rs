@@ -19,5 +19,6 @@ mod redis_key_value;
 mod redis_trigger;
 mod services;
 mod sqlite;
+mod sync_orders;
 mod variables;
 mod wit_worlds;
