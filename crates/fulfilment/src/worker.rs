@@ -290,7 +290,19 @@ where
         }
         let mut attempts = job.attempts;
         loop {
-            let action = saga.next_action();
+            let mut action = saga.next_action();
+            if let Action::Call(_) = action
+                && let Some(note) = self.cancel_note(&job.order_id)?
+            {
+                // The customer may cancel while this run goes on: a cancellation noted since
+                // the claim stops the saga before its next forward step. Notes are taken only
+                // until the order is shipped, and the shipment is recorded before the capture
+                // is asked for, so no accepted cancellation is passed by the point of no return.
+                saga = self.stop(&job, &saga, EventKind::CancelRequested, |saga| {
+                    saga.cancel(note)
+                })?;
+                action = saga.next_action();
+            }
             let Some(service) = action.service() else {
                 return Ok(report);
             };
@@ -305,6 +317,17 @@ where
                 None => return Ok(report),
             }
         }
+    }
+
+    /// The customer's cancellation note on `order_id`'s saga, if they asked to cancel.
+    fn cancel_note(&self, order_id: &str) -> Result<Option<String>, FulfilmentError> {
+        Ok(self
+            .parts
+            .ledger
+            .sagas(&[order_id])?
+            .into_iter()
+            .next()
+            .and_then(|saga| saga.cancel_requested))
     }
 
     /// Stops a running saga with `stop` (a cancellation or the deadline) and records it as

@@ -45,6 +45,9 @@ struct FakeServices {
     failing_paths: RefCell<Vec<String>>,
     /// Every request, as `service path`.
     calls: RefCell<Vec<String>>,
+    /// While a request to this path is out, the customer cancels its order through this
+    /// ledger (another connection to the worker's database), as they may at any time.
+    cancel_during: RefCell<Option<(String, Ledger<RusqliteSql>)>>,
 }
 
 impl FakeServices {
@@ -60,6 +63,7 @@ impl FakeServices {
             shipments_in_transit: Cell::new(false),
             failing_paths: RefCell::default(),
             calls: RefCell::default(),
+            cancel_during: RefCell::default(),
         }
     }
 
@@ -226,6 +230,16 @@ impl ServiceClient for FakeServices {
             .get(&request.service)
             .cloned()
             .unwrap_or(Mode::Up);
+        if let Some((path, ledger)) = self.cancel_during.borrow().as_ref()
+            && *path == request.path
+        {
+            let body: Value = serde_json::from_slice(&request.body).unwrap();
+            let order = OrderId::parse(body["order_id"].as_str().unwrap()).unwrap();
+            let outcome = ledger
+                .request_cancel(&order, Timestamp(START_MS), "changed my mind")
+                .unwrap();
+            assert_eq!(outcome, CancelOutcome::Cancelling, "accepted (202)");
+        }
         let failing = self.failing_paths.borrow().contains(&request.path);
         let answer = match mode {
             Mode::Up if failing => Self::answer(503, json!({})),
@@ -255,7 +269,7 @@ impl PriceList for Prices {
 }
 
 struct Harness {
-    _directory: tempfile::TempDir,
+    directory: tempfile::TempDir,
     ledger: Ledger<RusqliteSql>,
     store: MemoryStore,
     clock: ManualClock,
@@ -269,7 +283,7 @@ impl Harness {
         let directory = tempfile::tempdir().unwrap();
         let ledger = Ledger::new(RusqliteSql::open(directory.path().join("l.db")).unwrap());
         Self {
-            _directory: directory,
+            directory,
             ledger,
             store: MemoryStore::new(),
             clock: ManualClock::new(START_MS),
@@ -558,6 +572,32 @@ fn a_customer_cancellation_undoes_what_was_done() {
             .request_cancel(&OrderId::parse("o5").unwrap(), h.now(), "again")
             .unwrap(),
         CancelOutcome::Cancelled
+    );
+}
+
+#[test]
+fn a_cancellation_accepted_while_the_worker_runs_the_saga_is_not_passed_by() {
+    let h = Harness::new();
+    h.validated("o12", r#"[{"product": "Pizza", "quantity": 2}]"#);
+    // The customer cancels while the shipment is being created: the order is still paid, so
+    // the cancellation is accepted, and the saga must not go on to capture the charge.
+    let other = Ledger::new(RusqliteSql::open(h.directory.path().join("l.db")).unwrap());
+    *h.services.cancel_during.borrow_mut() = Some(("/shipments".into(), other));
+    let report = h.drain();
+    assert_eq!(report.cancelled, 1, "{report:?}");
+    let view = h.order("o12");
+    assert_eq!(view.order.status, OrderStatus::Cancelled);
+    assert_eq!(view.order.reason.as_deref(), Some("cancelled_by_customer"));
+    assert_eq!(h.services.payments.borrow()["o12"], "voided");
+    assert_eq!(h.services.shipments.borrow()["o12"], "cancelled");
+    assert_eq!(h.services.reservations.borrow()["o12"], "released");
+    assert_eq!(h.stock("Pizza"), 10);
+    assert!(
+        !h.services
+            .calls()
+            .contains(&"payment /payments/o12/capture".to_owned()),
+        "{:?}",
+        h.services.calls()
     );
 }
 
