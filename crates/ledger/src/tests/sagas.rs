@@ -334,7 +334,10 @@ fn a_dead_lettered_saga_can_be_replayed_until_its_order_is_final() {
     };
     // A validated order's saga goes back to the queue ...
     assert_eq!(
-        fixture.ledger.replay(letter("d"), Timestamp(4_000)).unwrap(),
+        fixture
+            .ledger
+            .replay(letter("d"), Timestamp(4_000))
+            .unwrap(),
         ReplayOutcome::Job {
             order_id: "d".into()
         }
@@ -343,7 +346,10 @@ fn a_dead_lettered_saga_can_be_replayed_until_its_order_is_final() {
     // ... one whose order was settled meanwhile does not.
     fixture.run("UPDATE orders SET status = 'cancelled' WHERE id = 'f'");
     assert_eq!(
-        fixture.ledger.replay(letter("f"), Timestamp(4_000)).unwrap(),
+        fixture
+            .ledger
+            .replay(letter("f"), Timestamp(4_000))
+            .unwrap(),
         ReplayOutcome::OrderSettled {
             order_id: "f".into()
         }
