@@ -15,6 +15,7 @@ mod pipeline;
 mod pipeline_processes;
 mod redis_key_value;
 mod redis_trigger;
+mod saga;
 mod services;
 mod sqlite;
 mod variables;
