@@ -187,7 +187,10 @@ impl<S: Sql> Inventory<S> {
         let request = merge(lines)?;
         let parameters = [SqlValue::text(order_id.as_str()), SqlValue::Text(request)];
         let mut found = self.run("reserve stock", RESERVE, &parameters)?;
-        if outcome_of(&found.rows) == Some("unknown") && self.seed()? > 0 {
+        if outcome_of(&found.rows) == Some("unknown") {
+            // Once more even if this seeding added nothing: another instance may have seeded
+            // since the statement ran.
+            self.seed()?;
             found = self.run("reserve stock", RESERVE, &parameters)?;
         }
         let what = || format!("the reservation of order {order_id}");

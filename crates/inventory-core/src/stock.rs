@@ -164,7 +164,10 @@ impl<S: Sql> Inventory<S> {
         statement: impl Fn() -> Result<orderly_sql::SqlRows, InventoryError>,
     ) -> Result<StockLevel, InventoryError> {
         let mut found = statement()?;
-        if found.rows.is_empty() && self.seed()? > 0 {
+        if found.rows.is_empty() {
+            // Once more even if this seeding added nothing: another instance may have seeded
+            // since the statement ran.
+            self.seed()?;
             found = statement()?;
         }
         match found.rows.first() {
