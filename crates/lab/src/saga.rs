@@ -37,6 +37,10 @@ const FAULT_ROUTES: [(&str, &str); 4] = [
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Tries per request lost in transport (every request the lab sends is idempotent).
 const TRANSPORT_TRIES: u32 = 3;
+/// Tries of an order the app is too busy to take (503) or still taking (409).
+const BUSY_TRIES: u32 = 5;
+/// The pause between two such tries.
+const BUSY_PAUSE: Duration = Duration::from_millis(200);
 /// How often the orders still running are read.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Reads in flight while polling.
@@ -181,7 +185,7 @@ async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Verdict>
     }
     let cleared = Instant::now();
     eprintln!("faults cleared; waiting for every order to be final");
-    let stuck = wait_final(http, &accepted, settings.timeout).await?;
+    let stuck = wait_final(http, &accepted, settings.timeout).await;
     let settle_time = cleared.elapsed();
     let calls = validator_calls(http).await?.saturating_sub(calls_before);
 
@@ -302,10 +306,21 @@ async fn send_order(http: &Http, order: &PlannedOrder) -> Sent {
         cancel_error: None,
     };
     let headers = [("idempotency-key", order.id.as_str())];
-    match http
+    let mut answer = http
         .call(Method::POST, "/orders", &headers, Some(order.body()))
-        .await
-    {
+        .await;
+    // A busy store (503) or the first try still in flight (409) asks for the same request
+    // again, which the idempotency key makes safe.
+    for _ in 1..BUSY_TRIES {
+        if !matches!(answer, Ok((503 | 409, _))) {
+            break;
+        }
+        tokio::time::sleep(BUSY_PAUSE).await;
+        answer = http
+            .call(Method::POST, "/orders", &headers, Some(order.body()))
+            .await;
+    }
+    match answer {
         Ok((202, _)) => sent.created = true,
         Ok((status, body)) => {
             sent.create_error = Some(format!("{status}: {}", String::from_utf8_lossy(&body)));
@@ -333,34 +348,34 @@ async fn wait_final(
     http: &Http,
     orders: &[(String, CancelRequest)],
     limit: Duration,
-) -> anyhow::Result<Vec<String>> {
+) -> Vec<String> {
     let give_up = Instant::now() + limit;
     let mut pending: Vec<String> = orders.iter().map(|(id, _)| id.clone()).collect();
     let mut last_progress = Instant::now();
     loop {
-        let statuses: Vec<anyhow::Result<(String, String)>> = futures::stream::iter(&pending)
+        let statuses: Vec<(String, String)> = futures::stream::iter(&pending)
             .map(|id| async move {
-                let order = state::get_json(http, &format!("/orders/{id}"))
-                    .await
-                    .map_err(anyhow::Error::msg)?
-                    .with_context(|| format!("order {id} is gone"))?;
-                let status = order["status"].as_str().unwrap_or_default().to_owned();
-                Ok((id.clone(), status))
+                // A read that fails (the app busy) leaves the order pending for the next poll.
+                let status = match state::get_json(http, &format!("/orders/{id}")).await {
+                    Ok(Some(order)) => order["status"].as_str().unwrap_or("?").to_owned(),
+                    Ok(None) => "missing".to_owned(),
+                    Err(_) => "unread".to_owned(),
+                };
+                (id.clone(), status)
             })
             .buffered(READS_IN_FLIGHT)
             .collect()
             .await;
         let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
         pending.clear();
-        for status in statuses {
-            let (id, status) = status?;
+        for (id, status) in statuses {
             if !is_final(&status) {
                 *by_status.entry(status).or_default() += 1;
                 pending.push(id);
             }
         }
         if pending.is_empty() || Instant::now() >= give_up {
-            return Ok(pending);
+            return pending;
         }
         if last_progress.elapsed() >= Duration::from_secs(5) {
             eprintln!("  not final yet: {} {by_status:?}", pending.len());
