@@ -31,12 +31,7 @@ async fn an_order_is_accepted_at_once_then_validated_once() {
         Some(format!("/orders/{id}").as_str())
     );
     let order = app.settled_order(&id).await;
-    // Validated, and then fulfilment (the real services) takes it on.
-    let status = order["status"].as_str().unwrap_or_default();
-    assert!(
-        ["validated", "reserved", "paid", "shipped", "confirmed"].contains(&status),
-        "{order}"
-    );
+    assert_eq!(order["status"], "validated", "{order}");
     assert_eq!(
         app.validation_kinds(&id).await,
         ["accepted", "attempt", "validated"]
@@ -159,21 +154,7 @@ async fn lists_filter_by_status_and_page_through_every_order() {
         }
     }
     assert_eq!(seen, ["p1", "p2", "p3", "p4", "p5"], "oldest first");
-    // The valid ones go on through fulfilment to be confirmed.
-    let confirmed = app
-        .wait_for(
-            std::time::Duration::from_secs(30),
-            async |client| client.get("/orders?status=confirmed").await.json()["count"].clone(),
-            |count| *count == 4,
-        )
-        .await;
-    let client = &app.client;
-    let statuses: Vec<serde_json::Value> = join_all(
-        ["p1", "p2", "p3", "p4"]
-            .map(|id| async move { client.get(&format!("/orders/{id}")).await.json() }),
-    )
-    .await;
-    assert_eq!(confirmed, 4, "{statuses:?}");
+    assert_eq!(app.get("/orders?status=validated").await.json()["count"], 4);
     assert_eq!(app.get("/orders?status=rejected").await.json()["count"], 1);
     for (query, parameter) in [
         ("status=pending", "status"),
