@@ -4,7 +4,7 @@
 //! invariants (`saga_audit`) must hold and every order must be final.
 
 use futures::StreamExt as _;
-use orderly_tests::{HttpClient, TestApp};
+use orderly_tests::{HttpClient, TestApp, services_at};
 use saga_audit::audit::Audit;
 use saga_audit::mix::{self, MixSettings};
 use saga_audit::state::{self, CancelRequest, Reader, is_final};
@@ -33,7 +33,8 @@ const FAULT_ROUTES: [&str; 4] = [
     "/external/configure",
 ];
 
-/// The real app with the small catalogue and quick retries.
+/// The real app with the small catalogue and quick retries, its sagas run over its own
+/// services.
 async fn start() -> TestApp {
     let variables = [
         ("catalog", CATALOG.to_owned()),
@@ -43,6 +44,8 @@ async fn start() -> TestApp {
         ("budget_wait_ms", "100".to_owned()),
     ];
     TestApp::start_real_in(Arc::new(tempfile::tempdir().unwrap()), move |options| {
+        let origin = options.variables["app_url"].clone();
+        services_at(options, &origin);
         for (name, value) in variables {
             options.variables.insert(name.to_owned(), value);
         }
