@@ -135,14 +135,16 @@ impl TestApp {
     /// variables the Redis- and cron-triggered components use to reach the app
     /// (`app_url`, `validator_url`, `validator_origin`) name it; `redis_url` names a port where
     /// nothing answers, so the embedded broker serves it (private to this app). The
-    /// fulfilment services are the app's own (see [`services_at`]), so validated orders run
-    /// their saga. `adjust` may override any of it.
+    /// fulfilment services are on another port where nothing answers (see [`services_at`]):
+    /// validated orders stay `validated`, their first step retried. `adjust` may override any
+    /// of it (e.g. put the services at the app's own `app_url`, to run the sagas).
     pub async fn start_real_in(dir: Arc<TempDir>, adjust: impl FnOnce(&mut LoadOptions)) -> Self {
         let listen = free_address();
         let origin = format!("http://{listen}");
         let unused_redis = format!("redis://{}", free_address());
+        let unused_services = format!("http://{}", free_address());
         let result = Self::start_on(dir, &real_manifest(), listen, |options| {
-            services_at(options, &origin);
+            services_at(options, &unused_services);
             for (name, value) in [
                 ("app_url", origin.clone()),
                 ("validator_origin", origin.clone()),

@@ -23,18 +23,19 @@ impl HostProcess {
     /// Runs the repository's `spin.toml` (written into `dir`, see [`crate::real_manifest`])
     /// like [`HostProcess::start`], wired to itself as [`crate::TestApp::start_real_in`] is:
     /// `app_url` and the validator's URL name its own port, the embedded broker serves
-    /// Redis (private to this process), and the fulfilment services are its own.
+    /// Redis (private to this process), and nothing answers where the fulfilment services are.
     pub async fn start_real(binary: &str, dir: &Path, state: &str, extra: &[&str]) -> Self {
         std::fs::write(dir.join("spin.toml"), crate::real_manifest()).expect("write manifest");
         let listen = crate::free_address();
         let origin = format!("http://{listen}");
+        let unused_services = format!("http://{}", crate::free_address());
         let mut variables = vec![
             format!("app_url={origin}"),
             format!("validator_origin={origin}"),
             format!("validator_url={origin}/external/validate"),
         ];
         variables.extend(
-            crate::services_variables(&origin)
+            crate::services_variables(&unused_services)
                 .into_iter()
                 .map(|(name, value)| format!("{name}={value}")),
         );
