@@ -304,7 +304,24 @@ where
                 }
                 None => return Ok(report),
             }
+            // A cancellation asked for while the step was out is honoured before the next.
+            if matches!(saga.phase(), Phase::Running { .. })
+                && let Some(note) = self.cancel_request(&job)?
+            {
+                saga = self.stop(&job, &saga, EventKind::CancelRequested, |saga| {
+                    saga.cancel(note)
+                })?;
+            }
         }
+    }
+
+    /// The customer's cancellation note for `job`'s order, if one was asked for.
+    fn cancel_request(&self, job: &ClaimedJob) -> Result<Option<String>, FulfilmentError> {
+        let stored = self.parts.ledger.sagas(&[job.order_id.as_str()])?;
+        Ok(stored
+            .into_iter()
+            .next()
+            .and_then(|saga| saga.cancel_requested))
     }
 
     /// Stops a running saga with `stop` (a cancellation or the deadline) and records it as

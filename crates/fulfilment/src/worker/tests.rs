@@ -45,6 +45,9 @@ struct FakeServices {
     failing_paths: RefCell<Vec<String>>,
     /// Every request, as `service path`.
     calls: RefCell<Vec<String>>,
+    /// A customer who cancels an order (through this ledger connection) while the request to
+    /// this path is out: (path, order, ledger).
+    cancel_during: RefCell<Option<(String, String, Ledger<RusqliteSql>)>>,
 }
 
 impl FakeServices {
@@ -60,6 +63,7 @@ impl FakeServices {
             shipments_in_transit: Cell::new(false),
             failing_paths: RefCell::default(),
             calls: RefCell::default(),
+            cancel_during: RefCell::default(),
         }
     }
 
@@ -226,6 +230,18 @@ impl ServiceClient for FakeServices {
             .get(&request.service)
             .cloned()
             .unwrap_or(Mode::Up);
+        if let Some((path, order, ledger)) = self.cancel_during.borrow().as_ref()
+            && *path == request.path
+        {
+            let outcome = ledger
+                .request_cancel(
+                    &OrderId::parse(order).unwrap(),
+                    Timestamp(START_MS),
+                    "mid-step",
+                )
+                .unwrap();
+            assert_eq!(outcome, CancelOutcome::Cancelling);
+        }
         let failing = self.failing_paths.borrow().contains(&request.path);
         let answer = match mode {
             Mode::Up if failing => Self::answer(503, json!({})),
@@ -559,6 +575,34 @@ fn a_customer_cancellation_undoes_what_was_done() {
             .unwrap(),
         CancelOutcome::Cancelled
     );
+}
+
+#[test]
+fn a_cancellation_asked_for_during_a_step_is_honoured_before_the_next() {
+    let h = Harness::new();
+    h.validated("o10", r#"[{"product": "Pizza", "quantity": 2}]"#);
+    let customer = Ledger::new(RusqliteSql::open(h._directory.path().join("l.db")).unwrap());
+    // The customer cancels while the payment is being authorized (the order is `reserved`).
+    *h.services.cancel_during.borrow_mut() = Some(("/payments".into(), "o10".into(), customer));
+    let report = h.drain();
+    assert_eq!(report.cancelled, 1);
+    let view = h.order("o10");
+    assert_eq!(view.order.status, OrderStatus::Cancelled);
+    assert_eq!(view.order.reason.as_deref(), Some("cancelled_by_customer"));
+    // Nothing after the authorization was made; what was done is undone (and the shipment that
+    // would have come next is cancelled ahead, so a late one is refused).
+    assert_eq!(
+        h.services.calls(),
+        [
+            "inventory /reservations",
+            "payment /payments",
+            "shipping /shipments/o10/cancel",
+            "payment /payments/o10/compensate",
+            "inventory /reservations/o10/release",
+        ]
+    );
+    assert_eq!(h.services.payments.borrow()["o10"], "voided");
+    assert_eq!(h.stock("Pizza"), 10);
 }
 
 #[test]
