@@ -78,14 +78,11 @@ fn list(query: &str) -> Result<Response, Problem> {
 }
 
 fn show(id: &str) -> Result<Response, Problem> {
-    let no_notification = || {
-        Problem::new(404, "Not Found").with_detail(format!("no notification for order {id:?}"))
-    };
+    let no_notification =
+        || Problem::new(404, "Not Found").with_detail(format!("no notification for order {id:?}"));
     let id = OrderId::parse(id).map_err(|_| no_notification())?;
     let sql = open()?;
-    let found: Option<Notification> = Notifier::new(&sql)
-        .notification(&id)
-        .map_err(unavailable)?;
+    let found: Option<Notification> = Notifier::new(&sql).notification(&id).map_err(unavailable)?;
     found
         .map(|notification| guest_kit::json(200, &notification))
         .ok_or_else(no_notification)
