@@ -11,6 +11,7 @@ mod gateway;
 mod http_trigger;
 mod key_value;
 mod manifests;
+mod notification;
 mod orders;
 mod outbound_http;
 mod pipeline;

@@ -18,16 +18,19 @@ pub enum Service {
     Shipping,
     /// Operator controls.
     Admin,
+    /// Notifications of confirmed and cancelled orders.
+    Notifications,
 }
 
 impl Service {
     /// Every service, in the order `/mesh/service-status` lists them.
-    pub const ALL: [Service; 5] = [
+    pub const ALL: [Service; 6] = [
         Service::Orders,
         Service::Inventory,
         Service::Payment,
         Service::Shipping,
         Service::Admin,
+        Service::Notifications,
     ];
 
     /// The component's id in `spin.toml`.
@@ -38,6 +41,7 @@ impl Service {
             Service::Payment => "payment",
             Service::Shipping => "shipping",
             Service::Admin => "admin",
+            Service::Notifications => "notifications",
         }
     }
 
@@ -150,7 +154,7 @@ pub struct RouteEntry {
 }
 
 /// Every route, in the order they are documented.
-pub const ROUTES: [RouteEntry; 13] = [
+pub const ROUTES: [RouteEntry; 14] = [
     entry(
         "health",
         "/api/health",
@@ -196,6 +200,14 @@ pub const ROUTES: [RouteEntry; 13] = [
         "/api/shipments/{order_id}",
         "GET",
         "http://shipping.spin.internal/shipments/{order_id}",
+        Access::Public,
+        true,
+    ),
+    entry(
+        "notifications",
+        "/api/notifications/...",
+        "GET",
+        "http://notifications.spin.internal/...",
         Access::Public,
         true,
     ),
@@ -369,6 +381,17 @@ pub fn resolve(method: &str, path: &str, query: &str) -> Resolution {
                 Access::Public,
             ),
         ),
+        ["notifications", below @ ..] => only(
+            method,
+            &["GET"],
+            "GET",
+            "notifications",
+            forward(
+                Service::Notifications,
+                format!("/{}", below.join("/")),
+                Access::Public,
+            ),
+        ),
         ["admin", below @ ..] => Resolution::Found {
             route: "admin",
             target: forward(
@@ -448,6 +471,18 @@ mod tests {
             forward("GET", "/api/shipments/o-1", ""),
             public("http://shipping.spin.internal/shipments/o-1")
         );
+        assert_eq!(
+            forward("GET", "/api/notifications", "limit=5"),
+            public("http://notifications.spin.internal/?limit=5")
+        );
+        assert_eq!(
+            forward("GET", "/api/notifications/o-1", ""),
+            public("http://notifications.spin.internal/o-1")
+        );
+        assert!(matches!(
+            resolve("POST", "/api/notifications/o-1", ""),
+            Resolution::MethodNotAllowed { allow: "GET", .. }
+        ));
     }
 
     #[test]
@@ -534,6 +569,7 @@ mod tests {
             ("GET", "/api/inventory/stock/x"),
             ("GET", "/api/payments/x"),
             ("GET", "/api/shipments/x"),
+            ("GET", "/api/notifications/x"),
             ("GET", "/api/inventory/configure"),
             ("GET", "/api/payment/configure"),
             ("GET", "/api/shipping/configure"),

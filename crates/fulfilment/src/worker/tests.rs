@@ -270,12 +270,27 @@ impl PriceList for Prices {
     }
 }
 
+/// Records the channels it rang doorbells on.
+#[derive(Default)]
+struct FakePublisher {
+    rang_on: RefCell<Vec<String>>,
+}
+
+impl DoorbellPublisher for FakePublisher {
+    fn ring(&self, channel: &str, doorbell: &Doorbell) -> Result<(), String> {
+        assert_eq!(*doorbell, Doorbell::backlog());
+        self.rang_on.borrow_mut().push(channel.to_owned());
+        Ok(())
+    }
+}
+
 struct Harness {
     _directory: tempfile::TempDir,
     ledger: Ledger<RusqliteSql>,
     store: MemoryStore,
     clock: ManualClock,
     services: FakeServices,
+    publisher: FakePublisher,
     settings: FulfilmentSettings,
     runs: Cell<u32>,
 }
@@ -290,6 +305,7 @@ impl Harness {
             store: MemoryStore::new(),
             clock: ManualClock::new(START_MS),
             services: FakeServices::new(),
+            publisher: FakePublisher::default(),
             settings: FulfilmentSettings::read(|_| None).unwrap(),
             runs: Cell::new(0),
         }
@@ -350,6 +366,7 @@ impl Harness {
                 clock: &self.clock,
                 services: &self.services,
                 prices: &Prices,
+                publisher: &self.publisher,
                 settings: &self.settings,
             },
             SplitMix64::new(u64::from(self.runs.get())),
@@ -430,7 +447,13 @@ fn a_validated_order_is_reserved_paid_shipped_captured_and_confirmed() {
         ]
     );
     assert!(!h.fulfilment_left());
+    assert_eq!(*h.publisher.rang_on.borrow(), [EVENTS_CHANNEL]);
     assert_eq!(h.drain(), FulfilmentReport::default());
+    assert_eq!(
+        *h.publisher.rang_on.borrow(),
+        [EVENTS_CHANNEL],
+        "nothing ended: no doorbell"
+    );
 }
 
 #[test]
@@ -456,6 +479,7 @@ fn out_of_stock_cancels_the_order_and_releases_nothing_twice() {
         "{:?}",
         h.events("o2")
     );
+    assert_eq!(*h.publisher.rang_on.borrow(), [EVENTS_CHANNEL]);
 }
 
 #[test]
