@@ -5,13 +5,16 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PACKAGES: [&str; 16] = [
+const PACKAGES: [&str; 20] = [
     "orders",
     "external-sim",
     "validator",
     "validation-sweeper",
     "fulfilment-worker",
     "fulfilment-sweeper",
+    "notification",
+    "notification-sweeper",
+    "notifications",
     "monitor",
     "monitor-refresh",
     "admin",
@@ -19,6 +22,7 @@ const PACKAGES: [&str; 16] = [
     "inventory",
     "payment",
     "shipping",
+    "gateway",
     "probe",
     "subscriber",
     "ticker",
@@ -45,6 +49,7 @@ fn main() {
         "crates/ledger",
         "crates/pipeline",
         "crates/fulfilment",
+        "crates/notification-core",
         "crates/saga",
         "crates/resilience",
         "crates/monitor-core",
@@ -53,6 +58,8 @@ fn main() {
         "crates/payment-core",
         "crates/shipping-core",
         "crates/sql",
+        "crates/gateway-core",
+        "crates/trace-context",
         "wit",
         "Cargo.toml",
         "Cargo.lock",

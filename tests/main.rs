@@ -3,12 +3,15 @@
 //! `cargo test -p orderly-tests -- <file>::`, e.g. `cargo test -p orderly-tests -- cron::`.
 
 mod cron;
+mod edge;
 mod external_sim;
 mod files;
 mod fulfilment;
+mod gateway;
 mod http_trigger;
 mod key_value;
 mod manifests;
+mod notification;
 mod orders;
 mod outbound_http;
 mod pipeline;

@@ -3,7 +3,7 @@
 
 use futures::future::join_all;
 use http::Method;
-use orderly_tests::{Reply, TestApp};
+use orderly_tests::{Reply, TestApp, passed_validation, validated_count};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -31,7 +31,7 @@ async fn an_order_is_accepted_at_once_then_validated_once() {
         Some(format!("/orders/{id}").as_str())
     );
     let order = app.settled_order(&id).await;
-    assert_eq!(order["status"], "validated", "{order}");
+    assert!(passed_validation(&order["status"]), "{order}");
     assert_eq!(
         app.validation_kinds(&id).await,
         ["accepted", "attempt", "validated"]
@@ -154,7 +154,15 @@ async fn lists_filter_by_status_and_page_through_every_order() {
         }
     }
     assert_eq!(seen, ["p1", "p2", "p3", "p4", "p5"], "oldest first");
-    assert_eq!(app.get("/orders?status=validated").await.json()["count"], 4);
+    // Validated orders go on to fulfilment, where one short of stock is cancelled.
+    let stats = app.get("/admin/stats").await.json();
+    let undone =
+        ["cancelling", "cancelled"].map(|status| stats["orders"][status].as_u64().unwrap_or(0));
+    assert_eq!(
+        validated_count(&stats) + undone.iter().sum::<u64>(),
+        4,
+        "{stats}"
+    );
     assert_eq!(app.get("/orders?status=rejected").await.json()["count"], 1);
     for (query, parameter) in [
         ("status=pending", "status"),

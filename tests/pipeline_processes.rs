@@ -5,7 +5,7 @@
 use futures::future::join_all;
 use orderly_tests::process::HostProcess;
 use orderly_tests::redis_server::private_redis;
-use orderly_tests::{HttpClient, Reply};
+use orderly_tests::{HttpClient, Reply, passed_validation, validated_count};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -75,10 +75,10 @@ async fn sigkill_mid_burst_loses_no_acknowledged_order() {
     for key in &acknowledged {
         let order = host.client.get(&format!("/orders/{key}")).await;
         assert_eq!(order.status, 200, "acknowledged order {key} was lost");
-        assert_eq!(order.json()["status"], "validated", "{key}");
+        assert!(passed_validation(&order.json()["status"]), "{key}");
     }
     assert!(
-        stats["orders"]["validated"].as_u64().unwrap() >= acknowledged.len() as u64,
+        validated_count(&stats) >= acknowledged.len() as u64,
         "{stats}"
     );
 }

@@ -20,13 +20,9 @@ const CATALOG: &str = r#"{"products": [
 
 /// The real app with `variables` set (and the small catalogue).
 async fn start(variables: &[(&str, &str)]) -> TestApp {
-    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let variables: Vec<(String, String)> = [("catalog", CATALOG)]
-        .iter()
-        .chain(variables)
-        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-        .collect();
-    TestApp::start_real_in(dir, move |options| options.variables.extend(variables)).await
+    let mut all = vec![("catalog", CATALOG)];
+    all.extend_from_slice(variables);
+    TestApp::start_real_with(&all).await
 }
 
 /// POSTs JSON `body` to `path` with extra `headers`.
@@ -38,14 +34,7 @@ async fn post_with(app: &TestApp, path: &str, headers: &[(&str, &str)], body: &s
 
 /// Asserts `reply` is a problem with `status` and `kind`, and returns its body.
 fn problem(reply: &Reply, status: u16, kind: &str) -> serde_json::Value {
-    assert_eq!(reply.status, status, "{}", reply.text());
-    assert_eq!(
-        reply.header("content-type"),
-        Some("application/problem+json")
-    );
-    let body = reply.json();
-    assert_eq!(body["type"], kind, "{body}");
-    body
+    reply.problem(status, kind)
 }
 
 /// What the saga makes of `reply`.

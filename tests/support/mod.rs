@@ -15,6 +15,7 @@ use tempfile::TempDir;
 pub mod logs;
 pub mod native_server;
 pub mod process;
+pub mod raw;
 pub mod redis_server;
 
 /// Where the components under test were built.
@@ -40,6 +41,29 @@ pub fn real_manifest() -> String {
         "target/wasm32-wasip2/release",
         &wasm_dir().display().to_string(),
     )
+}
+
+/// The statuses of an order that passed validation: `validated`, then the fulfilment saga's,
+/// which takes every validated order further when the services are wired (as in
+/// [`TestApp::start_real`]).
+pub const VALIDATED_OR_LATER: [&str; 5] = ["validated", "reserved", "paid", "shipped", "confirmed"];
+
+/// Whether an order's `status` (as JSON) is one of [`VALIDATED_OR_LATER`], in any case (the
+/// MediSupply seed capitalises them).
+pub fn passed_validation(status: &serde_json::Value) -> bool {
+    status.as_str().is_some_and(|status| {
+        VALIDATED_OR_LATER
+            .iter()
+            .any(|passed| passed.eq_ignore_ascii_case(status))
+    })
+}
+
+/// The orders past validation in an `/admin/stats` body (its `orders` by status).
+pub fn validated_count(stats: &serde_json::Value) -> u64 {
+    VALIDATED_OR_LATER
+        .iter()
+        .map(|status| stats["orders"][status].as_u64().unwrap_or(0))
+        .sum()
 }
 
 /// A name no other test uses (for channels and keys on a shared server or store).
@@ -114,6 +138,19 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// Asserts this is a problem (`application/problem+json`) with `status` and type `kind`,
+    /// and returns its body.
+    pub fn problem(&self, status: u16, kind: &str) -> serde_json::Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        let body = self.json();
+        assert_eq!(body["type"], kind, "{body}");
+        body
+    }
 }
 
 impl TestApp {
@@ -131,6 +168,17 @@ impl TestApp {
         Self::start_real_in(Arc::new(tempfile::tempdir().expect("temp dir")), |_| {}).await
     }
 
+    /// Starts the repository's `spin.toml` (see [`TestApp::start_real_in`]) in a new folder,
+    /// with `variables` set.
+    pub async fn start_real_with(variables: &[(&str, &str)]) -> Self {
+        let variables: Vec<(String, String)> = variables
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::start_real_in(dir, move |options| options.variables.extend(variables)).await
+    }
+
     /// Starts the repository's `spin.toml` in `dir` on a port chosen first, so that the
     /// variables the Redis- and cron-triggered components use to reach the app
     /// (`app_url`, `validator_url`, `validator_origin`) name it; `redis_url` names a port where
@@ -139,11 +187,21 @@ impl TestApp {
     /// validated orders stay `validated`, their first step retried. `adjust` may override any
     /// of it (e.g. put the services at the app's own `app_url`, to run the sagas).
     pub async fn start_real_in(dir: Arc<TempDir>, adjust: impl FnOnce(&mut LoadOptions)) -> Self {
+        Self::start_real_manifest_in(dir, &real_manifest(), adjust).await
+    }
+
+    /// Starts `manifest_text` (the repository's `spin.toml` as a test edited it, see
+    /// [`real_manifest`]) in `dir`, wired as [`TestApp::start_real_in`] wires it.
+    pub async fn start_real_manifest_in(
+        dir: Arc<TempDir>,
+        manifest_text: &str,
+        adjust: impl FnOnce(&mut LoadOptions),
+    ) -> Self {
         let listen = free_address();
         let origin = format!("http://{listen}");
         let unused_redis = format!("redis://{}", free_address());
         let unused_services = format!("http://{}", free_address());
-        let result = Self::start_on(dir, &real_manifest(), listen, |options| {
+        let result = Self::start_on(dir, manifest_text, listen, |options| {
             services_at(options, &unused_services);
             for (name, value) in [
                 ("app_url", origin.clone()),
@@ -206,6 +264,11 @@ impl TestApp {
         })
         .await
         .unwrap_or_else(|e| panic!("start failed: {e}"))
+    }
+
+    /// Where the host's metrics are served, when the options asked for them.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.running.metrics_address()
     }
 
     /// Stops the app gracefully (closing its databases).
@@ -465,4 +528,41 @@ pub async fn start_error(manifest_text: &str) -> String {
         Ok(_) => panic!("expected the app to fail to start"),
         Err(error) => error.to_string(),
     }
+}
+
+/// `promtool check metrics` must accept `text`. Skipped when promtool is not installed, unless
+/// `ORDERLY_REQUIRE_PROMTOOL` is set (as in CI).
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let spawned = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) => {
+            assert!(
+                std::env::var_os("ORDERLY_REQUIRE_PROMTOOL").is_none(),
+                "promtool is required but cannot run: {error}"
+            );
+            eprintln!("SKIPPED: promtool is not installed");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(text.as_bytes())
+        .expect("promtool reads the text");
+    let output = child.wait_with_output().expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -62,6 +62,14 @@ impl Incoming {
     /// Reads `request`, refusing a body over `max_body` bytes: from its declared length when
     /// there is one, before reading anything; otherwise as soon as the limit is passed.
     pub async fn read(request: IncomingRequest, max_body: usize) -> Result<Self, BodyError> {
+        let mut incoming = Self::head(&request);
+        incoming.read_body(request, max_body).await?;
+        Ok(incoming)
+    }
+
+    /// Everything about `request` but its body (left empty), for a handler that decides
+    /// something (a rate limit, a route) before reading the body with [`Incoming::read_body`].
+    pub fn head(request: &IncomingRequest) -> Self {
         let headers: Vec<(String, Vec<u8>)> = request
             .headers()
             .entries()
@@ -83,7 +91,17 @@ impl Incoming {
         incoming.path = path.to_owned();
         incoming.query = query.to_owned();
         incoming.path_info = guest_kit_core::path_info(incoming.header("spin-path-info"));
-        let declared = incoming
+        incoming
+    }
+
+    /// Reads the body of `request` (whose [`Incoming::head`] this is), refusing one over
+    /// `max_body` bytes as [`Incoming::read`] does.
+    pub async fn read_body(
+        &mut self,
+        request: IncomingRequest,
+        max_body: usize,
+    ) -> Result<(), BodyError> {
+        let declared = self
             .header("content-length")
             .and_then(|value| value.trim().parse::<u64>().ok());
         if declared.is_some_and(|length| length > max_body as u64) {
@@ -92,12 +110,12 @@ impl Incoming {
         let mut stream = request.into_body_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| BodyError::Unreadable(format!("{e:?}")))?;
-            if incoming.body.len() + chunk.len() > max_body {
+            if self.body.len() + chunk.len() > max_body {
                 return Err(BodyError::TooLarge { limit: max_body });
             }
-            incoming.body.extend_from_slice(&chunk);
+            self.body.extend_from_slice(&chunk);
         }
-        Ok(incoming)
+        Ok(())
     }
 
     /// A request as [`Incoming::read`] would give it, for unit tests of handlers.

@@ -6,11 +6,9 @@
 //! [`pipeline::ValidationWorker`]. A Redis- or cron-triggered component cannot use service
 //! chaining on Spin, so the validator is reached by its full URL (`validator_url`).
 
-use guest_kit::{SpinKv, SpinSql, Timeouts, WallClock};
+use guest_kit::{RedisDoorbells, SpinKv, SpinSql, Timeouts, WallClock};
 use ledger::Ledger;
-use pipeline::{
-    Doorbell, DoorbellPublisher, ValidationWorker, ValidatorClient, WorkerParts, WorkerSettings,
-};
+use pipeline::{ValidationWorker, ValidatorClient, WorkerParts, WorkerSettings};
 use resilience::{CallFailure, HttpAnswer, SplitMix64};
 use spin_sdk::http::Method;
 
@@ -31,9 +29,7 @@ pub async fn run(invocation: Invocation<'_>) -> anyhow::Result<pipeline::DrainRe
     let ledger = Ledger::new(SpinSql::open_default()?);
     let store = SpinKv::open("default")?;
     let validator = HttpValidator::from_variables()?;
-    let publisher = RedisDoorbells {
-        address: guest_kit::variable_or("redis_url", "redis://127.0.0.1:6379"),
-    };
+    let publisher = RedisDoorbells::from_variables();
     let seed = guest_kit::random_seed();
     let parts = WorkerParts {
         ledger: &ledger,
@@ -80,18 +76,5 @@ impl ValidatorClient for HttpValidator {
             MAX_ANSWER,
         )
         .await
-    }
-}
-
-/// Publishes doorbells on the app's Redis.
-struct RedisDoorbells {
-    address: String,
-}
-
-impl DoorbellPublisher for RedisDoorbells {
-    fn ring(&self, channel: &str, doorbell: &Doorbell) -> Result<(), String> {
-        spin_sdk::redis::Connection::open(&self.address)
-            .and_then(|redis| redis.publish(channel, &doorbell.to_bytes()))
-            .map_err(|error| format!("{error:?}"))
     }
 }

@@ -12,7 +12,7 @@ use ledger::{
     Sql, StoredSaga,
 };
 use orders_core::{Order, Timestamp};
-use pipeline::Doorbell;
+use pipeline::{Doorbell, DoorbellPublisher, EVENTS_CHANNEL};
 use resilience::{
     Admission, BreakerError, CallFailure, CallOutcome, CallWindow, CircuitBreaker, Clock,
     FailureClass, HttpAnswer, KvStore, Random, RetryBudget, Transition, classify,
@@ -103,7 +103,15 @@ impl FulfilmentReport {
 }
 
 /// What a fulfilment worker is made of.
-pub struct FulfilmentParts<'a, S: Sql, K: KvStore, C: Clock, V: ServiceClient, P: PriceList> {
+pub struct FulfilmentParts<
+    'a,
+    S: Sql,
+    K: KvStore,
+    C: Clock,
+    V: ServiceClient,
+    P: PriceList,
+    D: DoorbellPublisher,
+> {
     /// Orders, jobs, sagas, events, dead letters.
     pub ledger: &'a Ledger<S>,
     /// Breaker state and budgets.
@@ -114,36 +122,40 @@ pub struct FulfilmentParts<'a, S: Sql, K: KvStore, C: Clock, V: ServiceClient, P
     pub services: &'a V,
     /// What products cost.
     pub prices: &'a P,
+    /// Rings the notification service's doorbell when orders become final.
+    pub publisher: &'a D,
     /// The settings.
     pub settings: &'a FulfilmentSettings,
 }
 
 /// One worker invocation (a doorbell or a sweep).
-pub struct FulfilmentWorker<'a, S, K, C, V, P, R>
+pub struct FulfilmentWorker<'a, S, K, C, V, P, D, R>
 where
     S: Sql,
     K: KvStore,
     C: Clock,
     V: ServiceClient,
     P: PriceList,
+    D: DoorbellPublisher,
     R: Random,
 {
-    parts: FulfilmentParts<'a, S, K, C, V, P>,
+    parts: FulfilmentParts<'a, S, K, C, V, P, D>,
     rng: RefCell<R>,
     id: String,
 }
 
-impl<'a, S, K, C, V, P, R> FulfilmentWorker<'a, S, K, C, V, P, R>
+impl<'a, S, K, C, V, P, D, R> FulfilmentWorker<'a, S, K, C, V, P, D, R>
 where
     S: Sql,
     K: KvStore,
     C: Clock,
     V: ServiceClient,
     P: PriceList,
+    D: DoorbellPublisher,
     R: Random,
 {
     /// A worker named `id` (unique per invocation: it owns the leases it takes).
-    pub fn new(parts: FulfilmentParts<'a, S, K, C, V, P>, rng: R, id: String) -> Self {
+    pub fn new(parts: FulfilmentParts<'a, S, K, C, V, P, D>, rng: R, id: String) -> Self {
         Self {
             parts,
             rng: RefCell::new(rng),
@@ -208,7 +220,8 @@ where
         }
     }
 
-    /// Claims up to a batch of due sagas and runs them concurrently.
+    /// Claims up to a batch of due sagas and runs them concurrently; when some ended, rings
+    /// the notification service's doorbell (a lost one waits for its sweep).
     async fn batch(&self) -> Result<FulfilmentReport, FulfilmentError> {
         let now = self.now();
         let lease_until = Timestamp(now.millis() + self.parts.settings.lease_ms);
@@ -240,6 +253,15 @@ where
         });
         for run in futures::future::join_all(runs).await {
             report.absorb(run?);
+        }
+        if report.confirmed + report.cancelled > 0 {
+            let rung = self
+                .parts
+                .publisher
+                .ring(EVENTS_CHANNEL, &Doorbell::backlog());
+            if let Err(error) = rung {
+                eprintln!("could not ring the doorbell on {EVENTS_CHANNEL}: {error}");
+            }
         }
         Ok(report)
     }
@@ -290,19 +312,7 @@ where
         }
         let mut attempts = job.attempts;
         loop {
-            let mut action = saga.next_action();
-            if let Action::Call(_) = action
-                && let Some(note) = self.cancel_note(&job.order_id)?
-            {
-                // The customer may cancel while this run goes on: a cancellation noted since
-                // the claim stops the saga before its next forward step. Notes are taken only
-                // until the order is shipped, and the shipment is recorded before the capture
-                // is asked for, so no accepted cancellation is passed by the point of no return.
-                saga = self.stop(&job, &saga, EventKind::CancelRequested, |saga| {
-                    saga.cancel(note)
-                })?;
-                action = saga.next_action();
-            }
+            let action = saga.next_action();
             let Some(service) = action.service() else {
                 return Ok(report);
             };
@@ -316,15 +326,21 @@ where
                 }
                 None => return Ok(report),
             }
+            // A cancellation asked for while the step was out is honoured before the next.
+            if matches!(saga.phase(), Phase::Running { .. })
+                && let Some(note) = self.cancel_request(&job)?
+            {
+                saga = self.stop(&job, &saga, EventKind::CancelRequested, |saga| {
+                    saga.cancel(note)
+                })?;
+            }
         }
     }
 
-    /// The customer's cancellation note on `order_id`'s saga, if they asked to cancel.
-    fn cancel_note(&self, order_id: &str) -> Result<Option<String>, FulfilmentError> {
-        Ok(self
-            .parts
-            .ledger
-            .sagas(&[order_id])?
+    /// The customer's cancellation note for `job`'s order, if one was asked for.
+    fn cancel_request(&self, job: &ClaimedJob) -> Result<Option<String>, FulfilmentError> {
+        let stored = self.parts.ledger.sagas(&[job.order_id.as_str()])?;
+        Ok(stored
             .into_iter()
             .next()
             .and_then(|saga| saga.cancel_requested))

@@ -38,7 +38,8 @@ pub fn is_chained(client_addr: Option<&str>) -> bool {
     client_ip(client_addr).is_some_and(|ip| ip.is_unspecified())
 }
 
-fn client_ip(client_addr: Option<&str>) -> Option<IpAddr> {
+/// The IP address in a `spin-client-addr` value (`ip:port`, `[v6]:port`, or a bare address).
+pub fn client_ip(client_addr: Option<&str>) -> Option<IpAddr> {
     let client = client_addr?.trim();
     let host = client.rsplit_once(':').map_or(client, |(host, _)| host);
     host.trim_start_matches('[')

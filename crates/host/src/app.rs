@@ -66,7 +66,7 @@ impl App {
             },
             problems,
         );
-        let engine = engine::new_engine()?;
+        let engine = engine::new_engine(&config.settings.instances)?;
         let linker = instance::linker(&engine, config.trigger_interfaces)
             .map_err(|error| anyhow::anyhow!("cannot set up the host interfaces: {error:?}"))?;
         let context = ComponentContext {
@@ -76,6 +76,7 @@ impl App {
             log_dir: config.log_dir,
             echo_output: config.echo_output,
             extra_env: config.env,
+            max_output: config.settings.instances.max_output,
         };
         let mut components = BTreeMap::new();
         let cache = ComponentCache::new(config.cache_dir.clone());

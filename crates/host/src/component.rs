@@ -40,6 +40,8 @@ pub(crate) struct ComponentContext<'a> {
     pub(crate) log_dir: Option<&'a Path>,
     pub(crate) echo_output: bool,
     pub(crate) extra_env: &'a [(String, String)],
+    /// What one instance may write to each of stdout and stderr.
+    pub(crate) max_output: usize,
 }
 
 impl ComponentContext<'_> {
@@ -102,7 +104,7 @@ impl ComponentContext<'_> {
             } else {
                 Terminal::Quiet
             };
-            ComponentOutput::new(id.as_str(), stream, self.log_dir, terminal)
+            ComponentOutput::new(id.as_str(), stream, self.log_dir, terminal, self.max_output)
         };
         let (stdout, stderr) = match (
             output("stdout", Terminal::Stdout),

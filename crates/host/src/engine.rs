@@ -1,24 +1,23 @@
 //! The wasmtime engine (pooling allocator, async) and the on-disk cache of compiled components.
 
+use crate::settings::InstanceSettings;
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// Most component instances alive at once (requests, chained requests and messages in flight).
-pub const MAX_INSTANCES: u32 = 1000;
-
 /// Builds the engine. The pooling allocator makes a fresh instance per request cheap; when the
 /// machine will not reserve its address space, the engine falls back to on-demand allocation.
-pub fn new_engine() -> anyhow::Result<Engine> {
+pub fn new_engine(settings: &InstanceSettings) -> anyhow::Result<Engine> {
+    let slots = settings.slots;
     let mut pooling = PoolingAllocationConfig::default();
     pooling
-        .total_component_instances(MAX_INSTANCES)
-        .total_core_instances(MAX_INSTANCES * 8)
-        .total_memories(MAX_INSTANCES * 2)
-        .total_tables(MAX_INSTANCES * 4)
-        .max_memory_size(256 << 20)
+        .total_component_instances(slots)
+        .total_core_instances(slots * 8)
+        .total_memories(slots * 2)
+        .total_tables(slots * 4)
+        .max_memory_size(settings.max_memory)
         .max_core_instances_per_component(50)
         .max_memories_per_component(10)
         .max_tables_per_component(20)
@@ -26,12 +25,19 @@ pub fn new_engine() -> anyhow::Result<Engine> {
         .max_core_instance_size(1 << 20);
     // Reset memory and tables between instances with memset (only the pages a guest dirtied,
     // where the kernel can report them) instead of madvise: a fresh instance per request then
-    // takes no page faults, and no cross-core TLB shootdowns. This doubles requests/s.
+    // takes no page faults, and no cross-core TLB shootdowns. This doubles requests/s. What a
+    // slot keeps is bounded (the keep-resident sizes), and so is the set of slots used (free
+    // warm slots are reused first), so a burst does not leave its memory behind.
     pooling
-        .linear_memory_keep_resident(4 << 20)
-        .table_keep_resident(1 << 20)
+        .linear_memory_keep_resident(settings.memory_keep_resident)
+        .table_keep_resident(settings.table_keep_resident)
+        .max_unused_warm_slots(settings.warm_slots)
+        .async_stack_keep_resident(settings.stack_keep_resident)
         .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = base_config();
+    // Each instance's stack is zeroed once it ends (nothing of one request is left for the
+    // next), and all but its first part given back: a burst leaves no stacks behind.
+    config.async_stack_zeroing(true);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     let engine = match Engine::new(&config) {
         Ok(engine) => engine,

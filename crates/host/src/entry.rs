@@ -4,14 +4,15 @@
 //! serves Redis, starts the engine's epoch ticker, and starts the triggers.
 
 use crate::app::{App, AppConfig};
-use crate::capability::{InstanceContext, ServiceChaining};
 use crate::services::clock::{HostClock, SystemClock};
+use crate::services::metrics::{self, HostMetrics};
 use crate::services::redis::{RedisMode, RedisServers};
+use crate::services::repeated_log::RepeatedLog;
 use crate::settings::HostSettings;
 use crate::trigger::cron::{CronPlan, CronTrigger};
 use crate::trigger::http::{HttpPlan, HttpTrigger};
 use crate::trigger::redis::{RedisPlan, RedisStart, RedisTrigger};
-use crate::trigger::{cron, redis};
+use crate::trigger::{Binding, cron, redis};
 use orderly_manifest::{
     App as Manifest, ComponentId, ConfigProblem, HttpRoute, LoadError, RuntimeConfig,
     VariableSources,
@@ -47,6 +48,9 @@ pub struct LoadOptions {
     pub settings: HostSettings,
     /// Where the host reads time.
     pub clock: Arc<dyn HostClock>,
+    /// `--metrics-listen`: where the host's own Prometheus metrics are served (`GET
+    /// /metrics`); `None`, the default, serves none.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl LoadOptions {
@@ -63,6 +67,7 @@ impl LoadOptions {
             redis_mode: RedisMode::default(),
             settings: HostSettings::default(),
             clock: Arc::new(SystemClock),
+            metrics_listen: None,
         }
     }
 }
@@ -99,6 +104,8 @@ pub struct LoadedApp {
     servers: Arc<RedisServers>,
     settings: HostSettings,
     clock: Arc<dyn HostClock>,
+    metrics: Arc<HostMetrics>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 impl LoadedApp {
@@ -123,7 +130,7 @@ impl LoadedApp {
         // Every trigger plans its state from the manifest.
         let http = HttpPlan::new(&manifest, &mut problems);
         let redis = RedisPlan::new(&manifest, &variables, &mut problems);
-        let cron = CronPlan::new(&manifest, &mut problems);
+        let cron = CronPlan::new(&manifest, &variables, &mut problems);
         // Then the app: capabilities and components.
         let servers = Arc::new(RedisServers::new(
             options.redis_mode,
@@ -151,9 +158,20 @@ impl LoadedApp {
         // Then each trigger over the app.
         let (routes, schedules) = (http.routes().to_vec(), cron.schedules().to_vec());
         let redis_addresses = redis.addresses().to_vec();
-        let http = http.bind(&app, &options.settings.http, &options.clock, &mut problems);
-        let redis = redis.bind(&app, &mut problems);
-        let cron = cron.bind(&app, &mut problems);
+        let metrics = Arc::new(HostMetrics::new());
+        let binding = Binding {
+            app: &app,
+            settings: &options.settings,
+            clock: &options.clock,
+            metrics: &metrics,
+            log: &Arc::new(RepeatedLog::new(
+                options.settings.repeated_log_interval,
+                Arc::clone(&options.clock),
+            )),
+        };
+        let http = http.bind(&binding, &mut problems);
+        let redis = redis.bind(&binding, &mut problems);
+        let cron = cron.bind(&binding, &mut problems);
         if !problems.is_empty() {
             app.close();
             return Err(StartError::Problems {
@@ -172,6 +190,8 @@ impl LoadedApp {
             servers,
             settings: options.settings.clone(),
             clock: Arc::clone(&options.clock),
+            metrics,
+            metrics_listen: options.metrics_listen,
         })
     }
 }
@@ -181,6 +201,7 @@ impl LoadedApp {
 pub struct RunningApp {
     app: Arc<App>,
     address: SocketAddr,
+    metrics_address: Option<SocketAddr>,
     stop: tokio::sync::watch::Sender<()>,
     triggers: Vec<tokio::task::JoinHandle<()>>,
     routes: Vec<(HttpRoute, ComponentId)>,
@@ -190,15 +211,20 @@ pub struct RunningApp {
 
 impl RunningApp {
     /// Starts `loaded`: chooses who serves each Redis address (probing it in
-    /// [`RedisMode::Auto`]), starts the epoch ticker, then the triggers; the HTTP trigger
-    /// listens on `listen` (port 0 picks a free port).
+    /// [`RedisMode::Auto`]), starts the epoch ticker, then the triggers (and the metrics
+    /// endpoint, if asked for); the HTTP trigger listens on `listen` (port 0 picks a free
+    /// port).
     pub async fn start(loaded: LoadedApp, listen: SocketAddr) -> Result<Self, StartError> {
-        let listener = TcpListener::bind(listen).await.map_err(|error| {
-            anyhow::anyhow!(
-                "cannot listen on {listen}: {error}\n    fix: stop whatever uses that port, or pass --listen 127.0.0.1:PORT"
-            )
-        })?;
+        let listener = bind(listen, "--listen").await?;
         let address = listener.local_addr().map_err(anyhow::Error::from)?;
+        let metrics_listener = match loaded.metrics_listen {
+            Some(listen) => Some(bind(listen, "--metrics-listen").await?),
+            None => None,
+        };
+        let metrics_address = match &metrics_listener {
+            Some(listener) => Some(listener.local_addr().map_err(anyhow::Error::from)?),
+            None => None,
+        };
         let LoadedApp {
             app,
             http,
@@ -210,6 +236,8 @@ impl RunningApp {
             servers,
             settings,
             clock,
+            metrics,
+            metrics_listen: _,
         } = loaded;
         servers.choose(&redis_addresses).await;
         app.start_epoch_ticker();
@@ -225,10 +253,6 @@ impl RunningApp {
                 )
             })
             .collect();
-        // Service chaining goes through the HTTP trigger, from whichever trigger's instance.
-        let context = InstanceContext {
-            chaining: Some(Arc::clone(&http) as Arc<dyn ServiceChaining>),
-        };
         let (stop, stopped) = tokio::sync::watch::channel(());
         let mut http_stop = stopped.clone();
         let drain = settings.drain_timeout;
@@ -238,13 +262,12 @@ impl RunningApp {
                     servers: &servers,
                     settings: &settings.redis,
                     clock: &clock,
-                    context: context.clone(),
                     drain,
                 },
                 stopped.clone(),
             )
             .await;
-        let triggers = vec![
+        let mut triggers = vec![
             redis,
             tokio::spawn(http.run(
                 listener,
@@ -253,11 +276,15 @@ impl RunningApp {
                 },
                 drain,
             )),
-            tokio::spawn(cron.run(clock, context, stopped, drain)),
+            tokio::spawn(cron.run(clock, stopped.clone(), drain)),
         ];
+        if let Some(listener) = metrics_listener {
+            triggers.push(tokio::spawn(metrics::serve(listener, metrics, stopped)));
+        }
         Ok(Self {
             app,
             address,
+            metrics_address,
             stop,
             triggers,
             routes,
@@ -269,6 +296,11 @@ impl RunningApp {
     /// The address the HTTP trigger listens on.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The address the host's metrics are served on (`--metrics-listen`), if any.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_address
     }
 
     /// The HTTP triggers, for the start-up listing: `(route, component)`.
@@ -313,6 +345,15 @@ impl RunningApp {
         self.app.close();
         tracing::info!("stopped");
     }
+}
+
+/// A listener on `address`, given by `flag`.
+async fn bind(address: SocketAddr, flag: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address).await.map_err(|error| {
+        StartError::Host(anyhow::anyhow!(
+            "cannot listen on {address}: {error}\n    fix: stop whatever uses that port, or pass {flag} 127.0.0.1:PORT"
+        ))
+    })
 }
 
 /// Where state, logs and compiled components live.

@@ -23,4 +23,6 @@ pub use build::{BuildError, build_all};
 pub use entry::{LoadOptions, LoadedApp, RunningApp, StartError};
 pub use services::clock::{HostClock, SystemClock};
 pub use services::redis::RedisMode;
-pub use settings::{Backoff, DEFAULT_REDIS_CONCURRENCY, HostSettings, HttpSettings, RedisSettings};
+pub use settings::{
+    Backoff, DEFAULT_REDIS_CONCURRENCY, HostSettings, HttpSettings, InstanceSettings, RedisSettings,
+};

@@ -1,5 +1,7 @@
 //! Component stdout and stderr: each line goes to the host's terminal prefixed with the component
-//! id, and unchanged to `<log-dir>/<component>_{stdout,stderr}.txt` (as Spin writes them).
+//! id, and unchanged to `<log-dir>/<component>_{stdout,stderr}.txt` (as Spin writes them). One
+//! instance may write a bounded amount to each; past it, the write traps and the instance stops
+//! (a guest writing endless output must not fill the disk).
 
 use crate::services::lock::lock;
 use bytes::Bytes;
@@ -10,7 +12,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
 /// Which of the host's streams a component stream is echoed to.
 #[derive(Debug, Clone, Copy)]
@@ -27,22 +29,34 @@ pub enum Terminal {
 #[derive(Clone)]
 pub struct ComponentOutput {
     sink: Arc<Sink>,
+    stream: String,
 }
 
 struct Sink {
     prefix: String,
     terminal: Terminal,
     file: Option<Mutex<File>>,
+    /// What one instance may write, in bytes.
+    limit: usize,
+}
+
+/// An instance wrote more than its output limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the component wrote more than {limit} bytes to {stream}; the instance was stopped")]
+pub(crate) struct OutputLimitExceeded {
+    limit: usize,
+    stream: String,
 }
 
 impl ComponentOutput {
     /// Output of `component` named `stream` (`stdout`/`stderr`), logged under `log_dir` when
-    /// given and echoed to `terminal`.
+    /// given and echoed to `terminal`; each instance may write up to `limit` bytes.
     pub fn new(
         component: &str,
         stream: &str,
         log_dir: Option<&Path>,
         terminal: Terminal,
+        limit: usize,
     ) -> std::io::Result<Self> {
         let file = match log_dir {
             Some(dir) => {
@@ -60,7 +74,9 @@ impl ComponentOutput {
                 prefix: format!("[{component}] "),
                 terminal,
                 file,
+                limit,
             }),
+            stream: stream.to_owned(),
         })
     }
 
@@ -68,6 +84,8 @@ impl ComponentOutput {
         LineWriter {
             sink: Arc::clone(&self.sink),
             partial: Vec::new(),
+            left: self.sink.limit,
+            stream: self.stream.clone(),
         }
     }
 }
@@ -103,13 +121,23 @@ impl Sink {
 struct LineWriter {
     sink: Arc<Sink>,
     partial: Vec<u8>,
+    /// What the instance may still write.
+    left: usize,
+    stream: String,
 }
 
 impl LineWriter {
-    fn write_bytes(&mut self, bytes: &[u8]) {
+    fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), OutputLimitExceeded> {
+        self.left = self
+            .left
+            .checked_sub(bytes.len())
+            .ok_or_else(|| OutputLimitExceeded {
+                limit: self.sink.limit,
+                stream: self.stream.clone(),
+            })?;
         self.sink.write_file(bytes);
         if matches!(self.sink.terminal, Terminal::Quiet) {
-            return;
+            return Ok(());
         }
         self.partial.extend_from_slice(bytes);
         if let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') {
@@ -117,6 +145,7 @@ impl LineWriter {
             let complete = std::mem::replace(&mut self.partial, rest);
             self.sink.write_lines(&complete);
         }
+        Ok(())
     }
 }
 
@@ -151,8 +180,8 @@ impl Pollable for LineWriter {
 
 impl OutputStream for LineWriter {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.write_bytes(&bytes);
-        Ok(())
+        self.write_bytes(&bytes)
+            .map_err(|exceeded| StreamError::Trap(exceeded.into()))
     }
 
     fn flush(&mut self) -> StreamResult<()> {
@@ -170,8 +199,11 @@ impl tokio::io::AsyncWrite for LineWriter {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.write_bytes(buf);
-        Poll::Ready(Ok(buf.len()))
+        Poll::Ready(
+            self.write_bytes(buf)
+                .map(|()| buf.len())
+                .map_err(std::io::Error::other),
+        )
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -191,23 +223,46 @@ mod tests {
     fn log_file_gets_raw_bytes_from_every_instance() {
         let dir = tempfile::tempdir().unwrap();
         let output =
-            ComponentOutput::new("orders", "stdout", Some(dir.path()), Terminal::Quiet).unwrap();
+            ComponentOutput::new("orders", "stdout", Some(dir.path()), Terminal::Quiet, 1024)
+                .unwrap();
         let mut first = output.writer();
         let mut second = output.writer();
-        first.write_bytes(b"hello ");
-        second.write_bytes(b"other\n");
-        first.write_bytes(b"world\n");
+        first.write_bytes(b"hello ").unwrap();
+        second.write_bytes(b"other\n").unwrap();
+        first.write_bytes(b"world\n").unwrap();
         let logged = std::fs::read_to_string(dir.path().join("orders_stdout.txt")).unwrap();
         assert_eq!(logged, "hello other\nworld\n");
     }
 
     #[test]
     fn partial_lines_wait_for_their_newline() {
-        let output = ComponentOutput::new("c", "stderr", None, Terminal::Stderr).unwrap();
+        let output = ComponentOutput::new("c", "stderr", None, Terminal::Stderr, 1024).unwrap();
         let mut writer = output.writer();
-        writer.write_bytes(b"no newline yet");
+        writer.write_bytes(b"no newline yet").unwrap();
         assert_eq!(writer.partial, b"no newline yet");
-        writer.write_bytes(b" done\nnext");
+        writer.write_bytes(b" done\nnext").unwrap();
         assert_eq!(writer.partial, b"next");
+    }
+
+    #[test]
+    fn an_instance_writes_up_to_its_limit_and_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let output =
+            ComponentOutput::new("c", "stdout", Some(dir.path()), Terminal::Quiet, 10).unwrap();
+        let mut writer = output.writer();
+        writer.write_bytes(b"0123456789").unwrap();
+        let exceeded = writer.write_bytes(b"x").unwrap_err();
+        assert!(
+            exceeded
+                .to_string()
+                .contains("more than 10 bytes to stdout")
+        );
+        let mut next = output.writer();
+        next.write_bytes(b"fresh\n").unwrap();
+        let logged = std::fs::read_to_string(dir.path().join("c_stdout.txt")).unwrap();
+        assert_eq!(
+            logged, "0123456789fresh\n",
+            "the instance's own limit, not the component's"
+        );
     }
 }

@@ -188,8 +188,8 @@ impl<S: Sql> Inventory<S> {
         let parameters = [SqlValue::text(order_id.as_str()), SqlValue::Text(request)];
         let mut found = self.run("reserve stock", RESERVE, &parameters)?;
         if outcome_of(&found.rows) == Some("unknown") {
-            // Once more even if this seeding added nothing: another instance may have seeded
-            // since the statement ran.
+            // Seed and ask again, even if another connection seeded first (it may have done so
+            // between the two statements): only a product the catalogue lacks stays unknown.
             self.seed()?;
             found = self.run("reserve stock", RESERVE, &parameters)?;
         }

@@ -165,8 +165,7 @@ impl<S: Sql> Inventory<S> {
     ) -> Result<StockLevel, InventoryError> {
         let mut found = statement()?;
         if found.rows.is_empty() {
-            // Once more even if this seeding added nothing: another instance may have seeded
-            // since the statement ran.
+            // Another connection may have seeded between the two statements: ask again anyway.
             self.seed()?;
             found = statement()?;
         }

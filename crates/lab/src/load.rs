@@ -65,15 +65,18 @@ impl fmt::Display for LoadReport {
     }
 }
 
-/// Loads `path` on `address` with `connections` connections for `duration`, after a one-second
-/// warm-up that is not counted.
+/// Load sent before the measured window, not counted.
+pub const WARM_UP: Duration = Duration::from_secs(1);
+
+/// Loads `address` with GET `path` on `connections` keep-alive connections for [`WARM_UP`] and
+/// then `duration`, counting only the latter.
 pub async fn run(
     address: SocketAddr,
     path: &str,
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<LoadReport> {
-    let warm_until = Instant::now() + Duration::from_secs(1);
+    let warm_until = Instant::now() + WARM_UP;
     let end = warm_until + duration;
     let mut workers = Vec::new();
     for _ in 0..connections {

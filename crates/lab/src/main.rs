@@ -2,6 +2,7 @@
 //! noise of a shared machine cancels out.
 
 mod control;
+mod edge;
 mod load;
 mod messaging;
 mod native;
@@ -9,6 +10,7 @@ mod orders_load;
 mod pipeline;
 mod process;
 mod saga;
+mod usage;
 
 use clap::{Parser, Subcommand};
 use control::{Control, FaultMode};
@@ -164,6 +166,28 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// The edge under abuse on the trivial app: resident memory idle, under load and after a
+    /// burst of large uploads; normal requests beside stalled uploads.
+    Edge {
+        /// Connections of the normal load.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Seconds of each normal load.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent uploads in the burst.
+        #[arg(long, default_value_t = 500)]
+        burst: usize,
+        /// Megabytes (10^6 bytes) in each upload of the burst.
+        #[arg(long, default_value_t = 2)]
+        upload_mb: usize,
+        /// Seconds after the burst at which memory is read again.
+        #[arg(long, default_value_t = 30)]
+        settle_seconds: u64,
+        /// Uploads that stall.
+        #[arg(long, default_value_t = 1000)]
+        stalled: usize,
+    },
     /// Serve the native baseline (used by http-overhead).
     #[command(hide = true)]
     NativeServer {
@@ -187,6 +211,30 @@ fn main() -> anyhow::Result<()> {
             rounds,
             starts,
         )),
+        Command::Edge {
+            connections,
+            seconds,
+            burst,
+            upload_mb,
+            settle_seconds,
+            stalled,
+        } => {
+            let hello = hello_app();
+            let orderly = process::Orderly::locate()?;
+            orderly.build(&hello)?;
+            generator()?.block_on(edge::run(
+                &orderly,
+                &hello,
+                &edge::EdgePlan {
+                    connections,
+                    load: Duration::from_secs(seconds),
+                    burst,
+                    upload_bytes: upload_mb * 1_000_000,
+                    settle: Duration::from_secs(settle_seconds),
+                    stalled,
+                },
+            ))
+        }
         Command::Messaging {
             messages,
             rounds,
@@ -339,6 +387,11 @@ fn describe(plan: &Plan) -> String {
     )
 }
 
+/// The lab's trivial app, to measure the host's own cost.
+fn hello_app() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("apps/hello/spin.toml")
+}
+
 /// The load generator's runtime: one thread, leaving the other cores to the server under test.
 fn generator() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -352,7 +405,7 @@ async fn http_overhead(
     rounds: usize,
     starts: usize,
 ) -> anyhow::Result<()> {
-    let hello = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("apps/hello/spin.toml");
+    let hello = hello_app();
     let orderly = process::Orderly::locate()?;
     orderly.build(&hello)?;
 
@@ -376,43 +429,69 @@ async fn http_overhead(
         duration.as_secs()
     );
     let state = tempfile::tempdir()?;
-    let mut native_reports = Vec::new();
-    let mut orderly_reports = Vec::new();
+    let (mut native_reports, mut native_cpu) = (Vec::new(), Vec::new());
+    let (mut orderly_reports, mut orderly_cpu) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         let server = process::Server::native().await?;
-        let report = load::run(server.address(), "/", connections, duration).await?;
-        println!("round {round} native hyper:  {report}");
+        let (report, cpu) = load_with_cpu(&server, connections, duration).await?;
+        println!("round {round} native hyper:  {report}, {cpu:.1} µs CPU/request");
         native_reports.push(report);
+        native_cpu.push(cpu);
         server.stop().await;
 
         let server = process::Server::orderly(&orderly, &hello, state.path(), &[]).await?;
-        let report = load::run(server.address(), "/", connections, duration).await?;
-        println!("round {round} orderly up:    {report}");
+        let (report, cpu) = load_with_cpu(&server, connections, duration).await?;
+        println!("round {round} orderly up:    {report}, {cpu:.1} µs CPU/request");
         orderly_reports.push(report);
+        orderly_cpu.push(cpu);
         server.stop().await;
     }
     let native = LoadReport::merge(&native_reports);
     let served = LoadReport::merge(&orderly_reports);
-    println!("\n| server | requests/s | p50 | p99 | errors |");
-    println!("|---|---|---|---|---|");
-    for (name, report) in [
-        ("native hyper", &native),
-        ("orderly up (hello.wasm)", &served),
+    println!("\n| server | requests/s | p50 | p99 | errors | server CPU/request |");
+    println!("|---|---|---|---|---|---|");
+    for (name, report, cpu) in [
+        ("native hyper", &native, &native_cpu),
+        ("orderly up (hello.wasm)", &served, &orderly_cpu),
     ] {
         println!(
-            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.1} µs |",
             report.requests_per_second(),
             report.percentile_ms(50.0),
             report.percentile_ms(99.0),
-            report.errors
+            report.errors,
+            median(cpu)
         );
     }
     println!(
-        "\norderly/native: throughput {:.2}x, p99 {:.2}x",
+        "\norderly/native: throughput {:.2}x, p99 {:.2}x, CPU/request {:.1}x",
         served.requests_per_second() / native.requests_per_second(),
-        served.percentile_ms(99.0) / native.percentile_ms(99.0)
+        served.percentile_ms(99.0) / native.percentile_ms(99.0),
+        median(&orderly_cpu) / median(&native_cpu)
     );
     Ok(())
+}
+
+/// Loads `server` with GET / and measures the server's CPU time (user + system) over the
+/// measured window, per request answered in it (in µs).
+async fn load_with_cpu(
+    server: &process::Server,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<(LoadReport, f64)> {
+    let window = async {
+        tokio::time::sleep(load::WARM_UP).await;
+        let before = server.usage()?;
+        tokio::time::sleep(duration).await;
+        anyhow::Ok(server.usage()?.cpu - before.cpu)
+    };
+    let (report, cpu) = tokio::join!(
+        load::run(server.address(), "/", connections, duration),
+        window
+    );
+    let report = report?;
+    let answered = (report.requests + report.errors).max(1);
+    Ok((report, cpu?.as_secs_f64() * 1e6 / answered as f64))
 }
 
 async fn messaging_experiment(messages: u32, rounds: usize, restarts: usize) -> anyhow::Result<()> {

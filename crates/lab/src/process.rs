@@ -1,5 +1,6 @@
 //! Servers under test as separate processes: the `orderly` binary and the native baseline.
 
+use crate::usage::ProcessUsage;
 use anyhow::{Context as _, bail};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -113,6 +114,12 @@ impl Server {
     /// Where it listens.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Its CPU time so far and its resident memory now.
+    pub fn usage(&self) -> anyhow::Result<ProcessUsage> {
+        let pid = self.child.id().context("the server has exited")?;
+        ProcessUsage::of(pid)
     }
 
     /// Stops the process.

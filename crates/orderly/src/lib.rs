@@ -4,13 +4,13 @@
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use orderly_host::{LoadOptions, LoadedApp, RedisMode, RunningApp};
+use orderly_host::{HttpSettings, LoadOptions, LoadedApp, RedisMode, RunningApp};
 use orderly_manifest::{App as Manifest, HttpRoute};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the application described by spin.toml (like `spin up`).
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Run each component's build command (like `spin build`).
     Build(ManifestArg),
 }
@@ -71,6 +71,55 @@ struct UpArgs {
     /// How many Redis messages are handled at once.
     #[arg(long, default_value_t = orderly_host::DEFAULT_REDIS_CONCURRENCY)]
     redis_concurrency: usize,
+    /// The largest request body accepted, in bytes (suffixes K, M, G: KiB, MiB, GiB); larger
+    /// ones are refused with 413.
+    #[arg(long, value_name = "BYTES", default_value = "10M", value_parser = parse_size)]
+    max_body_size: u64,
+    /// The memory all request bodies read and not yet answered may take together (suffixes
+    /// K, M, G); past it, bodies wait unread for their share.
+    #[arg(long, value_name = "BYTES", default_value = "128M", value_parser = parse_size)]
+    body_memory: u64,
+    /// Seconds a request body gets to arrive, beyond its bytes at the minimum rate (16 KiB/s).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    body_timeout: Duration,
+    /// Requests whose instances run at once; more wait briefly, then get 503.
+    #[arg(long, value_name = "N", default_value_t = HttpSettings::default().max_in_flight)]
+    max_in_flight: usize,
+    /// Seconds one instance (a request, a message, a cron run) may run before it is stopped
+    /// (an HTTP request then gets 504).
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
+    deadline: Duration,
+    /// Serve the host's own Prometheus metrics on this address (GET /metrics); off by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+}
+
+/// A size in bytes: a number, optionally followed by K, M or G (binary multiples).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let digits = upper.trim_end_matches(['B', 'I']);
+    let (number, shift) = match digits.chars().last() {
+        Some('K') => (&digits[..digits.len() - 1], 10),
+        Some('M') => (&digits[..digits.len() - 1], 20),
+        Some('G') => (&digits[..digits.len() - 1], 30),
+        _ => (digits, 0),
+    };
+    number
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("expected a size such as 1048576, 512K or 10M, got {text:?}"))
+}
+
+/// A positive number of seconds (fractions allowed).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("expected a positive number of seconds, got {text:?}"))
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {
@@ -87,7 +136,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(args) => build(&args),
-        Command::Up(args) => up(args, started),
+        Command::Up(args) => up(*args, started),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -145,9 +194,15 @@ fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         env: args.env,
         echo_component_output: !args.quiet,
         redis_mode: args.redis,
+        metrics_listen: args.metrics_listen,
         ..LoadOptions::new(manifest)
     };
     options.settings.redis.concurrency = args.redis_concurrency;
+    options.settings.http.max_body_size = args.max_body_size;
+    options.settings.http.body_memory = args.body_memory;
+    options.settings.http.body_timeout = args.body_timeout;
+    options.settings.http.max_in_flight = args.max_in_flight;
+    options.settings.instances.deadline = args.deadline;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -156,6 +211,9 @@ fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         let app = LoadedApp::load(&options).await?;
         let running = RunningApp::start(app, args.listen).await?;
         print_routes(&running);
+        if let Some(address) = running.metrics_address() {
+            println!("Host metrics: http://{address}/metrics");
+        }
         tracing::info!(ms = started.elapsed().as_millis() as u64, "ready");
         running.run_until(shutdown_signal()).await;
         Ok(())
@@ -219,4 +277,21 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("10M"), Ok(10 << 20));
+        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("ten").is_err());
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_seconds("0").is_err());
+    }
 }

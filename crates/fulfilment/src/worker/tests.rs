@@ -45,9 +45,9 @@ struct FakeServices {
     failing_paths: RefCell<Vec<String>>,
     /// Every request, as `service path`.
     calls: RefCell<Vec<String>>,
-    /// While a request to this path is out, the customer cancels its order through this
-    /// ledger (another connection to the worker's database), as they may at any time.
-    cancel_during: RefCell<Option<(String, Ledger<RusqliteSql>)>>,
+    /// A customer who cancels an order (through this ledger connection) while the request to
+    /// this path is out: (path, order, ledger).
+    cancel_during: RefCell<Option<(String, String, Ledger<RusqliteSql>)>>,
 }
 
 impl FakeServices {
@@ -230,15 +230,17 @@ impl ServiceClient for FakeServices {
             .get(&request.service)
             .cloned()
             .unwrap_or(Mode::Up);
-        if let Some((path, ledger)) = self.cancel_during.borrow().as_ref()
+        if let Some((path, order, ledger)) = self.cancel_during.borrow().as_ref()
             && *path == request.path
         {
-            let body: Value = serde_json::from_slice(&request.body).unwrap();
-            let order = OrderId::parse(body["order_id"].as_str().unwrap()).unwrap();
             let outcome = ledger
-                .request_cancel(&order, Timestamp(START_MS), "changed my mind")
+                .request_cancel(
+                    &OrderId::parse(order).unwrap(),
+                    Timestamp(START_MS),
+                    "mid-step",
+                )
                 .unwrap();
-            assert_eq!(outcome, CancelOutcome::Cancelling, "accepted (202)");
+            assert_eq!(outcome, CancelOutcome::Cancelling);
         }
         let failing = self.failing_paths.borrow().contains(&request.path);
         let answer = match mode {
@@ -268,12 +270,27 @@ impl PriceList for Prices {
     }
 }
 
+/// Records the channels it rang doorbells on.
+#[derive(Default)]
+struct FakePublisher {
+    rang_on: RefCell<Vec<String>>,
+}
+
+impl DoorbellPublisher for FakePublisher {
+    fn ring(&self, channel: &str, doorbell: &Doorbell) -> Result<(), String> {
+        assert_eq!(*doorbell, Doorbell::backlog());
+        self.rang_on.borrow_mut().push(channel.to_owned());
+        Ok(())
+    }
+}
+
 struct Harness {
-    directory: tempfile::TempDir,
+    _directory: tempfile::TempDir,
     ledger: Ledger<RusqliteSql>,
     store: MemoryStore,
     clock: ManualClock,
     services: FakeServices,
+    publisher: FakePublisher,
     settings: FulfilmentSettings,
     runs: Cell<u32>,
 }
@@ -283,11 +300,12 @@ impl Harness {
         let directory = tempfile::tempdir().unwrap();
         let ledger = Ledger::new(RusqliteSql::open(directory.path().join("l.db")).unwrap());
         Self {
-            directory,
+            _directory: directory,
             ledger,
             store: MemoryStore::new(),
             clock: ManualClock::new(START_MS),
             services: FakeServices::new(),
+            publisher: FakePublisher::default(),
             settings: FulfilmentSettings::read(|_| None).unwrap(),
             runs: Cell::new(0),
         }
@@ -348,6 +366,7 @@ impl Harness {
                 clock: &self.clock,
                 services: &self.services,
                 prices: &Prices,
+                publisher: &self.publisher,
                 settings: &self.settings,
             },
             SplitMix64::new(u64::from(self.runs.get())),
@@ -428,7 +447,13 @@ fn a_validated_order_is_reserved_paid_shipped_captured_and_confirmed() {
         ]
     );
     assert!(!h.fulfilment_left());
+    assert_eq!(*h.publisher.rang_on.borrow(), [EVENTS_CHANNEL]);
     assert_eq!(h.drain(), FulfilmentReport::default());
+    assert_eq!(
+        *h.publisher.rang_on.borrow(),
+        [EVENTS_CHANNEL],
+        "nothing ended: no doorbell"
+    );
 }
 
 #[test]
@@ -454,6 +479,7 @@ fn out_of_stock_cancels_the_order_and_releases_nothing_twice() {
         "{:?}",
         h.events("o2")
     );
+    assert_eq!(*h.publisher.rang_on.borrow(), [EVENTS_CHANNEL]);
 }
 
 #[test]
@@ -576,29 +602,31 @@ fn a_customer_cancellation_undoes_what_was_done() {
 }
 
 #[test]
-fn a_cancellation_accepted_while_the_worker_runs_the_saga_is_not_passed_by() {
+fn a_cancellation_asked_for_during_a_step_is_honoured_before_the_next() {
     let h = Harness::new();
-    h.validated("o12", r#"[{"product": "Pizza", "quantity": 2}]"#);
-    // The customer cancels while the shipment is being created: the order is still paid, so
-    // the cancellation is accepted, and the saga must not go on to capture the charge.
-    let other = Ledger::new(RusqliteSql::open(h.directory.path().join("l.db")).unwrap());
-    *h.services.cancel_during.borrow_mut() = Some(("/shipments".into(), other));
+    h.validated("o10", r#"[{"product": "Pizza", "quantity": 2}]"#);
+    let customer = Ledger::new(RusqliteSql::open(h._directory.path().join("l.db")).unwrap());
+    // The customer cancels while the payment is being authorized (the order is `reserved`).
+    *h.services.cancel_during.borrow_mut() = Some(("/payments".into(), "o10".into(), customer));
     let report = h.drain();
-    assert_eq!(report.cancelled, 1, "{report:?}");
-    let view = h.order("o12");
+    assert_eq!(report.cancelled, 1);
+    let view = h.order("o10");
     assert_eq!(view.order.status, OrderStatus::Cancelled);
     assert_eq!(view.order.reason.as_deref(), Some("cancelled_by_customer"));
-    assert_eq!(h.services.payments.borrow()["o12"], "voided");
-    assert_eq!(h.services.shipments.borrow()["o12"], "cancelled");
-    assert_eq!(h.services.reservations.borrow()["o12"], "released");
-    assert_eq!(h.stock("Pizza"), 10);
-    assert!(
-        !h.services
-            .calls()
-            .contains(&"payment /payments/o12/capture".to_owned()),
-        "{:?}",
-        h.services.calls()
+    // Nothing after the authorization was made; what was done is undone (and the shipment that
+    // would have come next is cancelled ahead, so a late one is refused).
+    assert_eq!(
+        h.services.calls(),
+        [
+            "inventory /reservations",
+            "payment /payments",
+            "shipping /shipments/o10/cancel",
+            "payment /payments/o10/compensate",
+            "inventory /reservations/o10/release",
+        ]
     );
+    assert_eq!(h.services.payments.borrow()["o10"], "voided");
+    assert_eq!(h.stock("Pizza"), 10);
 }
 
 #[test]

@@ -69,7 +69,8 @@ pub(crate) struct GrantContext<'a> {
 /// What a new instance gets from the trigger that runs it.
 #[derive(Clone, Default)]
 pub(crate) struct InstanceContext {
-    /// Where `http://<component>.spin.internal` requests go; without it they fail.
+    /// Where `http://<component>.spin.internal` requests go (the HTTP trigger's instances
+    /// only, as in Spin); without it they are denied.
     pub(crate) chaining: Option<Arc<dyn ServiceChaining>>,
 }
 

@@ -4,15 +4,19 @@
 //! run that finds every instance slot taken is logged and skipped too. Time comes from the
 //! host's clock, so the schedule is tested on paused time.
 
-use super::{Call, Export, WhenPoolFull, export, run_instance};
-use crate::app::App;
+use super::{
+    Binding, Call, Export, InstanceError, Runner, WhenPoolFull, export, refuse_service_chaining,
+};
 use crate::capability::InstanceContext;
 use crate::capability::bindings::fermyon::spin_cron::cron_types::{self, Metadata};
 use crate::instance::InstanceState;
 use crate::services::clock::HostClock;
+use crate::services::metrics::HostMetrics;
+use crate::services::repeated_log::RepeatedLog;
 use bindings::{SpinCron, SpinCronPre};
 use chrono::{DateTime, Utc};
-use orderly_manifest::{App as Manifest, ComponentId, ConfigProblem};
+use orderly_manifest::{App as Manifest, ComponentId, ConfigProblem, ResolvedVariables};
+use prometheus::IntCounter;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -87,8 +91,23 @@ pub(crate) struct CronPlan {
 }
 
 impl CronPlan {
-    /// The jobs of `manifest`; bad expressions go to `problems`.
-    pub(crate) fn new(manifest: &Manifest, problems: &mut Vec<ConfigProblem>) -> Self {
+    /// The jobs of `manifest`; bad expressions, and components that list service-chaining
+    /// hosts, go to `problems`.
+    pub(crate) fn new(
+        manifest: &Manifest,
+        variables: &ResolvedVariables,
+        problems: &mut Vec<ConfigProblem>,
+    ) -> Self {
+        refuse_service_chaining(
+            "cron",
+            manifest
+                .cron_triggers
+                .iter()
+                .map(|trigger| &trigger.component),
+            manifest,
+            variables,
+            problems,
+        );
         let jobs = manifest
             .cron_triggers
             .iter()
@@ -122,9 +141,14 @@ impl CronPlan {
         &self.schedules
     }
 
-    /// The trigger over `app`: every component it runs must export `handle-cron-event` (else
-    /// a problem).
-    pub(crate) fn bind(self, app: &Arc<App>, problems: &mut Vec<ConfigProblem>) -> CronTrigger {
+    /// The trigger over the app: every component it runs must export `handle-cron-event`
+    /// (else a problem).
+    pub(crate) fn bind(
+        self,
+        binding: &Binding<'_>,
+        problems: &mut Vec<ConfigProblem>,
+    ) -> CronTrigger {
+        let app = binding.app;
         let mut checked = std::collections::BTreeMap::new();
         let mut jobs = Vec::new();
         for job in self.jobs {
@@ -140,8 +164,11 @@ impl CronPlan {
             }
         }
         CronTrigger {
-            app: Arc::clone(app),
+            // A run that finds every slot taken is logged and skipped, as an overlapping one is.
+            runner: Arc::new(binding.runner("cron", WhenPoolFull::GiveUp)),
             jobs,
+            metrics: Arc::clone(binding.metrics),
+            log: Arc::clone(binding.log),
         }
     }
 }
@@ -167,17 +194,18 @@ impl Export for SpinCronPre<InstanceState> {
 
 /// The cron trigger, over an app.
 pub(crate) struct CronTrigger {
-    app: Arc<App>,
+    runner: Arc<Runner>,
     jobs: Vec<(CronJob, SpinCronPre<InstanceState>)>,
+    metrics: Arc<HostMetrics>,
+    log: Arc<RepeatedLog>,
 }
 
 impl CronTrigger {
-    /// Runs every job until `stop` changes, then waits (up to `drain`) for running jobs. Each
-    /// instance gets `context`.
+    /// Runs every job until `stop` changes, then waits (up to `drain`) for running jobs. As in
+    /// Spin, a cron-triggered instance gets no service chaining.
     pub(crate) async fn run(
         self,
         clock: Arc<dyn HostClock>,
-        context: InstanceContext,
         stop: watch::Receiver<()>,
         drain: Duration,
     ) {
@@ -185,17 +213,27 @@ impl CronTrigger {
             .jobs
             .into_iter()
             .map(|(job, handler)| {
+                let component = job.component.as_str();
                 let run = CronRun {
-                    app: Arc::clone(&self.app),
+                    runner: Arc::clone(&self.runner),
                     component: job.component.clone(),
                     handler,
-                    context: context.clone(),
-                    clock: Arc::clone(&clock),
+                    context: InstanceContext::default(),
+                    runs: self.metrics.cron_runs.with_label_values(&[component]),
+                    no_slot: self
+                        .metrics
+                        .cron_skips
+                        .with_label_values(&[component, "no_slot"]),
+                    log: Arc::clone(&self.log),
                 };
+                let overlap = self
+                    .metrics
+                    .cron_skips
+                    .with_label_values(&[component, "overlap"]);
                 let (clock, stop) = (Arc::clone(&clock), stop.clone());
                 tokio::spawn(async move {
                     let run = Arc::new(run);
-                    schedule(&job, clock.as_ref(), stop, drain, |slot| {
+                    schedule(&job, clock.as_ref(), stop, drain, &overlap, |slot| {
                         tokio::spawn(Arc::clone(&run).fire(slot))
                     })
                     .await;
@@ -210,13 +248,14 @@ impl CronTrigger {
 
 /// Fires `job` on its schedule until `stop` changes: `fire(slot)` starts the run for a slot
 /// and hands back its task. A slot fires once, even when the wall clock steps back; a slot
-/// that comes while the previous run is still going is skipped and logged. Once stopped,
-/// waits (up to `drain`) for the last run.
+/// that comes while the previous run is still going is skipped, logged and counted in
+/// `skipped`. Once stopped, waits (up to `drain`) for the last run.
 async fn schedule(
     job: &CronJob,
     clock: &dyn HostClock,
     mut stop: watch::Receiver<()>,
     drain: Duration,
+    skipped: &IntCounter,
     mut fire: impl FnMut(DateTime<Utc>) -> tokio::task::JoinHandle<()>,
 ) {
     let mut current: Option<tokio::task::JoinHandle<()>> = None;
@@ -239,6 +278,7 @@ async fn schedule(
         }
         last = Some(next);
         if current.as_ref().is_some_and(|run| !run.is_finished()) {
+            skipped.inc();
             tracing::warn!(
                 component = %job.component,
                 scheduled = %next,
@@ -272,48 +312,53 @@ impl Call<SpinCron> for HandleCronEvent {
 
 /// What one job's runs need.
 struct CronRun {
-    app: Arc<App>,
+    runner: Arc<Runner>,
     component: ComponentId,
     handler: SpinCronPre<InstanceState>,
     context: InstanceContext,
-    clock: Arc<dyn HostClock>,
+    /// Runs started.
+    runs: IntCounter,
+    /// Runs skipped for want of an instance slot.
+    no_slot: IntCounter,
+    log: Arc<RepeatedLog>,
 }
 
 impl CronRun {
-    /// Runs one event in a fresh instance; failures are logged with the component.
+    /// Runs one event in a fresh instance; failures are logged with the component (repeated
+    /// ones thinned out).
     async fn fire(self: Arc<Self>, scheduled: DateTime<Utc>) {
-        let Some(component) = self.app.component(self.component.as_str()) else {
+        let Some(component) = self.runner.app().component(self.component.as_str()) else {
             return;
         };
-        let started = self.clock.now();
-        let timestamp = u64::try_from(self.clock.wall().timestamp()).unwrap_or(0);
-        let result = run_instance(
-            &self.app,
-            component,
-            &self.handler,
-            // A run that finds every slot taken is logged and skipped, as an overlapping one is.
-            WhenPoolFull::GiveUp,
-            &self.context,
-            self.clock.as_ref(),
-            HandleCronEvent(Metadata { timestamp }),
-        )
-        .await;
-        let ms = (self.clock.now() - started).as_secs_f64() * 1e3;
-        match result {
+        self.runs.inc();
+        let clock = self.runner.clock();
+        let started = clock.now();
+        let timestamp = u64::try_from(clock.wall().timestamp()).unwrap_or(0);
+        let result = self
+            .runner
+            .run(
+                component,
+                &self.handler,
+                &self.context,
+                HandleCronEvent(Metadata { timestamp }),
+            )
+            .await;
+        let ms = (clock.now() - started).as_secs_f64() * 1e3;
+        let id = &component.id;
+        let failure = match result {
             Ok(Ok(())) => {
-                tracing::info!(target: "orderly::cron", component = %component.id, %scheduled, ms, "cron run")
+                tracing::info!(target: "orderly::cron", component = %id, %scheduled, ms, "cron run");
+                return;
             }
-            Ok(Err(error)) => tracing::error!(
-                target: "orderly::cron", component = %component.id, %scheduled, ?error,
-                "the cron handler returned an error"
-            ),
-            Err(error) => {
-                let error = error.error();
-                tracing::error!(
-                    target: "orderly::cron", component = %component.id, %scheduled,
-                    "the cron handler failed: {error:?}"
-                )
+            Ok(Err(error)) => format!("the cron handler returned an error: {error:?}"),
+            Err(error @ InstanceError::PoolFull(_)) => {
+                self.no_slot.inc();
+                format!("cron run skipped: {error}")
             }
+            Err(error) => format!("the cron handler failed: {error}"),
+        };
+        if let Some(left_out) = self.log.admit(&format!("cron failed {id}")) {
+            tracing::error!(target: "orderly::cron", component = %id, %scheduled, left_out, "{failure}");
         }
     }
 }
@@ -373,10 +418,18 @@ mod tests {
         let scheduler = tokio::spawn({
             let (clock, fired) = (Arc::clone(&clock), Arc::clone(&fired));
             async move {
-                schedule(&job, clock.as_ref(), stopped, Duration::ZERO, |slot| {
-                    lock(&fired).push(slot);
-                    tokio::spawn(tokio::time::sleep(Duration::from_millis(run_ms)))
-                })
+                let skipped = IntCounter::new("skipped", "runs skipped").unwrap();
+                schedule(
+                    &job,
+                    clock.as_ref(),
+                    stopped,
+                    Duration::ZERO,
+                    &skipped,
+                    |slot| {
+                        lock(&fired).push(slot);
+                        tokio::spawn(tokio::time::sleep(Duration::from_millis(run_ms)))
+                    },
+                )
                 .await
             }
         });

@@ -1,8 +1,8 @@
 //! What runs components: the HTTP, Redis and cron triggers, above the app. Each trigger plans
 //! its own state from the manifest (listing every problem), binds it to the loaded app
 //! (checking that the components it runs export what it calls), then runs. Every trigger runs
-//! an instance the same way, [`run_instance`], and states what it does when every instance slot
-//! is taken ([`WhenPoolFull`]).
+//! an instance the same way, through a [`Runner`], and states what it does when every instance
+//! slot is taken ([`WhenPoolFull`]).
 
 pub(crate) mod cron;
 pub(crate) mod http;
@@ -13,12 +13,82 @@ use crate::capability::InstanceContext;
 use crate::component::ComponentRuntime;
 use crate::instance::InstanceState;
 use crate::services::clock::HostClock;
-use crate::settings::Backoff;
-use orderly_manifest::ConfigProblem;
+use crate::services::metrics::HostMetrics;
+use crate::services::repeated_log::RepeatedLog;
+use crate::settings::{Backoff, HostSettings};
+use orderly_manifest::{App as Manifest, ComponentId, ConfigProblem, ResolvedVariables};
+use prometheus::{IntCounter, IntGauge};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
+
+/// What a trigger bound to the loaded app is given.
+pub(crate) struct Binding<'a> {
+    pub(crate) app: &'a Arc<App>,
+    pub(crate) settings: &'a HostSettings,
+    pub(crate) clock: &'a Arc<dyn HostClock>,
+    pub(crate) metrics: &'a Arc<HostMetrics>,
+    /// Where repeated log lines are thinned out.
+    pub(crate) log: &'a Arc<RepeatedLog>,
+}
+
+impl Binding<'_> {
+    /// How the trigger named `trigger` runs instances, with `when_full` as its policy for a
+    /// full pool.
+    pub(crate) fn runner(&self, trigger: &str, when_full: WhenPoolFull) -> Runner {
+        Runner::new(
+            trigger,
+            self.app,
+            when_full,
+            self.clock,
+            self.settings.instances.deadline,
+            self.metrics,
+        )
+    }
+}
+
+/// Refuses, as real Spin does, a manifest in which a component run by the `trigger` trigger
+/// (Redis or cron) lists a service-chaining host (`*.spin.internal`, `<name>.spin.internal`)
+/// in `allowed_outbound_hosts`: only HTTP-triggered instances may chain.
+pub(crate) fn refuse_service_chaining<'a>(
+    trigger: &str,
+    components: impl IntoIterator<Item = &'a ComponentId>,
+    manifest: &Manifest,
+    variables: &ResolvedVariables,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    let mut seen = std::collections::BTreeSet::new();
+    for id in components {
+        let Some(spec) = manifest.components.get(id).filter(|_| seen.insert(id)) else {
+            continue;
+        };
+        let chaining = spec
+            .allowed_outbound_hosts
+            .iter()
+            .map(|template| variables.render(template))
+            .any(|entry| names_service_chaining(&entry));
+        if chaining {
+            problems.push(ConfigProblem::new(
+                format!("[component.{id}] allowed_outbound_hosts"),
+                format!(
+                    "This application requires the following features that are not available in this version of the '{trigger}' trigger: local_service_chaining"
+                ),
+                format!(
+                    "a {trigger}-triggered component cannot use service chaining (real Spin refuses the app too): remove the *.spin.internal entry and call the app's routes by full URL, e.g. from a variable"
+                ),
+            ));
+        }
+    }
+}
+
+/// Whether an `allowed_outbound_hosts` entry names a service-chaining host, as Spin reads it.
+fn names_service_chaining(entry: &str) -> bool {
+    let rest = entry.split_once("://").map_or(entry, |(_, rest)| rest);
+    let host = rest.split(['/', ':']).next().unwrap_or_default();
+    host.to_ascii_lowercase().ends_with(".spin.internal")
+}
 
 /// What a trigger does when every instance slot is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,21 +107,17 @@ pub(crate) enum WhenPoolFull {
 }
 
 /// Why an instance did not run to the end.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum InstanceError {
     /// Every instance slot was taken, for as long as the trigger's policy waits.
-    PoolFull(wasmtime::Error),
+    #[error("every instance slot is taken")]
+    PoolFull(#[source] wasmtime::Error),
     /// Instantiating or calling the component failed (a trap, for one).
-    Failed(wasmtime::Error),
-}
-
-impl InstanceError {
-    /// The underlying error, for the log.
-    pub(crate) fn error(&self) -> &wasmtime::Error {
-        match self {
-            Self::PoolFull(error) | Self::Failed(error) => error,
-        }
-    }
+    #[error("the component failed: {}", .0.root_cause())]
+    Failed(#[source] wasmtime::Error),
+    /// The instance ran past its deadline and was stopped.
+    #[error("the component ran past its deadline ({} s) and was stopped", .0.as_secs_f64())]
+    DeadlineExceeded(Duration),
 }
 
 /// A component's export that a trigger calls, prepared from the linked component.
@@ -109,27 +175,96 @@ pub(crate) trait Call<I>: Send {
     ) -> impl Future<Output = wasmtime::Result<Self::Output>> + Send;
 }
 
-/// Runs one instance of `component`: a fresh store (given `context`), the component
-/// instantiated in it (under the trigger's policy for a full pool, `when_full`), then `call`
-/// on its export. The one way every trigger runs a component.
-pub(crate) async fn run_instance<E: Export, C: Call<E::Instance>>(
-    app: &App,
-    component: &ComponentRuntime,
-    export: &E,
+/// How a trigger runs its instances: over the app, under the trigger's policy for a full pool,
+/// each within the instance deadline, counted in the host's metrics. The one way every trigger
+/// runs a component.
+pub(crate) struct Runner {
+    app: Arc<App>,
     when_full: WhenPoolFull,
-    context: &InstanceContext,
-    clock: &dyn HostClock,
-    call: C,
-) -> Result<C::Output, InstanceError> {
-    let mut store = app.new_store(component, context);
-    let mut instantiate = Instantiate {
-        export,
-        store: &mut store,
-    };
-    let instance = with_free_slot(when_full, clock, is_pool_full, &mut instantiate).await?;
-    call.call(&mut store, instance)
-        .await
-        .map_err(InstanceError::Failed)
+    clock: Arc<dyn HostClock>,
+    deadline: Duration,
+    in_use: IntGauge,
+    refused: IntCounter,
+}
+
+impl Runner {
+    /// Runs instances of `app` for `trigger` (its metrics label).
+    pub(crate) fn new(
+        trigger: &str,
+        app: &Arc<App>,
+        when_full: WhenPoolFull,
+        clock: &Arc<dyn HostClock>,
+        deadline: Duration,
+        metrics: &HostMetrics,
+    ) -> Self {
+        Self {
+            app: Arc::clone(app),
+            when_full,
+            clock: Arc::clone(clock),
+            deadline,
+            in_use: metrics.instances_in_use.with_label_values(&[trigger]),
+            refused: metrics.instances_refused.with_label_values(&[trigger]),
+        }
+    }
+
+    /// The app the instances belong to.
+    pub(crate) fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// The clock.
+    pub(crate) fn clock(&self) -> &Arc<dyn HostClock> {
+        &self.clock
+    }
+
+    /// Runs one instance of `component`: a fresh store (given `context`), the component
+    /// instantiated in it (under the trigger's policy for a full pool), then `call` on its
+    /// export; all of it stopped at the deadline.
+    pub(crate) async fn run<E: Export, C: Call<E::Instance>>(
+        &self,
+        component: &ComponentRuntime,
+        export: &E,
+        context: &InstanceContext,
+        call: C,
+    ) -> Result<C::Output, InstanceError> {
+        let mut store = self.app.new_store(component, context);
+        let running = async {
+            let mut instantiate = Instantiate {
+                export,
+                store: &mut store,
+            };
+            let instance = with_free_slot(
+                self.when_full,
+                self.clock.as_ref(),
+                is_pool_full,
+                &mut instantiate,
+            )
+            .await?;
+            self.in_use.inc();
+            let _in_use = Decrement(&self.in_use);
+            call.call(&mut store, instance)
+                .await
+                .map_err(InstanceError::Failed)
+        };
+        // A busy guest yields at every epoch tick (`App::new_store`), so the deadline stops a
+        // loop as surely as a wait.
+        let result = tokio::time::timeout(self.deadline, running)
+            .await
+            .unwrap_or(Err(InstanceError::DeadlineExceeded(self.deadline)));
+        if matches!(result, Err(InstanceError::PoolFull(_))) {
+            self.refused.inc();
+        }
+        result
+    }
+}
+
+/// Takes one off a gauge when dropped (an instance ended, or was stopped).
+struct Decrement<'a>(&'a IntGauge);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Whether instantiating failed because every instance slot is taken.
@@ -241,6 +376,7 @@ mod tests {
             Ok(()) => "ran",
             Err(InstanceError::PoolFull(_)) => "pool full",
             Err(InstanceError::Failed(_)) => "failed",
+            Err(InstanceError::DeadlineExceeded(_)) => "deadline",
         };
         (pool.times, outcome)
     }
@@ -250,6 +386,25 @@ mod tests {
         WhenPoolFull::Wait {
             backoff: redis.pool_backoff,
             limit: redis.pool_wait,
+        }
+    }
+
+    #[test]
+    fn service_chaining_hosts_are_the_spin_internal_ones() {
+        for entry in [
+            "http://*.spin.internal",
+            "http://orders.spin.internal",
+            "https://Orders.Spin.Internal:8080",
+            "*://*.spin.internal:*",
+        ] {
+            assert!(names_service_chaining(entry), "{entry}");
+        }
+        for entry in [
+            "http://127.0.0.1:3000",
+            "*://*:*",
+            "redis://spin.internal.example.com",
+        ] {
+            assert!(!names_service_chaining(entry), "{entry}");
         }
     }
 

@@ -4,14 +4,14 @@
 //! that finds every instance slot taken waits for one (with backoff, up to a limit) rather than
 //! being dropped.
 
-use super::{Call, Export, WhenPoolFull, export, run_instance};
-use crate::app::App;
+use super::{Binding, Call, Export, Runner, WhenPoolFull, export, refuse_service_chaining};
 use crate::capability::InstanceContext;
 use crate::capability::bindings::fermyon::spin::redis_types;
-use crate::engine::MAX_INSTANCES;
 use crate::instance::InstanceState;
 use crate::services::clock::HostClock;
+use crate::services::metrics::HostMetrics;
 use crate::services::redis::{RedisAddress, RedisServer, RedisServers};
+use crate::services::repeated_log::RepeatedLog;
 use crate::settings::{Backoff, RedisSettings};
 use bindings::{RedisHandler, RedisHandlerPre};
 use bytes::Bytes;
@@ -64,13 +64,23 @@ pub(crate) struct RedisPlan {
 }
 
 impl RedisPlan {
-    /// Resolves each `[[trigger.redis]]` (address and channel templates); bad addresses go to
-    /// `problems`.
+    /// Resolves each `[[trigger.redis]]` (address and channel templates); bad addresses, and
+    /// components that list service-chaining hosts, go to `problems`.
     pub(crate) fn new(
         manifest: &Manifest,
         variables: &ResolvedVariables,
         problems: &mut Vec<ConfigProblem>,
     ) -> Self {
+        refuse_service_chaining(
+            "redis",
+            manifest
+                .redis_triggers
+                .iter()
+                .map(|trigger| &trigger.component),
+            manifest,
+            variables,
+            problems,
+        );
         let parse = |template: &Template, location: String, problems: &mut Vec<ConfigProblem>| {
             let url = variables.render(template);
             let parsed = RedisAddress::parse(&url);
@@ -126,9 +136,15 @@ impl RedisPlan {
         &self.addresses
     }
 
-    /// The trigger over `app`: every component it runs must export `inbound-redis` (else a
+    /// The trigger over the app: every component it runs must export `inbound-redis` (else a
     /// problem).
-    pub(crate) fn bind(self, app: &Arc<App>, problems: &mut Vec<ConfigProblem>) -> RedisTrigger {
+    pub(crate) fn bind(
+        self,
+        binding: &Binding<'_>,
+        problems: &mut Vec<ConfigProblem>,
+    ) -> RedisTrigger {
+        let app = binding.app;
+        let settings = &binding.settings.redis;
         let mut handlers = BTreeMap::new();
         for subscription in &self.subscriptions {
             let id = &subscription.component;
@@ -142,9 +158,19 @@ impl RedisPlan {
             }
         }
         RedisTrigger {
-            app: Arc::clone(app),
+            // Every slot taken: wait for one instead of dropping the message.
+            runner: binding.runner(
+                "redis",
+                WhenPoolFull::Wait {
+                    backoff: settings.pool_backoff,
+                    limit: settings.pool_wait,
+                },
+            ),
+            slots: binding.settings.instances.slots,
             subscriptions: self.subscriptions,
             handlers,
+            metrics: Arc::clone(binding.metrics),
+            log: Arc::clone(binding.log),
         }
     }
 }
@@ -169,10 +195,14 @@ impl Export for RedisHandlerPre<InstanceState> {
 
 /// The Redis trigger, over an app.
 pub(crate) struct RedisTrigger {
-    app: Arc<App>,
+    runner: Runner,
+    /// Instance slots in the pool: the most messages handled at once.
+    slots: u32,
     subscriptions: Vec<Subscription>,
     /// The Redis handler of every component a Redis trigger runs.
     handlers: BTreeMap<ComponentId, RedisHandlerPre<InstanceState>>,
+    metrics: Arc<HostMetrics>,
+    log: Arc<RepeatedLog>,
 }
 
 /// What the trigger runs when it starts.
@@ -181,8 +211,6 @@ pub(crate) struct RedisStart<'a> {
     pub(crate) servers: &'a RedisServers,
     pub(crate) settings: &'a RedisSettings,
     pub(crate) clock: &'a Arc<dyn HostClock>,
-    /// What each instance gets (service chaining).
-    pub(crate) context: InstanceContext,
     /// How long shutdown waits for messages received and handlers running.
     pub(crate) drain: Duration,
 }
@@ -209,7 +237,7 @@ impl RedisTrigger {
         stop: watch::Receiver<()>,
     ) -> tokio::task::JoinHandle<()> {
         let settings = start.settings;
-        let concurrency = settings.concurrency.clamp(1, MAX_INSTANCES as usize);
+        let concurrency = settings.concurrency.clamp(1, self.slots as usize);
         let (queue, received) = mpsc::channel::<Message>(settings.queue_capacity.max(1));
         // One subscription connection per address (URL), for all its channels.
         let mut by_address: BTreeMap<&str, (&RedisAddress, BTreeMap<String, Vec<ComponentId>>)> =
@@ -238,6 +266,10 @@ impl RedisTrigger {
                 channels,
                 reconnect: settings.reconnect,
                 clock: Arc::clone(start.clock),
+                reconnects: self
+                    .metrics
+                    .redis_reconnects
+                    .with_label_values(&[address.url.as_str()]),
             };
             listeners.push(tokio::spawn(listener.run(
                 queue.clone(),
@@ -250,15 +282,12 @@ impl RedisTrigger {
             let _ = attempt.await;
         }
         let handlers = Arc::new(Handlers {
-            app: self.app,
+            runner: self.runner,
             handlers: self.handlers,
-            context: start.context,
-            // Every slot taken: wait for one instead of dropping the message.
-            when_full: WhenPoolFull::Wait {
-                backoff: settings.pool_backoff,
-                limit: settings.pool_wait,
-            },
-            clock: Arc::clone(start.clock),
+            // As in Spin, a Redis-triggered instance gets no service chaining.
+            context: InstanceContext::default(),
+            metrics: self.metrics,
+            log: self.log,
         });
         tokio::spawn(dispatch(
             handlers,
@@ -293,54 +322,56 @@ impl Call<RedisHandler> for HandleMessage {
 
 /// What handling a message needs.
 struct Handlers {
-    app: Arc<App>,
+    runner: Runner,
     handlers: BTreeMap<ComponentId, RedisHandlerPre<InstanceState>>,
     context: InstanceContext,
-    when_full: WhenPoolFull,
-    clock: Arc<dyn HostClock>,
+    metrics: Arc<HostMetrics>,
+    log: Arc<RepeatedLog>,
 }
 
 impl Handlers {
     /// Runs component `id`'s handler on one message in a fresh instance; failures are logged
-    /// with the component, channel and message size.
+    /// with the component, channel and message size (repeated ones thinned out).
     async fn deliver(&self, id: &ComponentId, channel: &str, payload: Bytes) {
-        let (Some(component), Some(handler)) =
-            (self.app.component(id.as_str()), self.handlers.get(id))
-        else {
+        let (Some(component), Some(handler)) = (
+            self.runner.app().component(id.as_str()),
+            self.handlers.get(id),
+        ) else {
             return;
         };
-        let started = self.clock.now();
-        let result = run_instance(
-            &self.app,
-            component,
-            handler,
-            self.when_full,
-            &self.context,
-            self.clock.as_ref(),
-            HandleMessage {
-                payload: payload.to_vec(),
-            },
-        )
-        .await;
-        let ms = (self.clock.now() - started).as_secs_f64() * 1e3;
-        match result {
-            Ok(Ok(())) => tracing::debug!(
-                target: "orderly::redis",
-                component = %component.id, channel, bytes = payload.len(), ms, "message handled"
-            ),
-            Ok(Err(error)) => tracing::error!(
-                target: "orderly::redis",
-                component = %component.id, channel, bytes = payload.len(), ?error,
-                "the Redis handler returned an error"
-            ),
-            Err(error) => {
-                let error = error.error();
-                tracing::error!(
+        let labels = [id.as_str(), channel];
+        self.metrics.redis_messages.with_label_values(&labels).inc();
+        let clock = self.runner.clock();
+        let started = clock.now();
+        let result = self
+            .runner
+            .run(
+                component,
+                handler,
+                &self.context,
+                HandleMessage {
+                    payload: payload.to_vec(),
+                },
+            )
+            .await;
+        let ms = (clock.now() - started).as_secs_f64() * 1e3;
+        let failure = match result {
+            Ok(Ok(())) => {
+                tracing::debug!(
                     target: "orderly::redis",
-                    component = %component.id, channel, bytes = payload.len(),
-                    "the Redis handler failed: {error:?}"
-                )
+                    component = %id, channel, bytes = payload.len(), ms, "message handled"
+                );
+                return;
             }
+            Ok(Err(error)) => format!("the Redis handler returned an error: {error:?}"),
+            Err(error) => format!("the Redis handler failed: {error}"),
+        };
+        self.metrics.redis_errors.with_label_values(&labels).inc();
+        if let Some(left_out) = self.log.admit(&format!("redis failed {id} {channel}")) {
+            tracing::error!(
+                target: "orderly::redis",
+                component = %id, channel, bytes = payload.len(), left_out, "{failure}"
+            );
         }
     }
 }
@@ -357,7 +388,7 @@ async fn dispatch(
     drain: Duration,
 ) {
     let permits = Arc::new(Semaphore::new(concurrency));
-    let clock = Arc::clone(&handlers.clock);
+    let clock = Arc::clone(handlers.runner.clock());
     let far_future = clock.now() + Duration::from_secs(3600 * 24 * 365);
     let mut deadline = far_future;
     loop {
@@ -416,6 +447,8 @@ struct Listener {
     /// The waits between attempts to (re)subscribe.
     reconnect: Backoff,
     clock: Arc<dyn HostClock>,
+    /// Subscriptions re-established after a lost connection.
+    reconnects: prometheus::IntCounter,
 }
 
 impl Listener {
@@ -433,6 +466,7 @@ impl Listener {
             channels,
             reconnect,
             clock,
+            reconnects,
         } = self;
         let mut attempted = Some(attempted);
         let names: Vec<String> = channels.keys().cloned().collect();
@@ -449,12 +483,15 @@ impl Listener {
             match subscribed {
                 Ok(mut stream) => {
                     match down_since.take() {
-                        Some(since) => tracing::info!(
+                        Some(since) => {
+                            reconnects.inc();
+                            tracing::info!(
                             address = %address.url,
                             channels = ?names,
                             ms = (clock.now() - since).as_millis() as u64,
                             "reconnected to Redis"
-                        ),
+                            )
+                        }
                         None => {
                             tracing::info!(address = %address.url, channels = ?names, "subscribed")
                         }
@@ -561,6 +598,7 @@ mod tests {
             channels: BTreeMap::new(),
             reconnect: crate::settings::RedisSettings::default().reconnect,
             clock: Arc::new(SystemClock),
+            reconnects: prometheus::IntCounter::new("reconnects", "reconnects").unwrap(),
         };
         let (queue, _received) = mpsc::channel(1);
         let (stop, stopped) = watch::channel(());

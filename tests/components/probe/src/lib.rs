@@ -125,6 +125,29 @@ fn handle(request: Request) -> Response {
             }
             (200, json!({ "busy_ms": ms, "spins": spins }))
         }
+        "/loop" => {
+            // Spins forever without calling the host: only the host's deadline stops it.
+            println!("loop started");
+            let mut spins = 0u64;
+            loop {
+                spins = std::hint::black_box(spins.wrapping_add(1));
+            }
+        }
+        "/oom" => {
+            // Takes memory until the allocator fails (the host's memory limit).
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        "/spew" => {
+            // Writes output without end: only the host's output limit stops it.
+            let line = "x".repeat(1000);
+            loop {
+                println!("{line}");
+            }
+        }
         "/print" => {
             println!("{}", param("text"));
             eprintln!("err: {}", param("text"));

@@ -149,12 +149,13 @@ impl WasiHttpHooks for OutboundHooks {
             }
             if let Some(target) = chained_component(&host) {
                 let Some(chaining) = chaining else {
+                    // As in Spin: only HTTP-triggered instances may chain.
                     tracing::warn!(
                         component = %grant.component,
                         target,
-                        "service chaining is not available to this instance"
+                        "service chaining is denied: only HTTP-triggered instances may chain"
                     );
-                    return Err(Error::DestinationNotFound);
+                    return Err(Error::HttpRequestDenied);
                 };
                 request.headers_mut().remove(http::header::HOST);
                 let served = chaining.serve(target.to_owned(), request);

@@ -2,34 +2,45 @@
 //! component, with Spin's `spin-*` headers, graceful shutdown and one log line per request. It
 //! also serves service-chained requests (`http://<component>.spin.internal`) in-process: it is
 //! the [`ServiceChaining`] handed to the instances.
+//!
+//! At the edge, before any instance is made: the Host header is checked, the body is read whole
+//! (size limit, timeout, minimum rate: [`edge`]), then the request takes a slot
+//! ([`admission`]) or is refused at once. Every error the host answers itself is an
+//! [`HttpError`], mapped to its status in one place ([`error`]).
 
+mod admission;
+mod edge;
+mod error;
 pub mod routes;
 
-use super::{Call, Export, InstanceError, WhenPoolFull, export, run_instance};
-use crate::app::App;
+use super::{Binding, Call, Export, Runner, WhenPoolFull, export};
 use crate::capability::{InstanceContext, ServiceChaining};
 use crate::instance::InstanceState;
-use crate::services::clock::HostClock;
+use crate::services::metrics::HostMetrics;
+use crate::services::repeated_log::RepeatedLog;
 use crate::settings::HttpSettings;
+use admission::Admission;
 use bytes::Bytes;
+use edge::{BodyLimits, BodyMemory};
+use error::HttpError;
 use futures::future::BoxFuture;
 use http::uri::{Authority, PathAndQuery};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use http_problem::Problem;
-use hyper::body::Body;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use orderly_manifest::{App as Manifest, ComponentId, ConfigProblem, HttpRoute};
 use routes::{RouteMatch, RoutePattern, Router};
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use tokio_util::task::TaskTracker;
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
@@ -106,15 +117,14 @@ impl HttpPlan {
         &self.routes
     }
 
-    /// The trigger over `app`: every component it runs must export `wasi:http/incoming-handler`
-    /// (else a problem).
+    /// The trigger over the app: every component it runs must export
+    /// `wasi:http/incoming-handler` (else a problem).
     pub(crate) fn bind(
         self,
-        app: &Arc<App>,
-        settings: &HttpSettings,
-        clock: &Arc<dyn HostClock>,
+        binding: &Binding<'_>,
         problems: &mut Vec<ConfigProblem>,
     ) -> Arc<HttpTrigger> {
+        let app = binding.app;
         let handlers = self
             .components
             .iter()
@@ -124,14 +134,26 @@ impl HttpPlan {
                     .map(|handler| (component.id.clone(), handler))
             })
             .collect();
+        let settings = &binding.settings.http;
         Arc::new(HttpTrigger {
-            app: Arc::clone(app),
+            // Admission keeps requests within the pool; a full pool (chained requests, other
+            // triggers) is answered at once with 503.
+            runner: binding.runner("http", WhenPoolFull::GiveUp),
             router: self.router,
             handlers,
             instances: TaskTracker::new(),
             info: self.info,
+            admission: Admission::new(
+                settings.max_in_flight,
+                settings.max_waiting,
+                settings.slot_wait,
+            ),
+            body_limits: BodyLimits::of(settings),
+            body_memory: BodyMemory::new(settings.body_memory),
+            closing: watch::channel(false).0,
             settings: settings.clone(),
-            clock: Arc::clone(clock),
+            metrics: Arc::clone(binding.metrics),
+            log: Arc::clone(binding.log),
         })
     }
 }
@@ -156,7 +178,7 @@ impl Export for ProxyPre<InstanceState> {
 
 /// The HTTP trigger, running over an app.
 pub(crate) struct HttpTrigger {
-    app: Arc<App>,
+    runner: Runner,
     router: Router<ComponentId>,
     /// The HTTP handler of every component an HTTP trigger runs.
     handlers: BTreeMap<ComponentId, ProxyPre<InstanceState>>,
@@ -164,59 +186,79 @@ pub(crate) struct HttpTrigger {
     /// out, so shutdown waits for them before the stores close.
     instances: TaskTracker,
     info: AppInfo,
+    admission: Admission,
+    body_limits: BodyLimits,
+    body_memory: BodyMemory,
+    /// Turns true when shutdown begins.
+    closing: watch::Sender<bool>,
     settings: HttpSettings,
-    clock: Arc<dyn HostClock>,
+    metrics: Arc<HostMetrics>,
+    log: Arc<RepeatedLog>,
+}
+
+/// What the log line and the metrics of a request name.
+#[derive(Default)]
+struct Served {
+    component: Option<ComponentId>,
+    route: Option<String>,
+}
+
+/// One connection's requests, as its shutdown sees them.
+#[derive(Default)]
+struct ConnectionState {
+    /// Requests being handled now.
+    active: AtomicUsize,
+    /// Told whenever a request starts.
+    started: Notify,
+}
+
+/// Counts a request out of its connection's active ones when it ends (or is dropped).
+struct Active(Arc<ConnectionState>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl HttpTrigger {
     /// Serves on `listener` until `shutdown` completes, then lets in-flight requests (and the
-    /// instances still running after their response) finish for up to `drain`.
+    /// instances still running after their response) finish for up to `drain`. Connections
+    /// already queued when shutdown begins, and requests whose bytes have already arrived,
+    /// are still answered; a body still arriving gets the shutdown grace, no more.
     pub(crate) async fn run(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
         drain: Duration,
     ) {
-        let graceful = GracefulShutdown::new();
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        // A client gets this long to send a request's headers: idle and trickling connections
-        // cannot hold sockets (or a graceful shutdown) forever.
-        builder
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(self.settings.header_read_timeout);
+        let connections = TaskTracker::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, client) = match accepted {
-                        Ok(accepted) => accepted,
-                        Err(error) => {
-                            // Out of file descriptors and the like: back off rather than spin.
-                            tracing::warn!(%error, "accept failed");
-                            tokio::time::sleep(self.settings.accept_backoff).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let trigger = Arc::clone(&self);
-                    let service = hyper::service::service_fn(move |request| {
-                        let trigger = Arc::clone(&trigger);
-                        async move { Ok::<_, Infallible>(trigger.handle(request, client).await) }
-                    });
-                    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                    tokio::spawn(async move {
-                        if let Err(error) = connection.await {
-                            tracing::debug!(%error, %client, "connection ended with an error");
-                        }
-                    });
-                }
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, client)) => {
+                        connections.spawn(Arc::clone(&self).connection(stream, client));
+                    }
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off rather than spin.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(self.settings.accept_backoff).await;
+                    }
+                },
                 () = &mut shutdown => break,
             }
         }
-        drop(listener);
         tracing::info!("shutting down: finishing in-flight requests");
+        self.closing.send_replace(true);
+        // Connections the kernel has queued already were made before shutdown: serve them.
+        while let Some(Ok((stream, client))) = futures::FutureExt::now_or_never(listener.accept()) {
+            connections.spawn(Arc::clone(&self).connection(stream, client));
+        }
+        drop(listener);
+        connections.close();
         let finished = async {
-            graceful.shutdown().await;
+            connections.wait().await;
             self.instances.close();
             self.instances.wait().await;
         };
@@ -228,69 +270,207 @@ impl HttpTrigger {
         }
     }
 
-    /// Handles one request from a client.
-    async fn handle(
-        self: &Arc<Self>,
-        mut request: Request<hyper::body::Incoming>,
-        client: SocketAddr,
-    ) -> Response<WasiBody> {
-        let started = self.clock.now();
-        let request_id = request_id(request.headers());
-        let method = request.method().clone();
-        let path = request.uri().path().to_owned();
-        let (response, component, route) =
-            if let Some(reserved) = path.strip_prefix("/.well-known/spin/") {
-                (well_known(&self.info, reserved), None, None)
-            } else {
-                match self.router.route(&path) {
-                    None => (
-                        problem(
-                            Problem::new(404, "Not Found")
-                                .with_detail(format!("no route matches {path}")),
-                        ),
-                        None,
-                        None,
-                    ),
-                    Some((id, found)) => {
-                        let route = found.raw_route.clone();
-                        let response = match host_authority(request.headers()) {
-                            Ok(authority) => {
-                                set_spin_headers(&mut request, &found, client, authority);
-                                self.respond(id.as_str(), request, &request_id).await
-                            }
-                            Err(bad) => problem(Problem::new(400, "Bad Request").with_detail(
-                                format!("the Host header {bad:?} is not a valid host[:port]"),
-                            )),
-                        };
-                        (response, Some(id.clone()), Some(route))
+    /// Serves one connection until it closes, or until shutdown, after which it answers the
+    /// request in progress, or the one whose bytes have arrived, then closes.
+    async fn connection(self: Arc<Self>, stream: TcpStream, client: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        // A second handle on the socket, to see at shutdown whether a request has arrived
+        // that hyper has not read yet.
+        let peek = stream
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::net::TcpStream::from)
+            .ok();
+        let state = Arc::new(ConnectionState::default());
+        let service = hyper::service::service_fn({
+            let (trigger, state) = (Arc::clone(&self), Arc::clone(&state));
+            move |request| {
+                let trigger = Arc::clone(&trigger);
+                state.active.fetch_add(1, Ordering::AcqRel);
+                state.started.notify_waiters();
+                let active = Active(Arc::clone(&state));
+                async move {
+                    let response = trigger.handle(request, client).await;
+                    drop(active);
+                    Ok::<_, Infallible>(response)
+                }
+            }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        // A client gets this long to send a request's headers: idle and trickling connections
+        // cannot hold sockets (or a graceful shutdown) forever.
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.settings.header_read_timeout);
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let mut connection = std::pin::pin!(connection);
+        let mut closing = self.closing.subscribe();
+        let ended = tokio::select! {
+            ended = connection.as_mut() => Some(ended),
+            _ = closing.wait_for(|closing| *closing) => None,
+        };
+        let ended = match ended {
+            Some(ended) => ended,
+            None => {
+                // Shutting down. Between requests, with a request's bytes already here: let
+                // hyper read it (up to the header timeout) before asking the connection to
+                // close after the request in progress.
+                let idle = state.active.load(Ordering::Acquire) == 0;
+                if idle && peek.as_ref().is_some_and(has_pending_bytes) {
+                    let started = state.started.notified();
+                    tokio::select! {
+                        ended = connection.as_mut() => return log_connection_end(ended, client),
+                        () = started => {}
+                        () = tokio::time::sleep(self.settings.header_read_timeout) => {}
                     }
                 }
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        log_connection_end(ended, client);
+    }
+
+    /// Handles one request from a client; logs it and counts it.
+    async fn handle(
+        self: &Arc<Self>,
+        request: Request<hyper::body::Incoming>,
+        client: SocketAddr,
+    ) -> Response<WasiBody> {
+        let started = self.runner.clock().now();
+        let request_id =
+            edge::client_request_id(request.headers()).map_or_else(new_request_id, str::to_owned);
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let mut served = Served::default();
+        let (mut response, quiet) =
+            match self.serve(request, client, &request_id, &mut served).await {
+                Ok(response) => (response, false),
+                Err(error) => {
+                    let quiet = matches!(error, HttpError::Busy | HttpError::BodyMemoryFull);
+                    if matches!(error, HttpError::Busy)
+                        && let Some(left_out) = self.log.admit("http busy")
+                    {
+                        tracing::warn!(
+                            in_flight = self.admission.in_flight(),
+                            waiting = self.admission.waiting(),
+                            left_out,
+                            "overloaded: refusing requests with 503 before making instances"
+                        );
+                    }
+                    if matches!(error, HttpError::BodyMemoryFull)
+                        && let Some(left_out) = self.log.admit("http body memory")
+                    {
+                        tracing::warn!(
+                            budget = self.settings.body_memory,
+                            left_out,
+                            "request bodies fill --body-memory: refusing more with 503"
+                        );
+                    }
+                    let response = error.response(&request_id, self.settings.busy_retry_after);
+                    (response, quiet)
+                }
             };
-        let mut response = response;
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", value);
         }
-        tracing::info!(
-            target: "orderly::http",
-            request_id = %request_id,
-            %method,
-            %path,
-            component = component.as_ref().map(|c| c.as_str()).unwrap_or("-"),
-            route = route.as_deref().unwrap_or("-"),
-            status = response.status().as_u16(),
-            ms = format_args!("{:.2}", (self.clock.now() - started).as_secs_f64() * 1e3),
-            "request"
-        );
+        let elapsed = self.runner.clock().now() - started;
+        let status = response.status();
+        let component = served.component.as_ref().map_or("-", |c| c.as_str());
+        let route = served.route.as_deref().unwrap_or("-");
+        self.metrics
+            .http_requests
+            .with_label_values(&[component, route, status.as_str()])
+            .inc();
+        self.metrics
+            .http_duration
+            .with_label_values(&[component, route])
+            .observe(elapsed.as_secs_f64());
+        // Requests refused while overloaded are counted above, not logged one by one.
+        let ms = format_args!("{:.2}", elapsed.as_secs_f64() * 1e3);
+        if quiet {
+            tracing::debug!(target: "orderly::http", request_id = ?request_id, %method, path = ?path, component, route, status = status.as_u16(), %ms, "request");
+        } else {
+            tracing::info!(target: "orderly::http", request_id = ?request_id, %method, path = ?path, component, route, status = status.as_u16(), %ms, "request");
+        }
         response
     }
 
+    /// Checks a request at the edge, reads its body, takes a slot, then has the routed
+    /// component answer it; `served` learns the component and route.
+    async fn serve(
+        self: &Arc<Self>,
+        request: Request<hyper::body::Incoming>,
+        client: SocketAddr,
+        request_id: &str,
+        served: &mut Served,
+    ) -> Result<Response<WasiBody>, HttpError> {
+        let authority = edge::host_authority(request.headers(), request.version())?;
+        let path = request.uri().path();
+        if let Some(reserved) = path.strip_prefix("/.well-known/spin/") {
+            return self.well_known(reserved);
+        }
+        let (id, found) = self
+            .router
+            .route(path)
+            .ok_or_else(|| HttpError::NoRoute(path.to_owned()))?;
+        served.component = Some(id.clone());
+        served.route = Some(found.raw_route.clone());
+        let (parts, body) = request.into_parts();
+        let body = edge::read_body(
+            body,
+            self.body_limits,
+            &self.body_memory,
+            self.runner.clock().as_ref(),
+            self.closing.subscribe(),
+        )
+        .await?;
+        let slot = self.admission.enter().await?;
+        let mut request = Request::from_parts(parts, body_of(body.bytes));
+        set_spin_headers(&mut request, &found, client, authority);
+        let response = self
+            .respond(id.as_str(), request, request_id, Some(slot))
+            .await;
+        // The body's memory is counted until the instance has answered (it has the bytes).
+        drop(body.memory);
+        response
+    }
+
+    /// `/.well-known/spin/health` and `/.well-known/spin/info`, as in Spin; health answers 503
+    /// while no instance slot is free.
+    fn well_known(&self, path: &str) -> Result<Response<WasiBody>, HttpError> {
+        match path {
+            "health" if self.admission.has_free_slot() => Ok(text(StatusCode::OK, "OK")),
+            "health" => Err(HttpError::NoSlotFree {
+                in_flight: self.admission.in_flight(),
+                waiting: self.admission.waiting(),
+            }),
+            "info" => {
+                let info = serde_json::json!({
+                    "name": self.info.name,
+                    "version": self.info.version,
+                    "host": "orderly",
+                    "host_version": env!("CARGO_PKG_VERSION"),
+                });
+                let mut response = text(StatusCode::OK, &info.to_string());
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Ok(response)
+            }
+            _ => Err(HttpError::NotSpinEndpoint(path.to_owned())),
+        }
+    }
+
     /// Serves a service-chained request (`http://<component>.spin.internal/...`) in-process.
+    /// It takes no request slot (its caller holds one; waiting for another could deadlock).
     async fn chained(
         self: &Arc<Self>,
         target: &str,
         mut request: Request<WasiBody>,
     ) -> Result<Response<WasiBody>, Error> {
-        if self.app.component(target).is_none() {
+        if self.runner.app().component(target).is_none() {
             tracing::warn!(
                 component = target,
                 "service chaining to an unknown component"
@@ -304,88 +484,88 @@ impl HttpTrigger {
             CHAINED_CLIENT,
             Authority::from_static("localhost"),
         );
-        let request_id = request_id(request.headers());
-        Ok(self.respond(target, request, &request_id).await)
+        let request_id =
+            edge::client_request_id(request.headers()).map_or_else(new_request_id, str::to_owned);
+        Ok(self
+            .respond(target, request, &request_id, None)
+            .await
+            .unwrap_or_else(|error| error.response(&request_id, self.settings.busy_retry_after)))
     }
 
-    /// Runs a fresh instance of component `id` on `request`; failures become problem
-    /// responses. A full instance pool is answered at once with 503 and `Retry-After`.
-    async fn respond<B>(
+    /// Runs a fresh instance of component `id` on `request`, holding `slot` until the
+    /// instance ends. Failures are logged once with the component (repeated ones thinned out).
+    async fn respond(
         self: &Arc<Self>,
         id: &str,
-        request: Request<B>,
+        request: Request<WasiBody>,
         request_id: &str,
-    ) -> Response<WasiBody>
-    where
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Error>,
-    {
-        let (Some(component), Some(handler)) = (self.app.component(id), self.handlers.get(id))
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<Response<WasiBody>, HttpError> {
+        let (Some(component), Some(handler)) =
+            (self.runner.app().component(id), self.handlers.get(id))
         else {
             // Only a chained request can reach one: every routed component has a handler.
-            return problem(
-                Problem::new(500, "Internal Server Error")
-                    .with_detail("the component does not handle HTTP"),
-            );
+            return Err(HttpError::NotHttp);
         };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let (trigger, handler, id) = (Arc::clone(self), handler.clone(), component.id.clone());
         let instance_id = request_id.to_owned();
         let task = self.instances.spawn(async move {
             let component = trigger
-                .app
+                .runner
+                .app()
                 .component(id.as_str())
                 .expect("handlers name loaded components");
             let context = InstanceContext {
                 chaining: Some(Arc::clone(&trigger) as Arc<dyn ServiceChaining>),
             };
-            let result = run_instance(
-                &trigger.app,
-                component,
-                &handler,
-                WhenPoolFull::GiveUp,
-                &context,
-                trigger.clock.as_ref(),
-                HandleRequest { request, sender },
-            )
-            .await;
-            if let Err(error) = &result {
-                let error = error.error();
-                tracing::error!(component = %id, request_id = %instance_id, "component failed: {error:?}");
+            let result = trigger
+                .runner
+                .run(
+                    component,
+                    &handler,
+                    &context,
+                    HandleRequest { request, sender },
+                )
+                .await;
+            drop(slot);
+            if let Err(error) = &result
+                && let Some(left_out) = trigger.log.admit(&format!("http failed {id}"))
+            {
+                tracing::error!(component = %id, request_id = ?instance_id, left_out, "{error}");
             }
             result
         });
         match receiver.await {
-            Ok(Ok(response)) => response,
-            Ok(Err(code)) => problem(
-                Problem::new(500, "Internal Server Error")
-                    .with_detail(format!("the component reported an error: {code:?}")),
-            ),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(HttpError::ComponentError(format!("{code:?}"))),
             Err(_) => match task.await {
-                Ok(Err(InstanceError::PoolFull(_))) => {
-                    let mut response = problem(
-                        Problem::new(503, "Service Unavailable")
-                            .with_detail("too many requests in flight; retry shortly"),
-                    );
-                    let retry_after = self.settings.busy_retry_after.as_secs().max(1);
-                    response
-                        .headers_mut()
-                        .insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after));
-                    response
-                }
-                _ => problem(
-                    Problem::new(500, "Internal Server Error")
-                        .with_detail("the component failed before responding; see the host log")
-                        .with("request_id", request_id),
-                ),
+                Ok(Err(error)) => Err(HttpError::Instance(error)),
+                // The instance ended without a response and without an error, or its task
+                // panicked: either way it failed.
+                _ => Err(HttpError::Instance(super::InstanceError::Failed(
+                    wasmtime::Error::msg("the component returned without a response"),
+                ))),
             },
         }
     }
 }
 
+/// Whether bytes wait on the socket that no one has read (a request that has arrived).
+fn has_pending_bytes(socket: &std::net::TcpStream) -> bool {
+    let mut byte = [0; 1];
+    matches!(socket.peek(&mut byte), Ok(1))
+}
+
+fn log_connection_end(ended: Result<(), hyper::Error>, client: SocketAddr) {
+    if let Err(error) = ended {
+        tracing::debug!(%error, %client, "connection ended with an error");
+    }
+}
+
 /// Calls `wasi:http/incoming-handler` with a request; the response comes through `sender`.
-struct HandleRequest<B> {
-    request: Request<B>,
+struct HandleRequest {
+    request: Request<WasiBody>,
     sender: ResponseSender,
 }
 
@@ -393,11 +573,7 @@ type ResponseSender = tokio::sync::oneshot::Sender<
     Result<hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>,
 >;
 
-impl<B> Call<Proxy> for HandleRequest<B>
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Error>,
-{
+impl Call<Proxy> for HandleRequest {
     type Output = ();
 
     async fn call(self, store: &mut Store<InstanceState>, proxy: Proxy) -> wasmtime::Result<()> {
@@ -421,18 +597,6 @@ impl ServiceChaining for HttpTrigger {
     ) -> BoxFuture<'static, Result<Response<WasiBody>, Error>> {
         Box::pin(async move { self.chained(&component, request).await })
     }
-}
-
-/// The request's Host header as an authority (`localhost` without one); the header's text when
-/// it is not a valid `host[:port]`.
-fn host_authority(headers: &HeaderMap) -> Result<Authority, String> {
-    let Some(value) = headers.get(http::header::HOST) else {
-        return Ok(Authority::from_static("localhost"));
-    };
-    let host = value
-        .to_str()
-        .map_err(|_| String::from_utf8_lossy(value.as_bytes()).into_owned())?;
-    host.parse().map_err(|_| host.to_owned())
 }
 
 /// Sets Spin's request headers (dropping any a client sent) and makes the URI absolute at
@@ -497,46 +661,14 @@ fn set_spin_headers<B>(
     }
 }
 
-/// `/.well-known/spin/health` and `/.well-known/spin/info`, as in Spin.
-fn well_known(app: &AppInfo, path: &str) -> Response<WasiBody> {
-    match path {
-        "health" => text(StatusCode::OK, "OK"),
-        "info" => {
-            let info = serde_json::json!({
-                "name": app.name,
-                "version": app.version,
-                "host": "orderly",
-                "host_version": env!("CARGO_PKG_VERSION"),
-            });
-            let mut response = text(StatusCode::OK, &info.to_string());
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
-        _ => problem(
-            Problem::new(404, "Not Found")
-                .with_detail(format!("/.well-known/spin/{path} is not a Spin endpoint")),
-        ),
-    }
-}
-
-/// The request id: the client's `x-request-id` when it sent a sane one, else a new one.
-fn request_id(headers: &HeaderMap) -> String {
+/// A new request id, unique to this process.
+fn new_request_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|id| !id.is_empty() && id.len() <= 128)
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            format!(
-                "{:x}-{}",
-                process_tag(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            )
-        })
+    format!(
+        "{:x}-{}",
+        process_tag(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A random tag distinguishing this process's request ids from another's.
