@@ -5,13 +5,16 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PACKAGES: [&str; 17] = [
+const PACKAGES: [&str; 20] = [
     "orders",
     "external-sim",
     "validator",
     "validation-sweeper",
     "fulfilment-worker",
     "fulfilment-sweeper",
+    "notification",
+    "notification-sweeper",
+    "notifications",
     "monitor",
     "monitor-refresh",
     "admin",
@@ -46,6 +49,7 @@ fn main() {
         "crates/ledger",
         "crates/pipeline",
         "crates/fulfilment",
+        "crates/notification-core",
         "crates/saga",
         "crates/checkout",
         "crates/resilience",

@@ -2,6 +2,7 @@
 //! runs validated orders' sagas over fake inventory, payment and shipping services (a native
 //! server standing in at the `*_url` variables), and customers cancel orders.
 
+use orderly_host::LoadOptions;
 use orderly_tests::native_server::{Recorded, RecordingServer};
 use orderly_tests::{HttpClient, TestApp, services_at};
 use serde_json::Value;
@@ -11,9 +12,9 @@ use std::time::Duration;
 /// The token the app is given and must send to the services.
 const TOKEN: &str = "test-internal-token";
 
-/// The fake services: every request done, except reserving `Medicine B` (out of stock) and
+/// The fake services (shared with `notification`): every request done, except reserving `Medicine B` (out of stock) and
 /// shipping to `Far Away` (refused).
-fn services(path: &str, body: &[u8]) -> (u16, String) {
+pub(crate) fn services(path: &str, body: &[u8]) -> (u16, String) {
     let body = String::from_utf8_lossy(body);
     if path == "/internal/inventory/reservations" && body.contains("Medicine B") {
         let problem = r#"{"type": "/problems/out-of-stock", "title": "Conflict", "detail": "Medicine B: 0 left"}"#;
@@ -28,27 +29,32 @@ fn services(path: &str, body: &[u8]) -> (u16, String) {
 
 /// The shipped app with its services at `server`, the internal token set, and quick retries.
 async fn start_with(server: &RecordingServer) -> TestApp {
-    let origin = format!("http://{}", server.address);
     TestApp::start_real_in(Arc::new(tempfile::tempdir().unwrap()), |options| {
-        services_at(options, &origin);
-        for (name, value) in [
-            ("internal_token", TOKEN),
-            ("retry_base_ms", "20"),
-            ("retry_max_delay_ms", "200"),
-        ] {
-            options.variables.insert(name.to_owned(), value.to_owned());
-        }
+        wire_services(options, server)
     })
     .await
 }
 
-async fn create(client: &HttpClient, id: &str, body: &str) {
+/// Puts the app's services at `server`, sets the internal token, and makes retries quick.
+pub(crate) fn wire_services(options: &mut LoadOptions, server: &RecordingServer) {
+    services_at(options, &format!("http://{}", server.address));
+    for (name, value) in [
+        ("internal_token", TOKEN),
+        ("retry_base_ms", "20"),
+        ("retry_max_delay_ms", "200"),
+    ] {
+        options.variables.insert(name.to_owned(), value.to_owned());
+    }
+}
+
+/// Creates order `id` from `body` (202 expected).
+pub(crate) async fn create(client: &HttpClient, id: &str, body: &str) {
     let reply = client.create_order(id, body).await;
     assert_eq!(reply.status, 202, "{}", reply.text());
 }
 
 /// Order `id` once its status is `wanted` (or as it is after 30 s).
-async fn order_when(client: &HttpClient, id: &str, wanted: &str) -> Value {
+pub(crate) async fn order_when(client: &HttpClient, id: &str, wanted: &str) -> Value {
     let path = format!("/orders/{id}");
     client
         .wait_for(

@@ -439,7 +439,14 @@ async fn the_mesh_views_show_routes_limits_and_service_status() {
 
     let status = app.get("/mesh/service-status").await.json();
     assert_eq!(status["status"], "healthy", "{status}");
-    for service in ["orders", "inventory", "payment", "shipping", "admin"] {
+    for service in [
+        "orders",
+        "inventory",
+        "payment",
+        "shipping",
+        "admin",
+        "notifications",
+    ] {
         let entry = &status["services"][service];
         assert_eq!(entry["status"], "up", "{service}: {status}");
         assert_eq!(entry["http_status"], 200, "{service}: {status}");

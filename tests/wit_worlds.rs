@@ -5,13 +5,16 @@ use std::collections::BTreeSet;
 use wasmtime::component::Component;
 use wit_parser::{Resolve, WorldKey};
 
-const COMPONENTS: [(&str, &str); 14] = [
+const COMPONENTS: [(&str, &str); 17] = [
     ("orders", "orders"),
     ("external_sim", "external-sim"),
     ("validator", "validator"),
     ("validation_sweeper", "validation-sweeper"),
     ("fulfilment_worker", "fulfilment"),
     ("fulfilment_sweeper", "fulfilment-sweeper"),
+    ("notification", "notification"),
+    ("notification_sweeper", "notification-sweeper"),
+    ("notifications", "notifications"),
     ("monitor", "monitor"),
     ("monitor_refresh", "monitor-refresh"),
     ("admin", "admin"),

@@ -185,13 +185,23 @@ impl TestApp {
     /// nothing answers, so the embedded broker serves it (private to this app). The
     /// fulfilment services are on another port where nothing answers (see [`services_at`]):
     /// validated orders stay `validated`, their first step retried. `adjust` may override any
-    /// of it.
+    /// of it (e.g. put the services at the app's own `app_url`, to run the sagas).
     pub async fn start_real_in(dir: Arc<TempDir>, adjust: impl FnOnce(&mut LoadOptions)) -> Self {
+        Self::start_real_manifest_in(dir, &real_manifest(), adjust).await
+    }
+
+    /// Starts `manifest_text` (the repository's `spin.toml` as a test edited it, see
+    /// [`real_manifest`]) in `dir`, wired as [`TestApp::start_real_in`] wires it.
+    pub async fn start_real_manifest_in(
+        dir: Arc<TempDir>,
+        manifest_text: &str,
+        adjust: impl FnOnce(&mut LoadOptions),
+    ) -> Self {
         let listen = free_address();
         let origin = format!("http://{listen}");
         let unused_redis = format!("redis://{}", free_address());
         let unused_services = format!("http://{}", free_address());
-        let result = Self::start_on(dir, &real_manifest(), listen, |options| {
+        let result = Self::start_on(dir, manifest_text, listen, |options| {
             services_at(options, &unused_services);
             for (name, value) in [
                 ("app_url", origin.clone()),

@@ -4,13 +4,14 @@
 //! This crate adapts Spin's SQLite, key-value store and outbound HTTP (with timeouts) to
 //! [`fulfilment::FulfilmentWorker`]. A Redis- or cron-triggered component cannot use service
 //! chaining on Spin, so the services are reached by full URL: `inventory_url`, `payment_url`
-//! and `shipping_url`, by default `<app_url>/internal/<service>`.
+//! and `shipping_url`, by default `<app_url>/internal/<service>`. Orders that end ring the
+//! notification service's doorbell on the app's Redis (`redis_url`).
 
 use fulfilment::{
     FULFILMENT_CHANNEL, FulfilmentParts, FulfilmentReport, FulfilmentSettings, FulfilmentWorker,
 };
 use guest_kit::services::HttpServices;
-use guest_kit::{SpinKv, SpinSql, WallClock};
+use guest_kit::{RedisDoorbells, SpinKv, SpinSql, WallClock};
 use ledger::Ledger;
 use resilience::SplitMix64;
 
@@ -29,6 +30,7 @@ pub async fn run(invocation: Invocation<'_>) -> anyhow::Result<FulfilmentReport>
     let store = SpinKv::open("default")?;
     let services = HttpServices::by_url()?;
     let prices = guest_kit::catalog()?;
+    let publisher = RedisDoorbells::from_variables();
     let seed = guest_kit::random_seed();
     let parts = FulfilmentParts {
         ledger: &ledger,
@@ -36,6 +38,7 @@ pub async fn run(invocation: Invocation<'_>) -> anyhow::Result<FulfilmentReport>
         clock: &WallClock,
         services: &services,
         prices: &prices,
+        publisher: &publisher,
         settings: &settings,
     };
     let worker = FulfilmentWorker::new(parts, SplitMix64::new(seed), format!("f-{seed:016x}"));

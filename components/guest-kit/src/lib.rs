@@ -3,10 +3,12 @@
 //! problem responses, outbound HTTP with timeouts, bindings for the `wasi:keyvalue` interfaces
 //! spin-sdk does not wrap, the adapters that give the native libraries Spin's SQLite
 //! ([`SpinSql`]), key-value store ([`SpinKv`]) and wall clock, every service's fault-injection
-//! controls ([`faults`]), and the admin and internal guards ([`access`]).
+//! controls ([`faults`]), the admin and internal guards ([`access`]), and the workers'
+//! doorbells on Redis ([`RedisDoorbells`]).
 
 pub mod access;
 mod clock;
+mod doorbells;
 pub mod faults;
 mod http_out;
 mod kv;
@@ -16,6 +18,7 @@ pub mod services;
 mod sql;
 
 pub use clock::{WallClock, random_seed};
+pub use doorbells::RedisDoorbells;
 /// The plain-Rust helpers, from `guest-kit-core`.
 pub use guest_kit_core::{error_chain, percent_decode, percent_encode, query_pairs};
 pub use http_out::{FetchError, Fetched, Timeouts, call, fetch};

@@ -256,13 +256,14 @@ fn show(id: &str) -> Result<Response, ApiError> {
 }
 
 /// `POST /orders/:id/cancel`: asks the ledger to cancel; 202 with the order when it is
-/// cancelled or being undone (the fulfilment worker is woken to undo it now).
+/// cancelled (the notification service is woken) or being undone (the fulfilment worker is
+/// woken to undo it now).
 fn cancel(id: &str) -> Result<Response, ApiError> {
     let id = OrderId::parse(id).map_err(|error| ApiError::BadOrderId(error.to_string()))?;
     let ledger = open_ledger()?;
     let now = Timestamp(WallClock.now_ms());
     match ledger.request_cancel(&id, now, "cancelled at the customer's request")? {
-        CancelOutcome::Cancelled => {}
+        CancelOutcome::Cancelled => publish_doorbell(pipeline::EVENTS_CHANNEL, &id),
         CancelOutcome::Cancelling => publish_doorbell(pipeline::FULFILMENT_CHANNEL, &id),
         CancelOutcome::Refused(status) => return Err(ApiError::CannotCancel(status)),
         CancelOutcome::NotFound => return Err(ApiError::NotFound(format!("no order {id}"))),

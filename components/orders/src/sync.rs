@@ -10,7 +10,7 @@ use crate::api::ApiError;
 use checkout::{Checkout, CheckoutParts, Reply};
 use fulfilment::FulfilmentSettings;
 use guest_kit::services::{HttpServices, HttpValidator};
-use guest_kit::{Incoming, SpinKv, SpinSql, WallClock};
+use guest_kit::{Incoming, RedisDoorbells, SpinKv, SpinSql, WallClock};
 use http_problem::Problem;
 use ledger::Ledger;
 use orders_core::{OrderId, OrderStatus};
@@ -56,6 +56,7 @@ async fn run(
     let validator = HttpValidator::chained(deadline_ms).map_err(storage)?;
     let services = HttpServices::chained(deadline_ms).map_err(storage)?;
     let prices = guest_kit::catalog().map_err(storage)?;
+    let publisher = RedisDoorbells::from_variables();
     let parts = CheckoutParts {
         ledger,
         store: &store,
@@ -65,6 +66,7 @@ async fn run(
         prices: &prices,
         validation: &validation,
         fulfilment: &fulfilment,
+        publisher: &publisher,
     };
     let worker = format!("sync-{:016x}", guest_kit::random_seed());
     checkout::run(&parts, order_id, &worker, deadline_ms)

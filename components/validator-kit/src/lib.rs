@@ -7,9 +7,9 @@
 //! chaining on Spin, so the validator is reached by its full URL (`validator_url`).
 
 use guest_kit::services::HttpValidator;
-use guest_kit::{SpinKv, SpinSql, WallClock};
+use guest_kit::{RedisDoorbells, SpinKv, SpinSql, WallClock};
 use ledger::Ledger;
-use pipeline::{Doorbell, DoorbellPublisher, ValidationWorker, WorkerParts, WorkerSettings};
+use pipeline::{ValidationWorker, WorkerParts, WorkerSettings};
 use resilience::SplitMix64;
 
 /// Why the worker runs.
@@ -26,9 +26,7 @@ pub async fn run(invocation: Invocation<'_>) -> anyhow::Result<pipeline::DrainRe
     let ledger = Ledger::new(SpinSql::open_default()?);
     let store = SpinKv::open("default")?;
     let validator = HttpValidator::by_url()?;
-    let publisher = RedisDoorbells {
-        address: guest_kit::variable_or("redis_url", "redis://127.0.0.1:6379"),
-    };
+    let publisher = RedisDoorbells::from_variables();
     let seed = guest_kit::random_seed();
     let parts = WorkerParts {
         ledger: &ledger,
@@ -44,17 +42,4 @@ pub async fn run(invocation: Invocation<'_>) -> anyhow::Result<pipeline::DrainRe
         Invocation::Sweep => worker.sweep().await?,
     };
     Ok(report)
-}
-
-/// Publishes doorbells on the app's Redis.
-struct RedisDoorbells {
-    address: String,
-}
-
-impl DoorbellPublisher for RedisDoorbells {
-    fn ring(&self, channel: &str, doorbell: &Doorbell) -> Result<(), String> {
-        spin_sdk::redis::Connection::open(&self.address)
-            .and_then(|redis| redis.publish(channel, &doorbell.to_bytes()))
-            .map_err(|error| format!("{error:?}"))
-    }
 }

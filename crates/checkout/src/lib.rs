@@ -25,7 +25,7 @@ use ledger::{
     ClaimedJob, FULFILMENT_JOB, JobResult, Ledger, LedgerError, NextStep, Sql, VALIDATION_JOB,
 };
 use orders_core::{Order, OrderId, OrderStatus, Timestamp};
-use pipeline::{CallResult, JobFacts, ValidatorClient, WorkerSettings};
+use pipeline::{CallResult, DoorbellPublisher, JobFacts, ValidatorClient, WorkerSettings};
 use resilience::{
     Admission, BreakerError, CallFailure, CallOutcome, CircuitBreaker, Clock, KvStore, SplitMix64,
 };
@@ -38,7 +38,7 @@ pub const DEPENDENCY_FAILED: &str = "dependency_failed";
 pub const VALIDATE_DEADLINE_PASSED: &str = "validate_deadline_passed";
 
 /// What the synchronous path is made of.
-pub struct CheckoutParts<'a, S, K, C, V, F, P>
+pub struct CheckoutParts<'a, S, K, C, V, F, P, D>
 where
     S: Sql,
     K: KvStore,
@@ -46,6 +46,7 @@ where
     V: ValidatorClient,
     F: ServiceClient,
     P: PriceList,
+    D: DoorbellPublisher,
 {
     /// Orders, jobs, sagas, events.
     pub ledger: &'a Ledger<S>,
@@ -63,6 +64,8 @@ where
     pub validation: &'a WorkerSettings,
     /// The fulfilment worker's settings (its breakers and lease).
     pub fulfilment: &'a FulfilmentSettings,
+    /// Rings the notification service's doorbell when an order ends here.
+    pub publisher: &'a D,
 }
 
 /// How the synchronous path ended, for the caller's answer.
@@ -118,8 +121,8 @@ pub enum CheckoutError {
 /// Runs `order_id` (accepted, its validation job queued) synchronously, as worker `worker`
 /// (unique per request: it owns the leases it takes), to end by `deadline_ms` (wall-clock
 /// milliseconds). See the crate's documentation.
-pub async fn run<S, K, C, V, F, P>(
-    parts: &CheckoutParts<'_, S, K, C, V, F, P>,
+pub async fn run<S, K, C, V, F, P, D>(
+    parts: &CheckoutParts<'_, S, K, C, V, F, P, D>,
     order_id: &OrderId,
     worker: &str,
     deadline_ms: u64,
@@ -131,6 +134,7 @@ where
     V: ValidatorClient,
     F: ServiceClient,
     P: PriceList,
+    D: DoorbellPublisher,
 {
     let now = parts.clock.now_ms();
     let lease = Timestamp(now.max(deadline_ms) + parts.validation.lease_ms);
@@ -163,8 +167,8 @@ where
 
 /// Validates the order whose validation job `job` is held, and records the decision as the
 /// validation worker does (a validated order gets its fulfilment job). `None` when validated.
-async fn validate<S, K, C, V, F, P>(
-    parts: &CheckoutParts<'_, S, K, C, V, F, P>,
+async fn validate<S, K, C, V, F, P, D>(
+    parts: &CheckoutParts<'_, S, K, C, V, F, P, D>,
     job: &ClaimedJob,
     order: &Order,
     worker: &str,
@@ -177,6 +181,7 @@ where
     V: ValidatorClient,
     F: ServiceClient,
     P: PriceList,
+    D: DoorbellPublisher,
 {
     let breaker = CircuitBreaker::new(
         parts.store,
@@ -277,8 +282,8 @@ where
 }
 
 /// Cancels the order of validation job `job` (still processing) with `reason` and `detail`.
-fn give_up<S, K, C, V, F, P>(
-    parts: &CheckoutParts<'_, S, K, C, V, F, P>,
+fn give_up<S, K, C, V, F, P, D>(
+    parts: &CheckoutParts<'_, S, K, C, V, F, P, D>,
     job: &ClaimedJob,
     worker: &str,
     now: Timestamp,
@@ -293,6 +298,7 @@ where
     V: ValidatorClient,
     F: ServiceClient,
     P: PriceList,
+    D: DoorbellPublisher,
 {
     let next = NextStep::Decide {
         status: OrderStatus::Cancelled,
@@ -303,8 +309,8 @@ where
 }
 
 /// Writes what came of validation job `job` as the validation worker writes it.
-fn apply<S, K, C, V, F, P>(
-    parts: &CheckoutParts<'_, S, K, C, V, F, P>,
+fn apply<S, K, C, V, F, P, D>(
+    parts: &CheckoutParts<'_, S, K, C, V, F, P, D>,
     job: &ClaimedJob,
     worker: &str,
     now: Timestamp,
@@ -318,6 +324,7 @@ where
     V: ValidatorClient,
     F: ServiceClient,
     P: PriceList,
+    D: DoorbellPublisher,
 {
     let (attempt, outcome, latency_ms) = match attempt {
         Some((number, outcome, latency)) => (Some(number), Some(outcome), Some(latency)),
@@ -338,8 +345,8 @@ where
 
 /// Reserves and pays for the order of fulfilment job `job` (held) with the fulfilment
 /// worker's own steps; hands the job back once paid, or undoes what was done.
-async fn fulfil<S, K, C, V, F, P>(
-    parts: &CheckoutParts<'_, S, K, C, V, F, P>,
+async fn fulfil<S, K, C, V, F, P, D>(
+    parts: &CheckoutParts<'_, S, K, C, V, F, P, D>,
     job: &ClaimedJob,
     order: &Order,
     worker: &str,
@@ -352,6 +359,7 @@ where
     V: ValidatorClient,
     F: ServiceClient,
     P: PriceList,
+    D: DoorbellPublisher,
 {
     let stepper = FulfilmentWorker::new(
         FulfilmentParts {
@@ -360,6 +368,7 @@ where
             clock: parts.clock,
             services: parts.services,
             prices: parts.prices,
+            publisher: parts.publisher,
             settings: parts.fulfilment,
         },
         SplitMix64::new(deadline_ms),

@@ -178,8 +178,22 @@ impl ServiceClient for FakeServices<'_> {
     }
 }
 
+/// Records the channels it rang doorbells on.
+#[derive(Default)]
+struct FakePublisher {
+    rang_on: RefCell<Vec<String>>,
+}
+
+impl DoorbellPublisher for FakePublisher {
+    fn ring(&self, channel: &str, _doorbell: &pipeline::Doorbell) -> Result<(), String> {
+        self.rang_on.borrow_mut().push(channel.to_owned());
+        Ok(())
+    }
+}
+
 struct Harness<'a> {
     ledger: &'a Ledger<RusqliteSql>,
+    publisher: FakePublisher,
     store: MemoryStore,
     clock: &'a ManualClock,
     validator: FakeValidator<'a>,
@@ -193,6 +207,7 @@ impl<'a> Harness<'a> {
     fn new(ledger: &'a Ledger<RusqliteSql>, clock: &'a ManualClock) -> Self {
         Self {
             ledger,
+            publisher: FakePublisher::default(),
             store: MemoryStore::new(),
             clock,
             validator: FakeValidator {
@@ -247,6 +262,7 @@ impl<'a> Harness<'a> {
             prices: &self.prices,
             validation: &self.validation,
             fulfilment: &self.fulfilment,
+            publisher: &self.publisher,
         };
         let worker = format!("sync-{id}");
         block_on(run(&parts, &order.id, &worker, deadline)).unwrap()
@@ -262,6 +278,7 @@ impl<'a> Harness<'a> {
                 clock: self.clock,
                 services: &self.services,
                 prices: &self.prices,
+                publisher: &self.publisher,
                 settings: &self.fulfilment,
             },
             SplitMix64::new(1),
@@ -354,6 +371,11 @@ fn a_declined_payment_releases_the_reservation_before_answering() {
     assert_eq!(
         harness.status("dear"),
         (OrderStatus::Cancelled, Some("authorize_refused".into()))
+    );
+    // The order ended here: the notification service is woken.
+    assert_eq!(
+        *harness.publisher.rang_on.borrow(),
+        [pipeline::EVENTS_CHANNEL]
     );
 }
 
@@ -463,6 +485,7 @@ fn an_order_a_worker_holds_goes_on_asynchronously() {
         prices: &harness.prices,
         validation: &harness.validation,
         fulfilment: &harness.fulfilment,
+        publisher: &harness.publisher,
     };
     let id = OrderId::parse("twice").unwrap();
     let again = block_on(run(&parts, &id, "sync-again", clock.now_ms() + 1_000)).unwrap();

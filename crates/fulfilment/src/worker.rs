@@ -12,7 +12,7 @@ use ledger::{
     Sql, StoredSaga,
 };
 use orders_core::{Order, Timestamp};
-use pipeline::Doorbell;
+use pipeline::{Doorbell, DoorbellPublisher, EVENTS_CHANNEL};
 use resilience::{
     Admission, BreakerError, CallFailure, CallOutcome, CallWindow, CircuitBreaker, Clock,
     FailureClass, HttpAnswer, KvStore, Random, RetryBudget, Transition, classify,
@@ -159,7 +159,15 @@ struct Called {
 }
 
 /// What a fulfilment worker is made of.
-pub struct FulfilmentParts<'a, S: Sql, K: KvStore, C: Clock, V: ServiceClient, P: PriceList> {
+pub struct FulfilmentParts<
+    'a,
+    S: Sql,
+    K: KvStore,
+    C: Clock,
+    V: ServiceClient,
+    P: PriceList,
+    D: DoorbellPublisher,
+> {
     /// Orders, jobs, sagas, events, dead letters.
     pub ledger: &'a Ledger<S>,
     /// Breaker state and budgets.
@@ -170,36 +178,40 @@ pub struct FulfilmentParts<'a, S: Sql, K: KvStore, C: Clock, V: ServiceClient, P
     pub services: &'a V,
     /// What products cost.
     pub prices: &'a P,
+    /// Rings the notification service's doorbell when orders become final.
+    pub publisher: &'a D,
     /// The settings.
     pub settings: &'a FulfilmentSettings,
 }
 
 /// One worker invocation (a doorbell or a sweep).
-pub struct FulfilmentWorker<'a, S, K, C, V, P, R>
+pub struct FulfilmentWorker<'a, S, K, C, V, P, D, R>
 where
     S: Sql,
     K: KvStore,
     C: Clock,
     V: ServiceClient,
     P: PriceList,
+    D: DoorbellPublisher,
     R: Random,
 {
-    parts: FulfilmentParts<'a, S, K, C, V, P>,
+    parts: FulfilmentParts<'a, S, K, C, V, P, D>,
     rng: RefCell<R>,
     id: String,
 }
 
-impl<'a, S, K, C, V, P, R> FulfilmentWorker<'a, S, K, C, V, P, R>
+impl<'a, S, K, C, V, P, D, R> FulfilmentWorker<'a, S, K, C, V, P, D, R>
 where
     S: Sql,
     K: KvStore,
     C: Clock,
     V: ServiceClient,
     P: PriceList,
+    D: DoorbellPublisher,
     R: Random,
 {
     /// A worker named `id` (unique per invocation: it owns the leases it takes).
-    pub fn new(parts: FulfilmentParts<'a, S, K, C, V, P>, rng: R, id: String) -> Self {
+    pub fn new(parts: FulfilmentParts<'a, S, K, C, V, P, D>, rng: R, id: String) -> Self {
         Self {
             parts,
             rng: RefCell::new(rng),
@@ -264,7 +276,8 @@ where
         }
     }
 
-    /// Claims up to a batch of due sagas and runs them concurrently.
+    /// Claims up to a batch of due sagas and runs them concurrently; when some ended, rings
+    /// the notification service's doorbell (a lost one waits for its sweep).
     async fn batch(&self) -> Result<FulfilmentReport, FulfilmentError> {
         let now = self.now();
         let lease_until = Timestamp(now.millis() + self.parts.settings.lease_ms);
@@ -297,7 +310,22 @@ where
         for run in futures::future::join_all(runs).await {
             report.absorb(run?);
         }
+        self.ring_if_ended(&report);
         Ok(report)
+    }
+
+    /// Rings the notification service's doorbell when `report` counts sagas that ended (a
+    /// lost ring is caught up by its sweep).
+    fn ring_if_ended(&self, report: &FulfilmentReport) {
+        if report.confirmed + report.cancelled > 0 {
+            let rung = self
+                .parts
+                .publisher
+                .ring(EVENTS_CHANNEL, &Doorbell::backlog());
+            if let Err(error) = rung {
+                eprintln!("could not ring the doorbell on {EVENTS_CHANNEL}: {error}");
+            }
+        }
     }
 
     /// Runs one saga as far as it goes now.
@@ -360,7 +388,24 @@ where
                 }
                 None => return Ok(report),
             }
+            // A cancellation asked for while the step was out is honoured before the next.
+            if matches!(saga.phase(), Phase::Running { .. })
+                && let Some(note) = self.cancel_request(&job)?
+            {
+                saga = self.stop(&job, &saga, EventKind::CancelRequested, |saga| {
+                    saga.cancel(note)
+                })?;
+            }
         }
+    }
+
+    /// The customer's cancellation note for `job`'s order, if one was asked for.
+    fn cancel_request(&self, job: &ClaimedJob) -> Result<Option<String>, FulfilmentError> {
+        let stored = self.parts.ledger.sagas(&[job.order_id.as_str()])?;
+        Ok(stored
+            .into_iter()
+            .next()
+            .and_then(|saga| saga.cancel_requested))
     }
 
     /// Stops a running saga with `stop` (a cancellation or the deadline) and records it as
@@ -498,12 +543,12 @@ where
                 }
             },
         };
-        Ok(
-            match self.answered(job, saga, action, outcome, &mut report)? {
-                Some(next) => HeldStep::Moved(next),
-                None => HeldStep::NoAnswer(NoAnswer::Stuck),
-            },
-        )
+        let moved = self.answered(job, saga, action, outcome, &mut report)?;
+        self.ring_if_ended(&report);
+        Ok(match moved {
+            Some(next) => HeldStep::Moved(next),
+            None => HeldStep::NoAnswer(NoAnswer::Stuck),
+        })
     }
 
     /// Stops the saga of `job` (a fulfilment job this worker holds) because its caller could

@@ -18,16 +18,19 @@ pub enum Service {
     Shipping,
     /// Operator controls.
     Admin,
+    /// Notifications of confirmed and cancelled orders.
+    Notifications,
 }
 
 impl Service {
     /// Every service, in the order `/mesh/service-status` lists them.
-    pub const ALL: [Service; 5] = [
+    pub const ALL: [Service; 6] = [
         Service::Orders,
         Service::Inventory,
         Service::Payment,
         Service::Shipping,
         Service::Admin,
+        Service::Notifications,
     ];
 
     /// The component's id in `spin.toml`.
@@ -38,6 +41,7 @@ impl Service {
             Service::Payment => "payment",
             Service::Shipping => "shipping",
             Service::Admin => "admin",
+            Service::Notifications => "notifications",
         }
     }
 
@@ -152,7 +156,7 @@ pub struct RouteEntry {
 }
 
 /// Every route, in the order they are documented.
-pub const ROUTES: [RouteEntry; 14] = [
+pub const ROUTES: [RouteEntry; 15] = [
     entry(
         "health",
         "/api/health",
@@ -206,6 +210,14 @@ pub const ROUTES: [RouteEntry; 14] = [
         "/api/shipments/{order_id}",
         "GET",
         "http://shipping.spin.internal/shipments/{order_id}",
+        Access::Public,
+        true,
+    ),
+    entry(
+        "notifications",
+        "/api/notifications/...",
+        "GET",
+        "http://notifications.spin.internal/...",
         Access::Public,
         true,
     ),
@@ -391,6 +403,17 @@ pub fn resolve(method: &str, path: &str, query: &str) -> Resolution {
                 Access::Public,
             ),
         ),
+        ["notifications", below @ ..] => only(
+            method,
+            &["GET"],
+            "GET",
+            "notifications",
+            forward(
+                Service::Notifications,
+                format!("/{}", below.join("/")),
+                Access::Public,
+            ),
+        ),
         ["admin", below @ ..] => Resolution::Found {
             route: "admin",
             target: forward(
@@ -470,6 +493,18 @@ mod tests {
             forward("GET", "/api/shipments/o-1", ""),
             public("http://shipping.spin.internal/shipments/o-1")
         );
+        assert_eq!(
+            forward("GET", "/api/notifications", "limit=5"),
+            public("http://notifications.spin.internal/?limit=5")
+        );
+        assert_eq!(
+            forward("GET", "/api/notifications/o-1", ""),
+            public("http://notifications.spin.internal/o-1")
+        );
+        assert!(matches!(
+            resolve("POST", "/api/notifications/o-1", ""),
+            Resolution::MethodNotAllowed { allow: "GET", .. }
+        ));
     }
 
     #[test]
@@ -557,6 +592,7 @@ mod tests {
             ("GET", "/api/inventory/stock/x"),
             ("GET", "/api/payments/x"),
             ("GET", "/api/shipments/x"),
+            ("GET", "/api/notifications/x"),
             ("GET", "/api/inventory/configure"),
             ("GET", "/api/payment/configure"),
             ("GET", "/api/shipping/configure"),

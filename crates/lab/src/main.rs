@@ -9,6 +9,7 @@ mod native;
 mod orders_load;
 mod pipeline;
 mod process;
+mod saga;
 mod usage;
 
 use clap::{Parser, Subcommand};
@@ -126,6 +127,41 @@ enum Command {
         /// Who serves the app's Redis address.
         #[arg(long, value_enum, default_value_t = pipeline::RedisChoice::Embedded)]
         redis: pipeline::RedisChoice,
+        /// Keep the state dir and print its path.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// The fulfilment saga on its own `orderly up` under random faults in every service at
+    /// once: a seeded mix of orders (some run out of stock, some go over the payment limit,
+    /// some are cancelled), then every order awaited to a final status and the saga's
+    /// invariants checked; a markdown report, and a failure exit if any invariant fails.
+    Saga {
+        /// Orders sent.
+        #[arg(long, default_value_t = 5000)]
+        orders: usize,
+        /// Seeds the orders, the cancellations and the faults.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of calls (0 to 1) every service fails while the faults are on.
+        #[arg(long, default_value_t = 0.2, value_parser = fraction)]
+        failure_rate: f64,
+        /// The most delay each service adds to every call while the faults are on (each
+        /// service's is drawn from 1 ms to this; 0 for none).
+        #[arg(long, default_value_t = 10)]
+        max_delay_ms: u32,
+        /// Share of orders (0 to 1) the customer cancels.
+        #[arg(long, default_value_t = 0.05, value_parser = fraction)]
+        cancel_fraction: f64,
+        /// The longest wait between creating an order and cancelling it, in milliseconds.
+        #[arg(long, default_value_t = 200)]
+        max_cancel_delay_ms: u64,
+        /// Orders in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// The longest wait, in seconds, for every order to be final once the faults are
+        /// cleared.
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
         /// Keep the state dir and print its path.
         #[arg(long)]
         keep: bool,
@@ -286,6 +322,38 @@ fn main() -> anyhow::Result<()> {
                 keep,
             }))
         }
+        Command::Saga {
+            orders,
+            seed,
+            failure_rate,
+            max_delay_ms,
+            cancel_fraction,
+            max_cancel_delay_ms,
+            concurrency,
+            timeout_secs,
+            keep,
+        } => {
+            anyhow::ensure!(concurrency > 0, "at least one order must be in flight");
+            generator()?.block_on(saga::run(&saga::Settings {
+                orders,
+                seed,
+                failure_rate,
+                max_delay_ms,
+                cancel_fraction,
+                max_cancel_delay: Duration::from_millis(max_cancel_delay_ms),
+                concurrency,
+                timeout: Duration::from_secs(timeout_secs),
+                keep,
+            }))
+        }
+    }
+}
+
+/// A share from 0 to 1.
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("{text:?} is not a number from 0 to 1")),
     }
 }
 

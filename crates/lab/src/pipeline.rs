@@ -125,14 +125,14 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// The repository root, where `spin.toml` is.
-fn repository() -> PathBuf {
+pub(crate) fn repository() -> PathBuf {
     let lab = Path::new(env!("CARGO_MANIFEST_DIR"));
     lab.ancestors().nth(2).unwrap_or(lab).to_path_buf()
 }
 
 /// `orderly up` flags pointing the app at itself on `address`, and at `redis_url` (a
 /// `redis-server`) or at the embedded broker.
-fn app_flags(address: SocketAddr, redis_url: Option<&str>) -> Vec<String> {
+pub(crate) fn app_flags(address: SocketAddr, redis_url: Option<&str>) -> Vec<String> {
     let origin = format!("http://{address}");
     let mut flags = Vec::new();
     for variable in [

@@ -1,6 +1,7 @@
 //! Orderly's durable record in SQLite: orders, their validation jobs (a transactional outbox:
-//! jobs live here, messages only wake workers), each order's timeline, idempotency keys and
-//! the dead-letter queue.
+//! jobs live here, messages only wake workers), each order's timeline, idempotency keys, the
+//! dead-letter queue, and the outbox of final orders (confirmed or cancelled) that services
+//! following orders to their end read with a cursor.
 //!
 //! The ledger talks to SQLite through [`Sql`], one statement per call, as `spin:sqlite` offers
 //! it. Each hot-path operation is a single statement (views with `INSTEAD OF` triggers,
@@ -14,6 +15,7 @@
 
 mod dead_letters;
 mod events;
+mod final_orders;
 mod intake;
 mod reads;
 mod sagas;
@@ -26,6 +28,7 @@ mod tests;
 
 pub use dead_letters::{DeadLetter, DeadLetterSource, ReplayOutcome};
 pub use events::{EventKind, OrderEvent};
+pub use final_orders::FinalOrder;
 pub use intake::{Intake, IntakeOutcome, StoredKey};
 #[cfg(any(test, feature = "rusqlite"))]
 pub use orderly_sql::RusqliteSql;

@@ -269,7 +269,7 @@ pub(crate) const VERSION_1: &[&str] = &[
 /// Version 2: fulfilment. A decision that validates an order queues its follow-up job (the
 /// fulfilment saga's) in the same statement; each saga's state lives in `sagas`; customers
 /// cancel through `cancel_requests`; reset clears sagas too.
-const VERSION_2: &[&str] = &[
+pub(crate) const VERSION_2: &[&str] = &[
     // One row per order whose fulfilment began (or was cancelled): `state` is the saga as
     // JSON (the `saga` crate's), NULL until its first step; `cancel_requested` the customer's
     // note once a cancellation was asked for.
@@ -374,8 +374,45 @@ const VERSION_2: &[&str] = &[
     END",
 ];
 
+/// Version 3: the outbox of final orders. Whatever statement makes an order `confirmed` or
+/// `cancelled` (a saga's last step, a customer's cancellation) also enters it in
+/// `final_orders`, through a trigger on `orders`, so services that follow orders to their end
+/// (notifications) read a cursor's worth of rows instead of scanning every order. Orders
+/// already final when the migration runs are entered too. Reset clears it.
+const VERSION_3: &[&str] = &[
+    // AUTOINCREMENT: a `seq` is never handed out twice, even after a reset emptied the table,
+    // so a reader's cursor never skips a later order.
+    "CREATE TABLE final_orders (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        order_id TEXT NOT NULL UNIQUE,
+        status   TEXT NOT NULL,
+        at       INTEGER NOT NULL
+    )",
+    "INSERT INTO final_orders (order_id, status, at)
+    SELECT id, status, updated_at FROM orders
+    WHERE status IN ('confirmed', 'cancelled') ORDER BY updated_at, seq",
+    "CREATE TRIGGER orders_final AFTER UPDATE OF status ON orders
+    WHEN NEW.status IN ('confirmed', 'cancelled') AND OLD.status IS NOT NEW.status
+    BEGIN
+        INSERT OR IGNORE INTO final_orders (order_id, status, at)
+        VALUES (NEW.id, NEW.status, NEW.updated_at);
+    END",
+    "DROP TRIGGER ledger_reset_insert",
+    "CREATE TRIGGER ledger_reset_insert INSTEAD OF INSERT ON ledger_reset
+    BEGIN
+        DELETE FROM order_events;
+        DELETE FROM jobs;
+        DELETE FROM orders;
+        DELETE FROM dead_letters;
+        DELETE FROM apply_outcomes;
+        DELETE FROM sagas;
+        DELETE FROM final_orders;
+        UPDATE ledger_marks SET value = 0;
+    END",
+];
+
 /// Every version's statements: `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`.
-const MIGRATIONS: [&[&str]; 2] = [VERSION_1, VERSION_2];
+const MIGRATIONS: [&[&str]; 3] = [VERSION_1, VERSION_2, VERSION_3];
 
 /// The schema's current version.
 #[cfg(test)]

@@ -26,6 +26,17 @@ pub trait Sql {
     fn release_connection(&self) {}
 }
 
+/// A borrowed connection is a connection: stores that share one take `&S`.
+impl<S: Sql + ?Sized> Sql for &S {
+    fn execute(&self, statement: &str, parameters: &[SqlValue]) -> Result<SqlRows, SqlError> {
+        (**self).execute(statement, parameters)
+    }
+
+    fn release_connection(&self) {
+        (**self).release_connection();
+    }
+}
+
 /// A value passed to or read from SQLite.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {

@@ -45,6 +45,9 @@ struct FakeServices {
     failing_paths: RefCell<Vec<String>>,
     /// Every request, as `service path`.
     calls: RefCell<Vec<String>>,
+    /// A customer who cancels an order (through this ledger connection) while the request to
+    /// this path is out: (path, order, ledger).
+    cancel_during: RefCell<Option<(String, String, Ledger<RusqliteSql>)>>,
 }
 
 impl FakeServices {
@@ -60,6 +63,7 @@ impl FakeServices {
             shipments_in_transit: Cell::new(false),
             failing_paths: RefCell::default(),
             calls: RefCell::default(),
+            cancel_during: RefCell::default(),
         }
     }
 
@@ -226,6 +230,18 @@ impl ServiceClient for FakeServices {
             .get(&request.service)
             .cloned()
             .unwrap_or(Mode::Up);
+        if let Some((path, order, ledger)) = self.cancel_during.borrow().as_ref()
+            && *path == request.path
+        {
+            let outcome = ledger
+                .request_cancel(
+                    &OrderId::parse(order).unwrap(),
+                    Timestamp(START_MS),
+                    "mid-step",
+                )
+                .unwrap();
+            assert_eq!(outcome, CancelOutcome::Cancelling);
+        }
         let failing = self.failing_paths.borrow().contains(&request.path);
         let answer = match mode {
             Mode::Up if failing => Self::answer(503, json!({})),
@@ -254,12 +270,27 @@ impl PriceList for Prices {
     }
 }
 
+/// Records the channels it rang doorbells on.
+#[derive(Default)]
+struct FakePublisher {
+    rang_on: RefCell<Vec<String>>,
+}
+
+impl DoorbellPublisher for FakePublisher {
+    fn ring(&self, channel: &str, doorbell: &Doorbell) -> Result<(), String> {
+        assert_eq!(*doorbell, Doorbell::backlog());
+        self.rang_on.borrow_mut().push(channel.to_owned());
+        Ok(())
+    }
+}
+
 struct Harness {
     _directory: tempfile::TempDir,
     ledger: Ledger<RusqliteSql>,
     store: MemoryStore,
     clock: ManualClock,
     services: FakeServices,
+    publisher: FakePublisher,
     settings: FulfilmentSettings,
     runs: Cell<u32>,
 }
@@ -274,6 +305,7 @@ impl Harness {
             store: MemoryStore::new(),
             clock: ManualClock::new(START_MS),
             services: FakeServices::new(),
+            publisher: FakePublisher::default(),
             settings: FulfilmentSettings::read(|_| None).unwrap(),
             runs: Cell::new(0),
         }
@@ -334,6 +366,7 @@ impl Harness {
                 clock: &self.clock,
                 services: &self.services,
                 prices: &Prices,
+                publisher: &self.publisher,
                 settings: &self.settings,
             },
             SplitMix64::new(u64::from(self.runs.get())),
@@ -414,7 +447,13 @@ fn a_validated_order_is_reserved_paid_shipped_captured_and_confirmed() {
         ]
     );
     assert!(!h.fulfilment_left());
+    assert_eq!(*h.publisher.rang_on.borrow(), [EVENTS_CHANNEL]);
     assert_eq!(h.drain(), FulfilmentReport::default());
+    assert_eq!(
+        *h.publisher.rang_on.borrow(),
+        [EVENTS_CHANNEL],
+        "nothing ended: no doorbell"
+    );
 }
 
 #[test]
@@ -440,6 +479,7 @@ fn out_of_stock_cancels_the_order_and_releases_nothing_twice() {
         "{:?}",
         h.events("o2")
     );
+    assert_eq!(*h.publisher.rang_on.borrow(), [EVENTS_CHANNEL]);
 }
 
 #[test]
@@ -559,6 +599,34 @@ fn a_customer_cancellation_undoes_what_was_done() {
             .unwrap(),
         CancelOutcome::Cancelled
     );
+}
+
+#[test]
+fn a_cancellation_asked_for_during_a_step_is_honoured_before_the_next() {
+    let h = Harness::new();
+    h.validated("o10", r#"[{"product": "Pizza", "quantity": 2}]"#);
+    let customer = Ledger::new(RusqliteSql::open(h._directory.path().join("l.db")).unwrap());
+    // The customer cancels while the payment is being authorized (the order is `reserved`).
+    *h.services.cancel_during.borrow_mut() = Some(("/payments".into(), "o10".into(), customer));
+    let report = h.drain();
+    assert_eq!(report.cancelled, 1);
+    let view = h.order("o10");
+    assert_eq!(view.order.status, OrderStatus::Cancelled);
+    assert_eq!(view.order.reason.as_deref(), Some("cancelled_by_customer"));
+    // Nothing after the authorization was made; what was done is undone (and the shipment that
+    // would have come next is cancelled ahead, so a late one is refused).
+    assert_eq!(
+        h.services.calls(),
+        [
+            "inventory /reservations",
+            "payment /payments",
+            "shipping /shipments/o10/cancel",
+            "payment /payments/o10/compensate",
+            "inventory /reservations/o10/release",
+        ]
+    );
+    assert_eq!(h.services.payments.borrow()["o10"], "voided");
+    assert_eq!(h.stock("Pizza"), 10);
 }
 
 #[test]

@@ -7,8 +7,9 @@ mod stock;
 
 use crate::Inventory;
 use catalog::Catalog;
-use orderly_sql::RusqliteSql;
+use orderly_sql::{RusqliteSql, Sql, SqlError, SqlRows, SqlValue};
 use orders_core::{LineItem, OrderId, ProductName, Quantity};
+use std::cell::Cell;
 use std::path::PathBuf;
 
 /// Three products: 10 widgets, 5 gadgets, none sold out.
@@ -45,6 +46,18 @@ impl Fixture {
         Inventory::new(RusqliteSql::open(&self.path).unwrap(), catalog)
     }
 
+    /// An inventory on its own connection to the same file whose first seeding is preceded by
+    /// another instance's: it meets no stock, then seeds and adds nothing, as when two
+    /// instances start on an empty database at once.
+    pub(crate) fn racing_seeder(&self) -> Inventory<SeededMeanwhile> {
+        let sql = SeededMeanwhile {
+            sql: RusqliteSql::open(&self.path).unwrap(),
+            other: self.another(catalog()),
+            done: Cell::new(false),
+        };
+        Inventory::new(sql, catalog())
+    }
+
     /// `sku`'s (available, reserved, shipped, received), read directly.
     pub(crate) fn counts(&self, sku: &str) -> (u64, u64, u64, u64) {
         self.inspect
@@ -55,6 +68,22 @@ impl Fixture {
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
             )
             .unwrap()
+    }
+}
+
+/// A connection on which another instance seeds the stock just before this one first does.
+pub(crate) struct SeededMeanwhile {
+    sql: RusqliteSql,
+    other: Inventory<RusqliteSql>,
+    done: Cell<bool>,
+}
+
+impl Sql for SeededMeanwhile {
+    fn execute(&self, statement: &str, parameters: &[SqlValue]) -> Result<SqlRows, SqlError> {
+        if statement.starts_with("INSERT INTO inventory_stock") && !self.done.replace(true) {
+            self.other.seed().unwrap();
+        }
+        self.sql.execute(statement, parameters)
     }
 }
 

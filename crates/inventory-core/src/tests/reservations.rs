@@ -143,6 +143,17 @@ fn a_line_out_of_stock_takes_nothing_from_the_others() {
 }
 
 #[test]
+fn a_reserve_that_meets_stock_another_instance_just_seeded_goes_ahead() {
+    let fixture = Fixture::new();
+    let racing = fixture.racing_seeder();
+    assert!(matches!(
+        racing.reserve(&order("o1"), &lines(&[("Widget", 2)])),
+        Ok(ReserveOutcome::Reserved(_))
+    ));
+    assert_eq!(fixture.counts("Widget"), (8, 2, 0, 10));
+}
+
+#[test]
 fn unknown_products_and_bad_line_counts_are_refused() {
     let fixture = Fixture::new();
     assert!(matches!(

@@ -75,6 +75,16 @@ fn restocking_adds_available_and_received_units() {
 }
 
 #[test]
+fn a_read_that_meets_stock_another_instance_just_seeded_finds_it() {
+    let fixture = Fixture::new();
+    let racing = fixture.racing_seeder();
+    assert_eq!(
+        racing.level(&sku("Gadget")).unwrap(),
+        level("Gadget", 5, 0, 0, 5)
+    );
+}
+
+#[test]
 fn unknown_products_are_refused_by_name() {
     let fixture = Fixture::new();
     let unknown = sku("Unobtainium");

@@ -431,7 +431,101 @@ fn a_version_1_database_upgrades_on_its_first_decision() {
     assert_eq!(fulfilment_jobs(&fixture, "u"), 1);
     assert_eq!(
         fixture.value::<i64>("SELECT max(version) FROM ledger_schema", []),
-        2
+        crate::schema::SCHEMA_VERSION
+    );
+}
+
+/// The ids in `final_orders` after `after`, in outbox order, with their status.
+fn final_after(fixture: &Fixture, after: u64) -> Vec<(String, OrderStatus)> {
+    fixture
+        .ledger
+        .final_orders(after, 10)
+        .unwrap()
+        .into_iter()
+        .map(|found| (found.order.id.as_str().to_owned(), found.order.status))
+        .collect()
+}
+
+#[test]
+fn the_statements_that_finalise_orders_enter_them_in_the_outbox_once() {
+    let fixture = Fixture::new();
+    decide(&fixture, OrderStatus::Validated, &["done", "undone"]);
+    fixture.accept("early", 2_500);
+    let jobs = claim(&fixture, FULFILMENT_JOB, "f", 3_000);
+    let step = |job: &ClaimedJob, status: OrderStatus, finished: bool, now: u64| {
+        fixture
+            .ledger
+            .record_saga_progress("f", Timestamp(now), &progress(job, status, finished))
+            .unwrap();
+    };
+    step(&jobs[0], OrderStatus::Reserved, false, 3_100);
+    assert_eq!(final_after(&fixture, 0), []);
+    // A customer's cancellation of an order still being validated finalises it at once.
+    fixture
+        .ledger
+        .request_cancel(&id("early"), Timestamp(3_200), "changed my mind")
+        .unwrap();
+    step(&jobs[1], OrderStatus::Cancelled, true, 3_300);
+    // The saga's last step: the job goes, so a repeat by the same worker changes nothing; a
+    // finished order written again (as a replayed step would) is not entered twice.
+    step(&jobs[0], OrderStatus::Confirmed, false, 3_400);
+    step(&jobs[0], OrderStatus::Confirmed, true, 3_500);
+    let expected = [
+        ("early".to_owned(), OrderStatus::Cancelled),
+        ("undone".to_owned(), OrderStatus::Cancelled),
+        ("done".to_owned(), OrderStatus::Confirmed),
+    ];
+    assert_eq!(final_after(&fixture, 0), expected);
+    let found = fixture.ledger.final_orders(0, 10).unwrap();
+    assert_eq!(found[0].at, Timestamp(3_200));
+    assert_eq!(found[2].at, Timestamp(3_400));
+    assert_eq!(
+        found[0].order.detail.as_deref(),
+        Some("changed my mind"),
+        "the order comes whole"
+    );
+    // A cursor reads what came after it, a page at a time.
+    assert_eq!(final_after(&fixture, found[0].seq), expected[1..]);
+    assert_eq!(
+        fixture.ledger.final_orders(found[0].seq, 1).unwrap().len(),
+        1
+    );
+    // A reset empties the outbox, and later orders come after every cursor handed out.
+    fixture.ledger.clear_all().unwrap();
+    assert_eq!(final_after(&fixture, 0), []);
+    fixture.accept("later", 4_000);
+    fixture
+        .ledger
+        .request_cancel(&id("later"), Timestamp(4_100), "no")
+        .unwrap();
+    assert_eq!(
+        final_after(&fixture, found[2].seq),
+        [("later".to_owned(), OrderStatus::Cancelled)]
+    );
+}
+
+#[test]
+fn orders_final_before_the_outbox_existed_are_entered_by_its_migration() {
+    let fixture = Fixture::new();
+    for statement in crate::schema::VERSION_1
+        .iter()
+        .chain(crate::schema::VERSION_2)
+    {
+        fixture.run(statement);
+    }
+    fixture.run(
+        "INSERT INTO ledger_schema (version) VALUES (1), (2);
+        INSERT INTO orders (id, items, status, created_at, updated_at) VALUES
+            ('old-done', '[{\"product\":\"Medicine A\",\"quantity\":1}]', 'confirmed', 1, 30),
+            ('old-gone', '[{\"product\":\"Medicine A\",\"quantity\":1}]', 'cancelled', 2, 20),
+            ('old-open', '[{\"product\":\"Medicine A\",\"quantity\":1}]', 'paid', 3, 10);",
+    );
+    assert_eq!(
+        final_after(&fixture, 0),
+        [
+            ("old-gone".to_owned(), OrderStatus::Cancelled),
+            ("old-done".to_owned(), OrderStatus::Confirmed),
+        ]
     );
 }
 

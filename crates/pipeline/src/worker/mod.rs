@@ -27,6 +27,10 @@ pub const JOBS_CHANNEL: &str = "orderly-jobs";
 /// The Redis channel that wakes the fulfilment workers: the `channel` of the fulfilment
 /// worker's `[[trigger.redis]]` in `spin.toml`. Rung once per wave that validated orders.
 pub const FULFILMENT_CHANNEL: &str = "orderly-fulfilment";
+/// The Redis channel that wakes the notification service: the `channel` of the
+/// `notification` component's `[[trigger.redis]]` in `spin.toml`. Rung when orders become
+/// final (a saga ended, a customer cancelled an order still being validated).
+pub const EVENTS_CHANNEL: &str = "orderly-events";
 /// The job kind this worker handles.
 pub const JOB_KIND: &str = ledger::VALIDATION_JOB;
 /// The circuit breaker's (and the retry budget's) name: the dependency it guards.
