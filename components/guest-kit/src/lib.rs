@@ -3,8 +3,8 @@
 //! problem responses, outbound HTTP with timeouts, bindings for the `wasi:keyvalue` interfaces
 //! spin-sdk does not wrap, the adapters that give the native libraries Spin's SQLite
 //! ([`SpinSql`]), key-value store ([`SpinKv`]) and wall clock, every service's fault-injection
-//! controls ([`faults`]), the admin and internal guards ([`access`]), and the workers'
-//! doorbells on Redis ([`RedisDoorbells`]).
+//! controls ([`faults`]), the admin and internal guards ([`access`]), the services' shared
+//! errors and routes ([`service`]), and the workers' doorbells on Redis ([`RedisDoorbells`]).
 
 pub mod access;
 mod clock;
@@ -13,6 +13,7 @@ pub mod faults;
 mod http_out;
 mod kv;
 mod request;
+pub mod service;
 mod sql;
 
 pub use clock::{WallClock, random_seed};
