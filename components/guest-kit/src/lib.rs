@@ -4,10 +4,12 @@
 //! spin-sdk does not wrap, the adapters that give the native libraries Spin's SQLite
 //! ([`SpinSql`]), key-value store ([`SpinKv`]) and wall clock, every service's fault-injection
 //! controls ([`faults`]), the admin and internal guards ([`access`]), the services' shared
-//! errors and routes ([`service`]), and the workers' doorbells on Redis ([`RedisDoorbells`]).
+//! errors and routes ([`service`]), the workers' doorbells on Redis ([`RedisDoorbells`]), and
+//! the cron components' entry point ([`cron_component!`]).
 
 pub mod access;
 mod clock;
+mod cron;
 mod doorbells;
 pub mod faults;
 mod http_out;
