@@ -10,6 +10,15 @@ use std::time::Duration;
 /// The internal token [`wire_services`] gives the app, which it must send to the services.
 pub const TOKEN: &str = "test-internal-token";
 
+/// The saga events (kind, outcome) of an order that went through every step.
+pub const CONFIRMED: [(&str, &str); 5] = [
+    ("step_done", "reserve"),
+    ("step_done", "authorize"),
+    ("step_done", "ship"),
+    ("step_done", "capture"),
+    ("confirmed", "commit"),
+];
+
 /// Fake services, for a [`RecordingServer`]: every request done, except reserving
 /// `Medicine B` (out of stock) and shipping to `Far Away` (refused).
 pub fn fake_services(path: &str, body: &[u8]) -> (u16, String) {
