@@ -2,30 +2,14 @@
 //! runs validated orders' sagas over fake inventory, payment and shipping services (a native
 //! server standing in at the `*_url` variables), and customers cancel orders.
 
-use orderly_host::LoadOptions;
+use orderly_tests::TestApp;
 use orderly_tests::native_server::{Recorded, RecordingServer};
-use orderly_tests::{HttpClient, TestApp, services_at};
+use orderly_tests::saga::{
+    CONFIRMED, TOKEN, cancel_pending, create, fake_services, order_when, pairs, saga_events,
+    wire_services,
+};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// The token the app is given and must send to the services.
-const TOKEN: &str = "test-internal-token";
-
-/// The fake services (shared with `notification`): every request done, except reserving `Medicine B` (out of stock) and
-/// shipping to `Far Away` (refused).
-pub(crate) fn services(path: &str, body: &[u8]) -> (u16, String) {
-    let body = String::from_utf8_lossy(body);
-    if path == "/internal/inventory/reservations" && body.contains("Medicine B") {
-        let problem = r#"{"type": "/problems/out-of-stock", "title": "Conflict", "detail": "Medicine B: 0 left"}"#;
-        return (409, problem.into());
-    }
-    if path == "/internal/shipping/shipments" && body.contains("Far Away") {
-        let problem = r#"{"type": "/problems/undeliverable", "title": "Unprocessable Content", "detail": "no courier goes there"}"#;
-        return (422, problem.into());
-    }
-    (200, "{}".into())
-}
 
 /// The shipped app with its services at `server`, the internal token set, and quick retries.
 async fn start_with(server: &RecordingServer) -> TestApp {
@@ -33,55 +17,6 @@ async fn start_with(server: &RecordingServer) -> TestApp {
         wire_services(options, server)
     })
     .await
-}
-
-/// Puts the app's services at `server`, sets the internal token, and makes retries quick.
-pub(crate) fn wire_services(options: &mut LoadOptions, server: &RecordingServer) {
-    services_at(options, &format!("http://{}", server.address));
-    for (name, value) in [
-        ("internal_token", TOKEN),
-        ("retry_base_ms", "20"),
-        ("retry_max_delay_ms", "200"),
-    ] {
-        options.variables.insert(name.to_owned(), value.to_owned());
-    }
-}
-
-/// Creates order `id` from `body` (202 expected).
-pub(crate) async fn create(client: &HttpClient, id: &str, body: &str) {
-    let reply = client.create_order(id, body).await;
-    assert_eq!(reply.status, 202, "{}", reply.text());
-}
-
-/// Order `id` once its status is `wanted` (or as it is after 30 s).
-pub(crate) async fn order_when(client: &HttpClient, id: &str, wanted: &str) -> Value {
-    let path = format!("/orders/{id}");
-    client
-        .wait_for(
-            Duration::from_secs(30),
-            async |c| c.get(&path).await.json(),
-            |order| order["status"] == wanted,
-        )
-        .await
-}
-
-/// Order `id`'s events from its validation on, as (kind, outcome).
-async fn saga_events(client: &HttpClient, id: &str) -> Vec<(String, String)> {
-    let events = client.get(&format!("/orders/{id}/events")).await.json();
-    let pairs: Vec<(String, String)> = events["events"]
-        .as_array()
-        .expect("a list of events")
-        .iter()
-        .map(|event| {
-            let text = |name: &str| event[name].as_str().unwrap_or_default().to_owned();
-            (text("kind"), text("outcome"))
-        })
-        .collect();
-    let validated = pairs
-        .iter()
-        .position(|(kind, _)| kind == "validated")
-        .unwrap_or_else(|| panic!("{id} was validated: {pairs:?}"));
-    pairs[validated + 1..].to_vec()
 }
 
 /// The paths `server` was asked for about order `id`, in order.
@@ -95,16 +30,9 @@ fn paths_for(requests: &[Recorded], id: &str) -> Vec<String> {
         .collect()
 }
 
-fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
-    expected
-        .iter()
-        .map(|(kind, outcome)| ((*kind).to_owned(), (*outcome).to_owned()))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_validated_order_is_fulfilled_through_the_services_with_the_token() {
-    let server = RecordingServer::start(services).await;
+    let server = RecordingServer::start(fake_services).await;
     let app = start_with(&server).await;
     create(
         &app,
@@ -115,16 +43,7 @@ async fn a_validated_order_is_fulfilled_through_the_services_with_the_token() {
     let order = order_when(&app, "ful-1", "confirmed").await;
     assert_eq!(order["status"], "confirmed", "{order}");
     assert_eq!(order["fulfilment"]["saga"]["phase"], "confirmed", "{order}");
-    assert_eq!(
-        saga_events(&app, "ful-1").await,
-        pairs(&[
-            ("step_done", "reserve"),
-            ("step_done", "authorize"),
-            ("step_done", "ship"),
-            ("step_done", "capture"),
-            ("confirmed", "commit"),
-        ])
-    );
+    assert_eq!(saga_events(&app, "ful-1").await, pairs(&CONFIRMED));
     let requests = server.requests();
     assert_eq!(
         paths_for(&requests, "ful-1"),
@@ -167,7 +86,7 @@ async fn a_validated_order_is_fulfilled_through_the_services_with_the_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_steps_cancel_the_order_and_undo_what_was_done() {
-    let server = RecordingServer::start(services).await;
+    let server = RecordingServer::start(fake_services).await;
     let app = start_with(&server).await;
     create(
         &app,
@@ -264,17 +183,7 @@ async fn cancelling_answers_by_where_the_order_is() {
         202
     );
     // A pending order is cancelled at once.
-    let mode = app.post("/external/configure", r#"{"mode": "down"}"#).await;
-    assert_eq!(mode.status, 200, "{}", mode.text());
-    create(
-        &app,
-        "cancel-pending",
-        r#"{"order_id": "cancel-pending", "product": "Medicine A", "quantity": 1}"#,
-    )
-    .await;
-    let cancelled = app.post("/orders/cancel-pending/cancel", "").await;
-    assert_eq!(cancelled.status, 202, "{}", cancelled.text());
-    let body = cancelled.json();
+    let body = cancel_pending(&app, "cancel-pending").await.json();
     assert_eq!(
         (body["status"].as_str(), body["reason"].as_str()),
         (Some("cancelled"), Some("cancelled_by_customer")),

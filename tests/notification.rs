@@ -1,12 +1,12 @@
 //! The notification service, black-box through the shipped spin.toml with fake fulfilment
-//! services (see `fulfilment`): every confirmed or cancelled order gets exactly one
+//! services (see `orderly_tests::saga`): every confirmed or cancelled order gets exactly one
 //! notification, from the doorbell alone (the sweeper taken out of the manifest), from the
 //! sweep alone (the doorbell's subscriber taken out: every doorbell is lost), and redelivered
 //! doorbells create no duplicate.
 
-use crate::fulfilment::{create, order_when, services, wire_services};
 use orderly_tests::native_server::RecordingServer;
 use orderly_tests::redis_server::{private_redis, publish};
+use orderly_tests::saga::{cancel_pending, create, fake_services, order_when, wire_services};
 use orderly_tests::{HttpClient, TestApp, real_manifest};
 use serde_json::Value;
 use std::sync::Arc;
@@ -101,7 +101,7 @@ async fn doorbells_notify_every_final_order_once_even_when_redelivered() {
         return;
     };
     let redis = redis_server.url();
-    let server = RecordingServer::start(services).await;
+    let server = RecordingServer::start(fake_services).await;
     // No sweeper: only doorbells can make notifications here.
     let app = start_without(SWEEPER_TRIGGER, &server, Some(&redis)).await;
     finish_two(&app, "note-ok", "note-stock").await;
@@ -125,16 +125,7 @@ async fn doorbells_notify_every_final_order_once_even_when_redelivered() {
     assert_eq!(cancelled["detail"], "Medicine B: 0 left", "{cancelled}");
 
     // A customer cancels an order still being validated: the orders API rings the doorbell.
-    let mode = app.post("/external/configure", r#"{"mode": "down"}"#).await;
-    assert_eq!(mode.status, 200, "{}", mode.text());
-    create(
-        &app,
-        "note-pending",
-        r#"{"order_id": "note-pending", "product": "Medicine A", "quantity": 1}"#,
-    )
-    .await;
-    let cancel = app.post("/orders/note-pending/cancel", "").await;
-    assert_eq!(cancel.status, 202, "{}", cancel.text());
+    cancel_pending(&app, "note-pending").await;
     let pending = notification(&app, "/notifications", "note-pending").await;
     assert_eq!(pending["reason"], "cancelled_by_customer", "{pending}");
 
@@ -176,7 +167,7 @@ async fn doorbells_notify_every_final_order_once_even_when_redelivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_notifies_orders_whose_doorbell_was_lost() {
-    let server = RecordingServer::start(services).await;
+    let server = RecordingServer::start(fake_services).await;
     // Nobody subscribes to the doorbells: every one is lost.
     let app = start_without(DOORBELL_TRIGGER, &server, None).await;
     finish_two(&app, "lost-ok", "lost-stock").await;

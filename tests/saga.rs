@@ -4,6 +4,7 @@
 //! invariants (`saga_audit`) must hold and every order must be final.
 
 use futures::StreamExt as _;
+use orderly_tests::saga::{CONFIRMED, create, order_until, pairs, saga_events};
 use orderly_tests::{HttpClient, TestApp, services_at};
 use saga_audit::audit::Audit;
 use saga_audit::mix::{self, MixSettings};
@@ -65,63 +66,24 @@ impl Reader for Client<'_> {
 
 /// Order `id` once it is final (or as it is after `limit`).
 async fn final_order(app: &HttpClient, id: &str, limit: Duration) -> Value {
-    let path = format!("/orders/{id}");
-    app.wait_for(
-        limit,
-        async |client| client.get(&path).await.json(),
-        |order| is_final(order["status"].as_str().unwrap_or_default()),
-    )
+    order_until(app, id, limit, |order| {
+        is_final(order["status"].as_str().unwrap_or_default())
+    })
     .await
-}
-
-/// Order `id`'s fulfilment events, as (kind, outcome), from its validation on.
-async fn saga_events(app: &HttpClient, id: &str) -> Vec<(String, String)> {
-    let events = app.get(&format!("/orders/{id}/events")).await.json();
-    let pairs: Vec<(String, String)> = events["events"]
-        .as_array()
-        .expect("a list of events")
-        .iter()
-        .map(|event| {
-            let text = |name: &str| event[name].as_str().unwrap_or_default().to_owned();
-            (text("kind"), text("outcome"))
-        })
-        .collect();
-    let validated = pairs
-        .iter()
-        .position(|(kind, _)| kind == "validated")
-        .unwrap_or_else(|| panic!("{id} was validated: {pairs:?}"));
-    pairs[validated + 1..].to_vec()
-}
-
-fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
-    expected
-        .iter()
-        .map(|(kind, outcome)| ((*kind).to_owned(), (*outcome).to_owned()))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_is_fulfilled_through_the_real_services_and_one_out_of_stock_is_cancelled() {
     let app = start().await;
-    let reply = app
-        .create_order(
-            "happy",
-            r#"{"order_id": "happy", "customer": "Ada", "items": [{"product": "Widget", "quantity": 3}]}"#,
-        )
-        .await;
-    assert_eq!(reply.status, 202, "{}", reply.text());
+    create(
+        &app,
+        "happy",
+        r#"{"order_id": "happy", "customer": "Ada", "items": [{"product": "Widget", "quantity": 3}]}"#,
+    )
+    .await;
     let order = final_order(&app, "happy", Duration::from_secs(30)).await;
     assert_eq!(order["status"], "confirmed", "{order}");
-    assert_eq!(
-        saga_events(&app, "happy").await,
-        pairs(&[
-            ("step_done", "reserve"),
-            ("step_done", "authorize"),
-            ("step_done", "ship"),
-            ("step_done", "capture"),
-            ("confirmed", "commit"),
-        ])
-    );
+    assert_eq!(saga_events(&app, "happy").await, pairs(&CONFIRMED));
     let stock = app.get("/internal/inventory/stock/Widget").await.json();
     assert_eq!(
         (
@@ -144,13 +106,12 @@ async fn an_order_is_fulfilled_through_the_real_services_and_one_out_of_stock_is
         .json();
     assert_eq!(reservation["state"], "committed", "{reservation}");
 
-    let reply = app
-        .create_order(
-            "short",
-            r#"{"order_id": "short", "customer": "Ada", "items": [{"product": "Widget", "quantity": 1}, {"product": "Rare", "quantity": 100}, {"product": "Limited", "quantity": 40}, {"product": "Rare", "quantity": 51}]}"#,
-        )
-        .await;
-    assert_eq!(reply.status, 202, "{}", reply.text());
+    create(
+        &app,
+        "short",
+        r#"{"order_id": "short", "customer": "Ada", "items": [{"product": "Widget", "quantity": 1}, {"product": "Rare", "quantity": 100}, {"product": "Limited", "quantity": 40}, {"product": "Rare", "quantity": 51}]}"#,
+    )
+    .await;
     let order = final_order(&app, "short", Duration::from_secs(30)).await;
     assert_eq!(order["status"], "cancelled", "{order}");
     assert_eq!(order["reason"], "reserve_refused", "{order}");

@@ -17,6 +17,7 @@ pub mod native_server;
 pub mod process;
 pub mod raw;
 pub mod redis_server;
+pub mod saga;
 
 /// Where the components under test were built.
 pub fn wasm_dir() -> PathBuf {

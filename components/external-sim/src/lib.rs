@@ -14,6 +14,7 @@ use api::ApiError;
 use faults::ProbeOutcome;
 use guest_kit::Incoming;
 use guest_kit::faults::FaultSwitch;
+use guest_kit::service::CommonError;
 use simulator_core::{ValidationRequest, judge};
 use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
 use spin_sdk::http_component;
@@ -40,7 +41,7 @@ fn route(request: &Incoming) -> Result<Response, ApiError> {
     let path = request.path_info.as_str();
     match (path, &request.method) {
         ("/validate", Method::Post) => {
-            request.require_json().map_err(ApiError::Refused)?;
+            request.require_json().map_err(CommonError::Refused)?;
             validate(&request.body)
         }
         ("/health", Method::Get) => health(),
@@ -48,18 +49,18 @@ fn route(request: &Incoming) -> Result<Response, ApiError> {
             200,
             &serde_json::json!({ "calls": stats::calls()? }),
         )),
-        ("/validate", _) => Err(ApiError::MethodNotAllowed("POST")),
-        ("/health" | "/stats", _) => Err(ApiError::MethodNotAllowed("GET")),
-        _ => Err(ApiError::NotFound(path.to_owned())),
+        ("/validate", _) => Err(CommonError::MethodNotAllowed("POST").into()),
+        ("/health" | "/stats", _) => Err(CommonError::MethodNotAllowed("GET").into()),
+        _ => Err(CommonError::no_endpoint(SERVICE, path).into()),
     }
 }
 
 fn validate(body: &[u8]) -> Result<Response, ApiError> {
     let switch = FaultSwitch::open(SERVICE)?;
     stats::count_call()?;
-    guest_kit::faults::apply(switch.decide()?).map_err(ApiError::Refused)?;
+    guest_kit::faults::apply(switch.decide()?).map_err(CommonError::Refused)?;
     let request =
-        ValidationRequest::parse(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        ValidationRequest::parse(body).map_err(|e| CommonError::BadBody(e.to_string()))?;
     let verdict = judge(&guest_kit::catalog().map_err(ApiError::Catalog)?, &request);
     let mut answer = serde_json::to_value(&verdict).unwrap_or_default();
     answer["order_id"] = request.order_id.into();

@@ -10,7 +10,7 @@
 use fulfilment::{
     FULFILMENT_CHANNEL, FulfilmentParts, FulfilmentReport, FulfilmentSettings, FulfilmentWorker,
 };
-use guest_kit::services::HttpServices;
+use guest_kit::clients::HttpServices;
 use guest_kit::{RedisDoorbells, SpinKv, SpinSql, WallClock};
 use ledger::Ledger;
 use resilience::SplitMix64;

@@ -3,18 +3,22 @@
 //! problem responses, outbound HTTP with timeouts, bindings for the `wasi:keyvalue` interfaces
 //! spin-sdk does not wrap, the adapters that give the native libraries Spin's SQLite
 //! ([`SpinSql`]), key-value store ([`SpinKv`]) and wall clock, every service's fault-injection
-//! controls ([`faults`]), the admin and internal guards ([`access`]), and the workers'
-//! doorbells on Redis ([`RedisDoorbells`]).
+//! controls ([`faults`]), the admin and internal guards ([`access`]), the services' shared
+//! errors and routes ([`service`]), the workers' doorbells on Redis ([`RedisDoorbells`]), the
+//! cron components' entry point ([`cron_component!`]), and (feature `services`) the HTTP
+//! clients of the validator and the services ([`clients`]).
 
 pub mod access;
+#[cfg(feature = "services")]
+pub mod clients;
 mod clock;
+mod cron;
 mod doorbells;
 pub mod faults;
 mod http_out;
 mod kv;
 mod request;
-#[cfg(feature = "services")]
-pub mod services;
+pub mod service;
 mod sql;
 
 pub use clock::{WallClock, random_seed};

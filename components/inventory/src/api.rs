@@ -1,6 +1,7 @@
 //! HTTP edges: request bodies parsed into the domain's types, resources shown as JSON, and
 //! every error mapped to its status and problem body, once.
 
+use guest_kit::service::{self, CommonError, parse_json};
 use http_problem::Problem;
 use inventory_core::{InventoryError, Reservation, Shortage, StockLevel, Units};
 use orders_core::{LineItem, OrderId, ProductName};
@@ -11,27 +12,20 @@ use spin_sdk::http::Response;
 /// Everything that can go wrong handling a request.
 #[derive(Debug)]
 pub enum ApiError {
-    /// The body is not the JSON expected.
-    BadBody(String),
-    /// A member has a bad value.
-    Invalid {
-        /// The JSON member (`lines[2].quantity`).
-        field: String,
-        /// What is wrong.
-        detail: String,
-    },
-    /// No such endpoint, SKU or reservation.
-    NotFound(String),
-    /// The endpoint exists but not for this method (the value lists the allowed ones).
-    MethodNotAllowed(&'static str),
+    /// What every service answers the same way (bad body, not found, refused...).
+    Common(CommonError),
     /// A line cannot be filled: nothing was reserved.
     OutOfStock(Shortage),
     /// The inventory refused or failed.
     Inventory(InventoryError),
     /// The `catalog` variable holds no valid catalogue.
     Catalog(catalog::CatalogError),
-    /// A ready-made answer (wrong media type, access refused, injected fault).
-    Refused(Response),
+}
+
+impl From<CommonError> for ApiError {
+    fn from(error: CommonError) -> Self {
+        Self::Common(error)
+    }
 }
 
 impl From<InventoryError> for ApiError {
@@ -40,27 +34,12 @@ impl From<InventoryError> for ApiError {
     }
 }
 
-impl ApiError {
-    fn invalid(field: impl Into<String>, detail: impl ToString) -> Self {
-        Self::Invalid {
-            field: field.into(),
-            detail: detail.to_string(),
-        }
-    }
-
-    /// The problem response for this error.
-    pub fn into_response(self) -> Response {
-        let problem = match self {
-            Self::BadBody(detail) => Problem::new(400, "Bad Request")
-                .with_type("/problems/malformed-request")
-                .with_detail(detail),
-            Self::Invalid { field, detail } => Problem::new(400, "Bad Request")
-                .with_type("/problems/invalid-field")
-                .with_detail(format!("{field}: {detail}"))
-                .with("field", field),
-            Self::NotFound(detail) => return guest_kit::not_found(detail),
-            Self::MethodNotAllowed(allow) => return guest_kit::method_not_allowed(allow),
-            Self::OutOfStock(shortage) => Problem::new(409, "Conflict")
+/// The problem response for each error.
+impl From<ApiError> for Response {
+    fn from(error: ApiError) -> Self {
+        let problem = match error {
+            ApiError::Common(error) => return error.into_response(),
+            ApiError::OutOfStock(shortage) => Problem::new(409, "Conflict")
                 .with_type("/problems/out-of-stock")
                 .with_detail(format!(
                     "{}: {} requested, {} available",
@@ -71,11 +50,10 @@ impl ApiError {
                 .with("sku", shortage.sku.as_str())
                 .with("requested", shortage.requested.get())
                 .with("available", shortage.available),
-            Self::Inventory(error) => return inventory_problem(error),
-            Self::Catalog(error) => Problem::new(500, "Internal Server Error")
+            ApiError::Inventory(error) => return inventory_problem(error),
+            ApiError::Catalog(error) => Problem::new(500, "Internal Server Error")
                 .with_type("/problems/catalog")
                 .with_detail(format!("the `catalog` variable: {error}")),
-            Self::Refused(response) => return response,
         };
         guest_kit::problem(&problem)
     }
@@ -90,18 +68,8 @@ fn inventory_problem(error: InventoryError) -> Response {
             .with_detail(detail.clone())
     };
     let problem = match &error {
-        InventoryError::Sql { .. } => {
-            let mut response = guest_kit::problem(
-                &Problem::new(503, "Service Unavailable")
-                    .with_type("/problems/storage")
-                    .with_detail(detail),
-            );
-            response.set_header("retry-after", "1");
-            return response;
-        }
-        InventoryError::Corrupt { .. } => Problem::new(500, "Internal Server Error")
-            .with_type("/problems/corrupt-data")
-            .with_detail(detail),
+        InventoryError::Sql { .. } => return service::storage_unavailable(detail),
+        InventoryError::Corrupt { .. } => service::corrupt_data(detail),
         InventoryError::UnknownSku(sku) => Problem::new(422, "Unprocessable Content")
             .with_type("/problems/unknown-sku")
             .with_detail(detail)
@@ -139,10 +107,10 @@ impl ReserveRequest {
         let body: Body = parse_json(body)?;
         Ok(Self {
             order_id: OrderId::parse(&body.order_id)
-                .map_err(|error| ApiError::invalid("order_id", error))?,
+                .map_err(|error| CommonError::invalid("order_id", error))?,
             lines: LineItem::list_from_sku_lines(body.lines).map_err(|error| {
                 let field = error.field().unwrap_or("lines").to_owned();
-                ApiError::invalid(field, error)
+                CommonError::invalid(field, error)
             })?,
         })
     }
@@ -166,20 +134,16 @@ impl RestockRequest {
         }
         let body: Body = parse_json(body)?;
         Ok(Self {
-            sku: ProductName::new(&body.sku).map_err(|error| ApiError::invalid("sku", error))?,
-            units: Units::new(body.units).map_err(|error| ApiError::invalid("units", error))?,
+            sku: ProductName::new(&body.sku).map_err(|error| CommonError::invalid("sku", error))?,
+            units: Units::new(body.units).map_err(|error| CommonError::invalid("units", error))?,
         })
     }
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|error| ApiError::BadBody(error.to_string()))
 }
 
 /// An order id from a path segment; an id no order can have names no reservation.
 pub fn order_id(segment: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(segment)
-        .map_err(|_| ApiError::NotFound(format!("no reservation for order {segment:?}")))
+        .map_err(|_| CommonError::NotFound(format!("no reservation for order {segment:?}")).into())
 }
 
 /// A reservation as JSON.

@@ -17,6 +17,7 @@ mod api;
 
 use api::{ApiError, ReserveRequest, RestockRequest};
 use catalog::Catalog;
+use guest_kit::service::{self, CommonError};
 use guest_kit::{Incoming, SpinSql};
 use inventory_core::{Inventory, ReserveOutcome};
 use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
@@ -30,45 +31,36 @@ const MAX_BODY: usize = 16 * 1024;
 
 #[http_component]
 async fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    guest_kit::serve(request, out, MAX_BODY, async |request| {
-        route(request).unwrap_or_else(ApiError::into_response)
-    })
-    .await;
+    service::serve(SERVICE, request, out, MAX_BODY, route).await;
 }
 
+/// Routes a request past the gate and `/health` (see [`service::serve`]).
 fn route(request: &Incoming) -> Result<Response, ApiError> {
-    if let Some(response) = guest_kit::access::service_gate(SERVICE, request) {
-        return Ok(response);
-    }
     let path = request.path_info.as_str();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let segments = service::segments(path);
     match (segments.as_slice(), &request.method) {
-        (["health"], Method::Get) => Ok(guest_kit::json(
-            200,
-            &serde_json::json!({"status": "healthy", "service": SERVICE}),
-        )),
         (["stock"], Method::Get) => stock(),
         (["stock", sku], Method::Get) => stock_of(sku),
         (["restock"], Method::Post) => {
-            guest_kit::access::admin(request).map_err(ApiError::Refused)?;
-            request.require_json().map_err(ApiError::Refused)?;
+            guest_kit::access::admin(request).map_err(CommonError::Refused)?;
+            request.require_json().map_err(CommonError::Refused)?;
             restock(&request.body)
         }
         (["reservations"], Method::Post) => {
-            guest_kit::faults::json_call(SERVICE, request).map_err(ApiError::Refused)?;
+            guest_kit::faults::json_call(SERVICE, request).map_err(CommonError::Refused)?;
             reserve(&request.body)
         }
         (["reservations", id], Method::Get) => {
             let order_id = api::order_id(id)?;
             match inventory()?.reservation(&order_id)? {
                 Some(reservation) => Ok(guest_kit::json(200, &api::reservation_json(&reservation))),
-                None => Err(ApiError::NotFound(format!(
-                    "no reservation for order {order_id}"
-                ))),
+                None => Err(
+                    CommonError::NotFound(format!("no reservation for order {order_id}")).into(),
+                ),
             }
         }
         (["reservations", id, action @ ("commit" | "release")], Method::Post) => {
-            guest_kit::faults::json_call(SERVICE, request).map_err(ApiError::Refused)?;
+            guest_kit::faults::json_call(SERVICE, request).map_err(CommonError::Refused)?;
             let order_id = api::order_id(id)?;
             let inventory = inventory()?;
             let reservation = if *action == "commit" {
@@ -78,15 +70,13 @@ fn route(request: &Incoming) -> Result<Response, ApiError> {
             };
             Ok(guest_kit::json(200, &api::reservation_json(&reservation)))
         }
-        (["health"] | ["stock"] | ["stock", _] | ["reservations", _], _) => {
-            Err(ApiError::MethodNotAllowed("GET"))
+        (["stock"] | ["stock", _] | ["reservations", _], _) => {
+            Err(CommonError::MethodNotAllowed("GET").into())
         }
         (["restock"] | ["reservations"] | ["reservations", _, "commit" | "release"], _) => {
-            Err(ApiError::MethodNotAllowed("POST"))
+            Err(CommonError::MethodNotAllowed("POST").into())
         }
-        _ => Err(ApiError::NotFound(format!(
-            "inventory has no endpoint {path}"
-        ))),
+        _ => Err(CommonError::no_endpoint(SERVICE, path).into()),
     }
 }
 
@@ -112,7 +102,7 @@ fn stock() -> Result<Response, ApiError> {
 
 fn stock_of(segment: &str) -> Result<Response, ApiError> {
     let name = guest_kit::percent_decode(segment);
-    let unknown = || ApiError::NotFound(format!("no stock of {name:?}"));
+    let unknown = || ApiError::from(CommonError::NotFound(format!("no stock of {name:?}")));
     let sku = orders_core::ProductName::new(&name).map_err(|_| unknown())?;
     let catalog = catalog()?;
     let level = match Inventory::new(open_sql()?, catalog.clone()).level(&sku) {
@@ -155,8 +145,5 @@ fn open_sql() -> Result<SpinSql, ApiError> {
 
 /// The catalogue: the `catalog` variable's JSON when set, else the one shipped.
 fn catalog() -> Result<Catalog, ApiError> {
-    match guest_kit::variable("catalog") {
-        None => Ok(Catalog::standard()),
-        Some(json) => Catalog::from_json(&json).map_err(ApiError::Catalog),
-    }
+    guest_kit::catalog().map_err(ApiError::Catalog)
 }

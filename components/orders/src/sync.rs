@@ -9,7 +9,7 @@
 use crate::api::ApiError;
 use checkout::{Checkout, CheckoutParts, Reply};
 use fulfilment::FulfilmentSettings;
-use guest_kit::services::{HttpServices, HttpValidator};
+use guest_kit::clients::{HttpServices, HttpValidator};
 use guest_kit::{Incoming, RedisDoorbells, SpinKv, SpinSql, WallClock};
 use http_problem::Problem;
 use ledger::Ledger;

@@ -1,6 +1,7 @@
 //! HTTP edges: request bodies parsed into the domain's types, payments shown as JSON, and every
 //! error mapped to its status and problem body, once.
 
+use guest_kit::service::{self, CommonError, parse_json};
 use http_problem::Problem;
 use orders_core::OrderId;
 use payment_core::{Amount, CardNumber, DeclineReason, Payment, PaymentError};
@@ -16,19 +17,8 @@ const DEFAULT_CARD: &str = "4242424242424242";
 /// Everything that can go wrong handling a request.
 #[derive(Debug)]
 pub enum ApiError {
-    /// The body is not the JSON expected.
-    BadBody(String),
-    /// A member has a bad value.
-    Invalid {
-        /// The JSON member.
-        field: &'static str,
-        /// What is wrong.
-        detail: String,
-    },
-    /// No such endpoint or payment.
-    NotFound(String),
-    /// The endpoint exists but not for this method (the value lists the allowed ones).
-    MethodNotAllowed(&'static str),
+    /// What every service answers the same way (bad body, not found, refused...).
+    Common(CommonError),
     /// The authorization was declined.
     Declined {
         /// The order.
@@ -40,8 +30,12 @@ pub enum ApiError {
     Payment(PaymentError),
     /// The `payment_limit_cents` variable is not an amount.
     Settings(String),
-    /// A ready-made answer (wrong media type, access refused, injected fault).
-    Refused(Response),
+}
+
+impl From<CommonError> for ApiError {
+    fn from(error: CommonError) -> Self {
+        Self::Common(error)
+    }
 }
 
 impl From<PaymentError> for ApiError {
@@ -50,28 +44,19 @@ impl From<PaymentError> for ApiError {
     }
 }
 
-impl ApiError {
-    /// The problem response for this error.
-    pub fn into_response(self) -> Response {
-        let problem = match self {
-            Self::BadBody(detail) => Problem::new(400, "Bad Request")
-                .with_type("/problems/malformed-request")
-                .with_detail(detail),
-            Self::Invalid { field, detail } => Problem::new(400, "Bad Request")
-                .with_type("/problems/invalid-field")
-                .with_detail(format!("{field}: {detail}"))
-                .with("field", field),
-            Self::NotFound(detail) => return guest_kit::not_found(detail),
-            Self::MethodNotAllowed(allow) => return guest_kit::method_not_allowed(allow),
-            Self::Declined { order_id, reason } => Problem::new(402, "Payment Required")
+/// The problem response for each error.
+impl From<ApiError> for Response {
+    fn from(error: ApiError) -> Self {
+        let problem = match error {
+            ApiError::Common(error) => return error.into_response(),
+            ApiError::Declined { order_id, reason } => Problem::new(402, "Payment Required")
                 .with_type("/problems/payment-declined")
                 .with_detail(format!("order {order_id}'s payment was declined: {reason}"))
                 .with("reason", reason.code()),
-            Self::Payment(error) => return payment_problem(error),
-            Self::Settings(detail) => Problem::new(500, "Internal Server Error")
+            ApiError::Payment(error) => return payment_problem(error),
+            ApiError::Settings(detail) => Problem::new(500, "Internal Server Error")
                 .with_type("/problems/settings")
                 .with_detail(detail),
-            Self::Refused(response) => return response,
         };
         guest_kit::problem(&problem)
     }
@@ -81,18 +66,8 @@ impl ApiError {
 fn payment_problem(error: PaymentError) -> Response {
     let detail = guest_kit::error_chain(&error);
     let problem = match &error {
-        PaymentError::Sql { .. } => {
-            let mut response = guest_kit::problem(
-                &Problem::new(503, "Service Unavailable")
-                    .with_type("/problems/storage")
-                    .with_detail(detail),
-            );
-            response.set_header("retry-after", "1");
-            return response;
-        }
-        PaymentError::Corrupt { .. } => Problem::new(500, "Internal Server Error")
-            .with_type("/problems/corrupt-data")
-            .with_detail(detail),
+        PaymentError::Sql { .. } => return service::storage_unavailable(detail),
+        PaymentError::Corrupt { .. } => service::corrupt_data(detail),
         PaymentError::UnknownOrder(_) => Problem::new(404, "Not Found")
             .with_type("/problems/unknown-payment")
             .with_detail(detail),
@@ -134,19 +109,14 @@ impl AuthorizeRequest {
             amount_cents: u64,
             card: Option<String>,
         }
-        let body: Body =
-            serde_json::from_slice(body).map_err(|error| ApiError::BadBody(error.to_string()))?;
-        let invalid = |field| {
-            move |error: &dyn std::fmt::Display| ApiError::Invalid {
-                field,
-                detail: error.to_string(),
-            }
-        };
+        let body: Body = parse_json(body)?;
         Ok(Self {
-            order_id: OrderId::parse(&body.order_id).map_err(|e| invalid("order_id")(&e))?,
-            amount: Amount::new(body.amount_cents).map_err(|e| invalid("amount_cents")(&e))?,
+            order_id: OrderId::parse(&body.order_id)
+                .map_err(|error| CommonError::invalid("order_id", error))?,
+            amount: Amount::new(body.amount_cents)
+                .map_err(|error| CommonError::invalid("amount_cents", error))?,
             card: CardNumber::parse(body.card.as_deref().unwrap_or(DEFAULT_CARD))
-                .map_err(|e| invalid("card")(&e))?,
+                .map_err(|error| CommonError::invalid("card", error))?,
         })
     }
 }
@@ -154,7 +124,7 @@ impl AuthorizeRequest {
 /// An order id from a path segment; an id no order can have names no payment.
 pub fn order_id(segment: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(segment)
-        .map_err(|_| ApiError::NotFound(format!("no payment for order {segment:?}")))
+        .map_err(|_| CommonError::NotFound(format!("no payment for order {segment:?}")).into())
 }
 
 /// A payment as JSON.

@@ -18,6 +18,7 @@
 mod api;
 
 use api::{ApiError, AuthorizeRequest};
+use guest_kit::service::{self, CommonError};
 use guest_kit::{Incoming, SpinSql};
 use payment_core::{Amount, Authorization, PaymentError, PaymentPolicy, Payments};
 use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
@@ -31,38 +32,29 @@ const MAX_BODY: usize = 4 * 1024;
 
 #[http_component]
 async fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    guest_kit::serve(request, out, MAX_BODY, async |request| {
-        route(request).unwrap_or_else(ApiError::into_response)
-    })
-    .await;
+    service::serve(SERVICE, request, out, MAX_BODY, route).await;
 }
 
+/// Routes a request past the gate and `/health` (see [`service::serve`]).
 fn route(request: &Incoming) -> Result<Response, ApiError> {
-    if let Some(response) = guest_kit::access::service_gate(SERVICE, request) {
-        return Ok(response);
-    }
     let path = request.path_info.as_str();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let segments = service::segments(path);
     match (segments.as_slice(), &request.method) {
-        (["health"], Method::Get) => Ok(guest_kit::json(
-            200,
-            &serde_json::json!({"status": "healthy", "service": SERVICE}),
-        )),
         (["payments"], Method::Post) => {
-            guest_kit::faults::json_call(SERVICE, request).map_err(ApiError::Refused)?;
+            guest_kit::faults::json_call(SERVICE, request).map_err(CommonError::Refused)?;
             authorize(&request.body)
         }
         (["payments", id], Method::Get) => {
             let order_id = api::order_id(id)?;
             match payments()?.payment(&order_id)? {
                 Some(payment) => Ok(guest_kit::json(200, &api::payment_json(&payment))),
-                None => Err(ApiError::NotFound(format!(
-                    "no payment for order {order_id}"
-                ))),
+                None => {
+                    Err(CommonError::NotFound(format!("no payment for order {order_id}")).into())
+                }
             }
         }
         (["payments", id, action @ ("capture" | "compensate")], Method::Post) => {
-            guest_kit::faults::json_call(SERVICE, request).map_err(ApiError::Refused)?;
+            guest_kit::faults::json_call(SERVICE, request).map_err(CommonError::Refused)?;
             let order_id = api::order_id(id)?;
             let payments = payments()?;
             let payment = if *action == "capture" {
@@ -72,13 +64,11 @@ fn route(request: &Incoming) -> Result<Response, ApiError> {
             };
             Ok(guest_kit::json(200, &api::payment_json(&payment)))
         }
-        (["health"] | ["payments", _], _) => Err(ApiError::MethodNotAllowed("GET")),
+        (["payments", _], _) => Err(CommonError::MethodNotAllowed("GET").into()),
         (["payments"] | ["payments", _, "capture" | "compensate"], _) => {
-            Err(ApiError::MethodNotAllowed("POST"))
+            Err(CommonError::MethodNotAllowed("POST").into())
         }
-        _ => Err(ApiError::NotFound(format!(
-            "payment has no endpoint {path}"
-        ))),
+        _ => Err(CommonError::no_endpoint(SERVICE, path).into()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! HTTP edges: request bodies parsed into the domain's types, shipments shown as JSON, and
 //! every error mapped to its status and problem body, once.
 
+use guest_kit::service::{self, CommonError, parse_json};
 use http_problem::Problem;
 use orders_core::{CustomerName, LineItem, OrderId};
 use serde::Deserialize;
@@ -11,25 +12,18 @@ use spin_sdk::http::Response;
 /// Everything that can go wrong handling a request.
 #[derive(Debug)]
 pub enum ApiError {
-    /// The body is not the JSON expected.
-    BadBody(String),
-    /// A member has a bad value.
-    Invalid {
-        /// The JSON member (`lines[2].quantity`).
-        field: String,
-        /// What is wrong.
-        detail: String,
-    },
-    /// No such endpoint or shipment.
-    NotFound(String),
-    /// The endpoint exists but not for this method (the value lists the allowed ones).
-    MethodNotAllowed(&'static str),
+    /// What every service answers the same way (bad body, not found, refused...).
+    Common(CommonError),
     /// The shipping service refused or failed.
     Shipping(ShippingError),
     /// The `tracking_seed` variable is not a number.
     Settings(String),
-    /// A ready-made answer (wrong media type, access refused, injected fault).
-    Refused(Response),
+}
+
+impl From<CommonError> for ApiError {
+    fn from(error: CommonError) -> Self {
+        Self::Common(error)
+    }
 }
 
 impl From<ShippingError> for ApiError {
@@ -38,31 +32,15 @@ impl From<ShippingError> for ApiError {
     }
 }
 
-impl ApiError {
-    fn invalid(field: impl Into<String>, detail: impl ToString) -> Self {
-        Self::Invalid {
-            field: field.into(),
-            detail: detail.to_string(),
-        }
-    }
-
-    /// The problem response for this error.
-    pub fn into_response(self) -> Response {
-        let problem = match self {
-            Self::BadBody(detail) => Problem::new(400, "Bad Request")
-                .with_type("/problems/malformed-request")
-                .with_detail(detail),
-            Self::Invalid { field, detail } => Problem::new(400, "Bad Request")
-                .with_type("/problems/invalid-field")
-                .with_detail(format!("{field}: {detail}"))
-                .with("field", field),
-            Self::NotFound(detail) => return guest_kit::not_found(detail),
-            Self::MethodNotAllowed(allow) => return guest_kit::method_not_allowed(allow),
-            Self::Shipping(error) => return shipping_problem(error),
-            Self::Settings(detail) => Problem::new(500, "Internal Server Error")
+/// The problem response for each error.
+impl From<ApiError> for Response {
+    fn from(error: ApiError) -> Self {
+        let problem = match error {
+            ApiError::Common(error) => return error.into_response(),
+            ApiError::Shipping(error) => return shipping_problem(error),
+            ApiError::Settings(detail) => Problem::new(500, "Internal Server Error")
                 .with_type("/problems/settings")
                 .with_detail(detail),
-            Self::Refused(response) => return response,
         };
         guest_kit::problem(&problem)
     }
@@ -77,18 +55,8 @@ fn shipping_problem(error: ShippingError) -> Response {
             .with_detail(detail.clone())
     };
     let problem = match &error {
-        ShippingError::Sql { .. } => {
-            let mut response = guest_kit::problem(
-                &Problem::new(503, "Service Unavailable")
-                    .with_type("/problems/storage")
-                    .with_detail(detail),
-            );
-            response.set_header("retry-after", "1");
-            return response;
-        }
-        ShippingError::Corrupt { .. } => Problem::new(500, "Internal Server Error")
-            .with_type("/problems/corrupt-data")
-            .with_detail(detail),
+        ShippingError::Sql { .. } => return service::storage_unavailable(detail),
+        ShippingError::Corrupt { .. } => service::corrupt_data(detail),
         ShippingError::InvalidLines { .. } => Problem::new(400, "Bad Request")
             .with_type("/problems/invalid-field")
             .with_detail(detail)
@@ -132,22 +100,22 @@ impl ShipRequest {
         let body: Body = parse_json(body)?;
         Ok(Self {
             order_id: OrderId::parse(&body.order_id)
-                .map_err(|error| ApiError::invalid("order_id", error))?,
+                .map_err(|error| CommonError::invalid("order_id", error))?,
             lines: LineItem::list_from_sku_lines(body.lines).map_err(|error| {
                 let field = error.field().unwrap_or("lines").to_owned();
-                ApiError::invalid(field, error)
+                CommonError::invalid(field, error)
             })?,
             ship_to: ShipTo {
                 recipient: body
                     .recipient
                     .map(|text| CustomerName::new(&text))
                     .transpose()
-                    .map_err(|error| ApiError::invalid("recipient", error))?,
+                    .map_err(|error| CommonError::invalid("recipient", error))?,
                 address: body
                     .address
                     .map(|text| Address::new(&text))
                     .transpose()
-                    .map_err(|error| ApiError::invalid("address", error))?,
+                    .map_err(|error| CommonError::invalid("address", error))?,
             },
         })
     }
@@ -163,21 +131,18 @@ pub fn parse_status_update(body: &[u8]) -> Result<StatusUpdate, ApiError> {
     match body.status.as_str() {
         "in_transit" => Ok(StatusUpdate::InTransit),
         "delivered" => Ok(StatusUpdate::Delivered),
-        other => Err(ApiError::invalid(
+        other => Err(CommonError::invalid(
             "status",
             format!("must be \"in_transit\" or \"delivered\", got {other:?}"),
-        )),
+        )
+        .into()),
     }
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|error| ApiError::BadBody(error.to_string()))
 }
 
 /// An order id from a path segment; an id no order can have names no shipment.
 pub fn order_id(segment: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(segment)
-        .map_err(|_| ApiError::NotFound(format!("no shipment for order {segment:?}")))
+        .map_err(|_| CommonError::NotFound(format!("no shipment for order {segment:?}")).into())
 }
 
 /// A shipment as JSON.

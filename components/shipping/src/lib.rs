@@ -17,6 +17,7 @@
 mod api;
 
 use api::{ApiError, ShipRequest};
+use guest_kit::service::{self, CommonError};
 use guest_kit::{Incoming, SpinSql, WallClock};
 use orders_core::Timestamp;
 use resilience::Clock;
@@ -32,26 +33,17 @@ const MAX_BODY: usize = 16 * 1024;
 
 #[http_component]
 async fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    guest_kit::serve(request, out, MAX_BODY, async |request| {
-        route(request).unwrap_or_else(ApiError::into_response)
-    })
-    .await;
+    service::serve(SERVICE, request, out, MAX_BODY, route).await;
 }
 
+/// Routes a request past the gate and `/health` (see [`service::serve`]).
 fn route(request: &Incoming) -> Result<Response, ApiError> {
-    if let Some(response) = guest_kit::access::service_gate(SERVICE, request) {
-        return Ok(response);
-    }
     let path = request.path_info.as_str();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let segments = service::segments(path);
     let now = || Timestamp(WallClock.now_ms());
     match (segments.as_slice(), &request.method) {
-        (["health"], Method::Get) => Ok(guest_kit::json(
-            200,
-            &serde_json::json!({"status": "healthy", "service": SERVICE}),
-        )),
         (["shipments"], Method::Post) => {
-            guest_kit::faults::json_call(SERVICE, request).map_err(ApiError::Refused)?;
+            guest_kit::faults::json_call(SERVICE, request).map_err(CommonError::Refused)?;
             let ship = ShipRequest::parse(&request.body)?;
             let shipment =
                 shipping()?.create_shipment(&ship.order_id, &ship.lines, &ship.ship_to, now())?;
@@ -61,13 +53,13 @@ fn route(request: &Incoming) -> Result<Response, ApiError> {
             let order_id = api::order_id(id)?;
             match shipping()?.get(&order_id)? {
                 Some(shipment) => Ok(guest_kit::json(200, &api::shipment_json(&shipment))),
-                None => Err(ApiError::NotFound(format!(
-                    "no shipment for order {order_id}"
-                ))),
+                None => {
+                    Err(CommonError::NotFound(format!("no shipment for order {order_id}")).into())
+                }
             }
         }
         (["shipments", id, "cancel"], Method::Post) => {
-            guest_kit::faults::json_call(SERVICE, request).map_err(ApiError::Refused)?;
+            guest_kit::faults::json_call(SERVICE, request).map_err(CommonError::Refused)?;
             let order_id = api::order_id(id)?;
             let shipment = match shipping()?.cancel(&order_id, now())? {
                 CancelOutcome::Cancelled(shipment) => Some(api::shipment_json(&shipment)),
@@ -83,19 +75,17 @@ fn route(request: &Incoming) -> Result<Response, ApiError> {
             ))
         }
         (["shipments", id, "status"], Method::Post) => {
-            guest_kit::faults::json_call(SERVICE, request).map_err(ApiError::Refused)?;
+            guest_kit::faults::json_call(SERVICE, request).map_err(CommonError::Refused)?;
             let order_id = api::order_id(id)?;
             let update = api::parse_status_update(&request.body)?;
             let shipment = shipping()?.update_status(&order_id, update, now())?;
             Ok(guest_kit::json(200, &api::shipment_json(&shipment)))
         }
-        (["health"] | ["shipments", _], _) => Err(ApiError::MethodNotAllowed("GET")),
+        (["shipments", _], _) => Err(CommonError::MethodNotAllowed("GET").into()),
         (["shipments"] | ["shipments", _, "cancel" | "status"], _) => {
-            Err(ApiError::MethodNotAllowed("POST"))
+            Err(CommonError::MethodNotAllowed("POST").into())
         }
-        _ => Err(ApiError::NotFound(format!(
-            "shipping has no endpoint {path}"
-        ))),
+        _ => Err(CommonError::no_endpoint(SERVICE, path).into()),
     }
 }
 

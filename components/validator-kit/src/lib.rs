@@ -6,7 +6,7 @@
 //! [`pipeline::ValidationWorker`]. A Redis- or cron-triggered component cannot use service
 //! chaining on Spin, so the validator is reached by its full URL (`validator_url`).
 
-use guest_kit::services::HttpValidator;
+use guest_kit::clients::HttpValidator;
 use guest_kit::{RedisDoorbells, SpinKv, SpinSql, WallClock};
 use ledger::Ledger;
 use pipeline::{ValidationWorker, WorkerParts, WorkerSettings};
