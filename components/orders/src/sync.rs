@@ -1,5 +1,5 @@
 //! `POST /orders?mode=sync`: the order goes through the same intake (idempotency key
-//! honoured), then [`checkout::run`] validates, reserves and pays for it while the caller
+//! honoured), then [`CheckoutParts::run`](checkout::CheckoutParts::run) validates, reserves and pays for it while the caller
 //! waits, by service chaining, until `sync_deadline_ms` (or the client's shorter
 //! `Prefer: wait=N`). 201 with the order (`paid`; the fulfilment worker ships it), or the
 //! cascaded problem: 422 rejected, 409 out of stock, 402 declined, 503 a dependency failing,
@@ -69,7 +69,8 @@ async fn run(
         publisher: &publisher,
     };
     let worker = format!("sync-{:016x}", guest_kit::random_seed());
-    checkout::run(&parts, order_id, &worker, deadline_ms)
+    parts
+        .run(order_id, &worker, deadline_ms)
         .await
         .map_err(storage)
 }

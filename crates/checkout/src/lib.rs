@@ -9,7 +9,7 @@
 //! to wait for a failing service, left to the fulfilment worker: the order ends `cancelled`
 //! (or `rejected`) and no stock stays reserved for a caller that gave up.
 //!
-//! Plain Rust over the workers' traits; a component adapts Spin and calls [`run`].
+//! Plain Rust over the workers' traits; a component adapts Spin and calls [`CheckoutParts::run`].
 
 mod deadline;
 mod reply;
@@ -118,15 +118,8 @@ pub enum CheckoutError {
     Fulfilment(#[from] fulfilment::FulfilmentError),
 }
 
-/// Runs `order_id` (accepted, its validation job queued) synchronously, as worker `worker`
-/// (unique per request: it owns the leases it takes), to end by `deadline_ms` (wall-clock
-/// milliseconds). See the crate's documentation.
-pub async fn run<S, K, C, V, F, P, D>(
-    parts: &CheckoutParts<'_, S, K, C, V, F, P, D>,
-    order_id: &OrderId,
-    worker: &str,
-    deadline_ms: u64,
-) -> Result<Checkout, CheckoutError>
+/// The synchronous path's steps, over its parts.
+impl<S, K, C, V, F, P, D> CheckoutParts<'_, S, K, C, V, F, P, D>
 where
     S: Sql,
     K: KvStore,
@@ -136,311 +129,279 @@ where
     P: PriceList,
     D: DoorbellPublisher,
 {
-    let now = parts.clock.now_ms();
-    let lease = Timestamp(now.max(deadline_ms) + parts.validation.lease_ms);
-    let claimed =
-        parts
-            .ledger
-            .claim_order(VALIDATION_JOB, order_id, worker, Timestamp(now), lease)?;
-    let Some(job) = claimed else {
-        return Ok(Checkout::Continuing);
-    };
-    let Some(order) = job.order.clone() else {
-        // A validation job without a readable order: the validation worker dead-letters it.
-        parts.ledger.release_jobs(worker, &[job.job_id])?;
-        return Ok(Checkout::Continuing);
-    };
-    if let Some(stopped) = validate(parts, &job, &order, worker, deadline_ms).await? {
-        return Ok(stopped);
+    /// Runs `order_id` (accepted, its validation job queued) synchronously, as worker `worker`
+    /// (unique per request: it owns the leases it takes), to end by `deadline_ms` (wall-clock
+    /// milliseconds). See the crate's documentation.
+    pub async fn run(
+        &self,
+        order_id: &OrderId,
+        worker: &str,
+        deadline_ms: u64,
+    ) -> Result<Checkout, CheckoutError> {
+        let now = self.clock.now_ms();
+        let lease = Timestamp(now.max(deadline_ms) + self.validation.lease_ms);
+        let claimed =
+            self.ledger
+                .claim_order(VALIDATION_JOB, order_id, worker, Timestamp(now), lease)?;
+        let Some(job) = claimed else {
+            return Ok(Checkout::Continuing);
+        };
+        let Some(order) = job.order.clone() else {
+            // A validation job without a readable order: the validation worker dead-letters it.
+            self.ledger.release_jobs(worker, &[job.job_id])?;
+            return Ok(Checkout::Continuing);
+        };
+        if let Some(stopped) = self.validate(&job, &order, worker, deadline_ms).await? {
+            return Ok(stopped);
+        }
+        let now = self.clock.now_ms();
+        let lease = Timestamp(now.max(deadline_ms) + self.fulfilment.lease_ms);
+        let claimed =
+            self.ledger
+                .claim_order(FULFILMENT_JOB, order_id, worker, Timestamp(now), lease)?;
+        let Some(job) = claimed else {
+            return Ok(Checkout::Continuing);
+        };
+        self.fulfil(&job, &order, worker, deadline_ms).await
     }
-    let now = parts.clock.now_ms();
-    let lease = Timestamp(now.max(deadline_ms) + parts.fulfilment.lease_ms);
-    let claimed =
-        parts
-            .ledger
-            .claim_order(FULFILMENT_JOB, order_id, worker, Timestamp(now), lease)?;
-    let Some(job) = claimed else {
-        return Ok(Checkout::Continuing);
-    };
-    fulfil(parts, &job, &order, worker, deadline_ms).await
-}
 
-/// Validates the order whose validation job `job` is held, and records the decision as the
-/// validation worker does (a validated order gets its fulfilment job). `None` when validated.
-async fn validate<S, K, C, V, F, P, D>(
-    parts: &CheckoutParts<'_, S, K, C, V, F, P, D>,
-    job: &ClaimedJob,
-    order: &Order,
-    worker: &str,
-    deadline_ms: u64,
-) -> Result<Option<Checkout>, CheckoutError>
-where
-    S: Sql,
-    K: KvStore,
-    C: Clock,
-    V: ValidatorClient,
-    F: ServiceClient,
-    P: PriceList,
-    D: DoorbellPublisher,
-{
-    let breaker = CircuitBreaker::new(
-        parts.store,
-        parts.clock,
-        pipeline::DEPENDENCY,
-        parts.validation.breaker.clone(),
-    );
-    let admission = breaker.admit()?;
-    if let Admission::Rejected { until_ms, .. } = admission {
-        let detail = format!(
-            "the validator's circuit is open until {}",
-            Timestamp(until_ms)
+    /// Validates the order whose validation job `job` is held, and records the decision as the
+    /// validation worker does (a validated order gets its fulfilment job). `None` when validated.
+    async fn validate(
+        &self,
+        job: &ClaimedJob,
+        order: &Order,
+        worker: &str,
+        deadline_ms: u64,
+    ) -> Result<Option<Checkout>, CheckoutError> {
+        let breaker = CircuitBreaker::new(
+            self.store,
+            self.clock,
+            pipeline::DEPENDENCY,
+            self.validation.breaker.clone(),
         );
-        let now = Timestamp(parts.clock.now_ms());
-        give_up(parts, job, worker, now, None, DEPENDENCY_FAILED, &detail)?;
-        return Ok(Some(Checkout::Unavailable { detail }));
-    }
-    // No connection is held while the call is out.
-    parts.ledger.release_connection();
-    let started = parts.clock.now_ms();
-    let answer = parts
-        .validator
-        .validate(pipeline::request_body(order))
-        .await;
-    let ended = parts.clock.now_ms();
-    let latency_ms = ended.saturating_sub(started);
-    let result = pipeline::interpret(answer, order.id.as_str(), ended);
-    breaker.record(
-        &admission,
-        &[CallOutcome {
-            failed: result.is_failure(),
-            latency_ms,
-        }],
-    )?;
-    let attempt = Some((job.attempts + 1, result.describe(), latency_ms));
-    let timed_out = matches!(result, CallResult::Failed(CallFailure::Timeout(_)));
-    if timed_out || ended >= deadline_ms {
-        let detail = format!(
-            "no verdict within the request's deadline ({})",
-            result.describe()
+        let admission = breaker.admit()?;
+        if let Admission::Rejected { until_ms, .. } = admission {
+            let detail = format!(
+                "the validator's circuit is open until {}",
+                Timestamp(until_ms)
+            );
+            let now = Timestamp(self.clock.now_ms());
+            self.give_up(job, worker, now, None, DEPENDENCY_FAILED, &detail)?;
+            return Ok(Some(Checkout::Unavailable { detail }));
+        }
+        // No connection is held while the call is out.
+        self.ledger.release_connection();
+        let started = self.clock.now_ms();
+        let answer = self.validator.validate(pipeline::request_body(order)).await;
+        let ended = self.clock.now_ms();
+        let latency_ms = ended.saturating_sub(started);
+        let result = pipeline::interpret(answer, order.id.as_str(), ended);
+        breaker.record(
+            &admission,
+            &[CallOutcome {
+                failed: result.is_failure(),
+                latency_ms,
+            }],
+        )?;
+        let attempt = Some((job.attempts + 1, result.describe(), latency_ms));
+        let timed_out = matches!(result, CallResult::Failed(CallFailure::Timeout(_)));
+        if timed_out || ended >= deadline_ms {
+            let detail = format!(
+                "no verdict within the request's deadline ({})",
+                result.describe()
+            );
+            self.give_up(
+                job,
+                worker,
+                Timestamp(ended),
+                attempt,
+                VALIDATE_DEADLINE_PASSED,
+                &detail,
+            )?;
+            return Ok(Some(Checkout::TimedOut { detail }));
+        }
+        let facts = JobFacts {
+            attempt: job.attempts + 1,
+            poison_count: job.poison_count,
+            deadline_at: job.deadline_at,
+        };
+        // The workers' rules decide; only a retry (which the caller cannot wait for) differs.
+        let next = pipeline::next_step(
+            facts,
+            &result,
+            Timestamp(ended),
+            &self.validation.job,
+            &mut SplitMix64::new(ended),
         );
-        give_up(
-            parts,
-            job,
-            worker,
-            Timestamp(ended),
-            attempt,
-            VALIDATE_DEADLINE_PASSED,
-            &detail,
-        )?;
-        return Ok(Some(Checkout::TimedOut { detail }));
-    }
-    let facts = JobFacts {
-        attempt: job.attempts + 1,
-        poison_count: job.poison_count,
-        deadline_at: job.deadline_at,
-    };
-    // The workers' rules decide; only a retry (which the caller cannot wait for) differs.
-    let next = pipeline::next_step(
-        facts,
-        &result,
-        Timestamp(ended),
-        &parts.validation.job,
-        &mut SplitMix64::new(ended),
-    );
-    let NextStep::Decide {
-        status,
-        reason,
-        detail,
-    } = next
-    else {
-        let detail = format!("the validator failed: {}", result.describe());
-        give_up(
-            parts,
-            job,
-            worker,
-            Timestamp(ended),
-            attempt,
-            DEPENDENCY_FAILED,
-            &detail,
-        )?;
-        return Ok(Some(Checkout::Unavailable { detail }));
-    };
-    let decision = NextStep::Decide {
-        status,
-        reason: reason.clone(),
-        detail: detail.clone(),
-    };
-    apply(parts, job, worker, Timestamp(ended), attempt, decision)?;
-    Ok(match status {
-        OrderStatus::Validated => None,
-        _ => Some(Checkout::Rejected {
+        let NextStep::Decide {
             status,
             reason,
             detail,
-        }),
-    })
-}
+        } = next
+        else {
+            let detail = format!("the validator failed: {}", result.describe());
+            self.give_up(
+                job,
+                worker,
+                Timestamp(ended),
+                attempt,
+                DEPENDENCY_FAILED,
+                &detail,
+            )?;
+            return Ok(Some(Checkout::Unavailable { detail }));
+        };
+        let decision = NextStep::Decide {
+            status,
+            reason: reason.clone(),
+            detail: detail.clone(),
+        };
+        self.apply(job, worker, Timestamp(ended), attempt, decision)?;
+        Ok(match status {
+            OrderStatus::Validated => None,
+            _ => Some(Checkout::Rejected {
+                status,
+                reason,
+                detail,
+            }),
+        })
+    }
 
-/// Cancels the order of validation job `job` (still processing) with `reason` and `detail`.
-fn give_up<S, K, C, V, F, P, D>(
-    parts: &CheckoutParts<'_, S, K, C, V, F, P, D>,
-    job: &ClaimedJob,
-    worker: &str,
-    now: Timestamp,
-    attempt: Option<(u32, String, u64)>,
-    reason: &str,
-    detail: &str,
-) -> Result<(), CheckoutError>
-where
-    S: Sql,
-    K: KvStore,
-    C: Clock,
-    V: ValidatorClient,
-    F: ServiceClient,
-    P: PriceList,
-    D: DoorbellPublisher,
-{
-    let next = NextStep::Decide {
-        status: OrderStatus::Cancelled,
-        reason: Some(reason.to_owned()),
-        detail: Some(detail.to_owned()),
-    };
-    apply(parts, job, worker, now, attempt, next)
-}
+    /// Cancels the order of validation job `job` (still processing) with `reason` and `detail`.
+    fn give_up(
+        &self,
+        job: &ClaimedJob,
+        worker: &str,
+        now: Timestamp,
+        attempt: Option<(u32, String, u64)>,
+        reason: &str,
+        detail: &str,
+    ) -> Result<(), CheckoutError> {
+        let next = NextStep::Decide {
+            status: OrderStatus::Cancelled,
+            reason: Some(reason.to_owned()),
+            detail: Some(detail.to_owned()),
+        };
+        self.apply(job, worker, now, attempt, next)
+    }
 
-/// Writes what came of validation job `job` as the validation worker writes it.
-fn apply<S, K, C, V, F, P, D>(
-    parts: &CheckoutParts<'_, S, K, C, V, F, P, D>,
-    job: &ClaimedJob,
-    worker: &str,
-    now: Timestamp,
-    attempt: Option<(u32, String, u64)>,
-    next: NextStep,
-) -> Result<(), CheckoutError>
-where
-    S: Sql,
-    K: KvStore,
-    C: Clock,
-    V: ValidatorClient,
-    F: ServiceClient,
-    P: PriceList,
-    D: DoorbellPublisher,
-{
-    let (attempt, outcome, latency_ms) = match attempt {
-        Some((number, outcome, latency)) => (Some(number), Some(outcome), Some(latency)),
-        None => (None, None, None),
-    };
-    let result = JobResult {
-        job_id: job.job_id,
-        order_id: job.order_id.clone(),
-        attempt,
-        outcome,
-        latency_ms,
-        recovered_from: job.previous_owner.clone(),
-        next,
-    };
-    parts.ledger.apply(worker, now, &[result])?;
-    Ok(())
-}
+    /// Writes what came of validation job `job` as the validation worker writes it.
+    fn apply(
+        &self,
+        job: &ClaimedJob,
+        worker: &str,
+        now: Timestamp,
+        attempt: Option<(u32, String, u64)>,
+        next: NextStep,
+    ) -> Result<(), CheckoutError> {
+        let (attempt, outcome, latency_ms) = match attempt {
+            Some((number, outcome, latency)) => (Some(number), Some(outcome), Some(latency)),
+            None => (None, None, None),
+        };
+        let result = JobResult {
+            job_id: job.job_id,
+            order_id: job.order_id.clone(),
+            attempt,
+            outcome,
+            latency_ms,
+            recovered_from: job.previous_owner.clone(),
+            next,
+        };
+        self.ledger.apply(worker, now, &[result])?;
+        Ok(())
+    }
 
-/// Reserves and pays for the order of fulfilment job `job` (held) with the fulfilment
-/// worker's own steps; hands the job back once paid, or undoes what was done.
-async fn fulfil<S, K, C, V, F, P, D>(
-    parts: &CheckoutParts<'_, S, K, C, V, F, P, D>,
-    job: &ClaimedJob,
-    order: &Order,
-    worker: &str,
-    deadline_ms: u64,
-) -> Result<Checkout, CheckoutError>
-where
-    S: Sql,
-    K: KvStore,
-    C: Clock,
-    V: ValidatorClient,
-    F: ServiceClient,
-    P: PriceList,
-    D: DoorbellPublisher,
-{
-    let stepper = FulfilmentWorker::new(
-        FulfilmentParts {
-            ledger: parts.ledger,
-            store: parts.store,
-            clock: parts.clock,
-            services: parts.services,
-            prices: parts.prices,
-            publisher: parts.publisher,
-            settings: parts.fulfilment,
-        },
-        SplitMix64::new(deadline_ms),
-        worker.to_owned(),
-    );
-    let mut saga = Saga::new();
-    let ending = loop {
-        match saga.phase() {
-            Phase::Running { step: Step::Ship } => {
-                // Paid: the fulfilment worker goes on with shipping.
-                parts.ledger.release_jobs(worker, &[job.job_id])?;
-                return Ok(Checkout::Paid);
-            }
-            Phase::Running { step } => {
-                if parts.clock.now_ms() >= deadline_ms {
-                    let detail = format!("the request's deadline passed before {step}");
-                    break Checkout::TimedOut { detail };
+    /// Reserves and pays for the order of fulfilment job `job` (held) with the fulfilment
+    /// worker's own steps; hands the job back once paid, or undoes what was done.
+    async fn fulfil(
+        &self,
+        job: &ClaimedJob,
+        order: &Order,
+        worker: &str,
+        deadline_ms: u64,
+    ) -> Result<Checkout, CheckoutError> {
+        let stepper = FulfilmentWorker::new(
+            FulfilmentParts {
+                ledger: self.ledger,
+                store: self.store,
+                clock: self.clock,
+                services: self.services,
+                prices: self.prices,
+                publisher: self.publisher,
+                settings: self.fulfilment,
+            },
+            SplitMix64::new(deadline_ms),
+            worker.to_owned(),
+        );
+        let mut saga = Saga::new();
+        let ending = loop {
+            match saga.phase() {
+                Phase::Running { step: Step::Ship } => {
+                    // Paid: the fulfilment worker goes on with shipping.
+                    self.ledger.release_jobs(worker, &[job.job_id])?;
+                    return Ok(Checkout::Paid);
                 }
-                match stepper.step_held(job, order, &saga).await? {
-                    HeldStep::Moved(next) => {
-                        if let (Phase::Compensating { .. }, Some(cancellation)) =
-                            (next.phase(), next.cancellation())
-                        {
-                            let refused = Checkout::Refused {
-                                step,
-                                detail: cancellation.detail.clone(),
-                            };
-                            saga = next;
-                            break refused;
-                        }
-                        saga = next;
-                    }
-                    HeldStep::NoAnswer(NoAnswer::LostLease) => return Ok(Checkout::Continuing),
-                    HeldStep::NoAnswer(NoAnswer::Failed {
-                        service,
-                        failure: CallFailure::Timeout(detail),
-                    }) => {
-                        let detail = format!("{service} did not answer in time ({detail})");
+                Phase::Running { step } => {
+                    if self.clock.now_ms() >= deadline_ms {
+                        let detail = format!("the request's deadline passed before {step}");
                         break Checkout::TimedOut { detail };
                     }
-                    HeldStep::NoAnswer(no_answer) => {
-                        break Checkout::Unavailable {
-                            detail: describe(&no_answer, step),
-                        };
+                    match stepper.step_held(job, order, &saga).await? {
+                        HeldStep::Moved(next) => {
+                            if let (Phase::Compensating { .. }, Some(cancellation)) =
+                                (next.phase(), next.cancellation())
+                            {
+                                let refused = Checkout::Refused {
+                                    step,
+                                    detail: cancellation.detail.clone(),
+                                };
+                                saga = next;
+                                break refused;
+                            }
+                            saga = next;
+                        }
+                        HeldStep::NoAnswer(NoAnswer::LostLease) => return Ok(Checkout::Continuing),
+                        HeldStep::NoAnswer(NoAnswer::Failed {
+                            service,
+                            failure: CallFailure::Timeout(detail),
+                        }) => {
+                            let detail = format!("{service} did not answer in time ({detail})");
+                            break Checkout::TimedOut { detail };
+                        }
+                        HeldStep::NoAnswer(no_answer) => {
+                            break Checkout::Unavailable {
+                                detail: describe(&no_answer, step),
+                            };
+                        }
                     }
                 }
+                // Confirmed or being undone already: nothing here can happen before `paid`.
+                _ => return Ok(Checkout::Continuing),
             }
-            // Confirmed or being undone already: nothing here can happen before `paid`.
-            _ => return Ok(Checkout::Continuing),
+        };
+        let detail = match &ending {
+            Checkout::TimedOut { detail } | Checkout::Unavailable { detail } => {
+                Some(format!("synchronous order abandoned: {detail}"))
+            }
+            _ => None,
+        };
+        if let Some(detail) = detail {
+            saga = stepper.abandon_held(job, &saga, &detail)?;
         }
-    };
-    let detail = match &ending {
-        Checkout::TimedOut { detail } | Checkout::Unavailable { detail } => {
-            Some(format!("synchronous order abandoned: {detail}"))
+        // Undo now while there is time and the services answer; else the worker undoes it.
+        while matches!(saga.next_action(), Action::Compensate(_))
+            && self.clock.now_ms() < deadline_ms
+        {
+            match stepper.step_held(job, order, &saga).await? {
+                HeldStep::Moved(next) => saga = next,
+                HeldStep::NoAnswer(_) => break,
+            }
         }
-        _ => None,
-    };
-    if let Some(detail) = detail {
-        saga = stepper.abandon_held(job, &saga, &detail)?;
-    }
-    // Undo now while there is time and the services answer; else the worker undoes it.
-    while matches!(saga.next_action(), Action::Compensate(_)) && parts.clock.now_ms() < deadline_ms
-    {
-        match stepper.step_held(job, order, &saga).await? {
-            HeldStep::Moved(next) => saga = next,
-            HeldStep::NoAnswer(_) => break,
+        if matches!(saga.next_action(), Action::Compensate(_)) {
+            self.ledger.release_jobs(worker, &[job.job_id])?;
         }
+        Ok(ending)
     }
-    if matches!(saga.next_action(), Action::Compensate(_)) {
-        parts.ledger.release_jobs(worker, &[job.job_id])?;
-    }
-    Ok(ending)
 }
 
 /// What a step without an answer tells the caller.

@@ -265,7 +265,7 @@ impl<'a> Harness<'a> {
             publisher: &self.publisher,
         };
         let worker = format!("sync-{id}");
-        block_on(run(&parts, &order.id, &worker, deadline)).unwrap()
+        block_on(parts.run(&order.id, &worker, deadline)).unwrap()
     }
 
     /// The fulfilment worker, as the sweeper runs it.
@@ -488,7 +488,7 @@ fn an_order_a_worker_holds_goes_on_asynchronously() {
         publisher: &harness.publisher,
     };
     let id = OrderId::parse("twice").unwrap();
-    let again = block_on(run(&parts, &id, "sync-again", clock.now_ms() + 1_000)).unwrap();
+    let again = block_on(parts.run(&id, "sync-again", clock.now_ms() + 1_000)).unwrap();
     assert_eq!(again, Checkout::Continuing);
     assert_eq!(harness.services.stock(), 9);
 }
