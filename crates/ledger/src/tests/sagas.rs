@@ -16,6 +16,19 @@ fn claim(fixture: &Fixture, kind: &str, worker: &str, now: u64) -> Vec<ClaimedJo
         .unwrap()
 }
 
+/// What came of `job`'s first attempt (`outcome`, 5 ms), and what happens next.
+fn first_attempt(job: &ClaimedJob, outcome: &str, next: NextStep) -> JobResult {
+    JobResult {
+        job_id: job.job_id,
+        order_id: job.order_id.clone(),
+        attempt: Some(1),
+        outcome: Some(outcome.into()),
+        latency_ms: Some(5),
+        recovered_from: None,
+        next,
+    }
+}
+
 /// Validation decides `status` for every order given (all accepted at 1 s).
 fn decide(fixture: &Fixture, status: OrderStatus, orders: &[&str]) {
     for order in orders {
@@ -23,18 +36,13 @@ fn decide(fixture: &Fixture, status: OrderStatus, orders: &[&str]) {
     }
     let results: Vec<JobResult> = claim(fixture, VALIDATION_JOB, "v", 2_000)
         .into_iter()
-        .map(|job| JobResult {
-            job_id: job.job_id,
-            order_id: job.order_id,
-            attempt: Some(1),
-            outcome: Some("valid".into()),
-            latency_ms: Some(5),
-            recovered_from: None,
-            next: NextStep::Decide {
+        .map(|job| {
+            let next = NextStep::Decide {
                 status,
                 reason: None,
                 detail: None,
-            },
+            };
+            first_attempt(&job, "valid", next)
         })
         .collect();
     fixture
@@ -120,19 +128,15 @@ fn refused_orders_and_late_decisions_queue_no_fulfilment() {
         .apply(
             "v",
             Timestamp(2_000),
-            &[JobResult {
-                job_id: job.job_id,
-                order_id: job.order_id,
-                attempt: Some(1),
-                outcome: Some("valid".into()),
-                latency_ms: Some(5),
-                recovered_from: None,
-                next: NextStep::Decide {
+            &[first_attempt(
+                &job,
+                "valid",
+                NextStep::Decide {
                     status: OrderStatus::Validated,
                     reason: None,
                     detail: None,
                 },
-            }],
+            )],
         )
         .unwrap();
     assert_eq!(fulfilment_jobs(&fixture, "d"), 0);
@@ -308,16 +312,11 @@ fn a_dead_lettered_saga_can_be_replayed_until_its_order_is_final() {
     assert_eq!(jobs.len(), 2);
     let results: Vec<JobResult> = jobs
         .iter()
-        .map(|job| JobResult {
-            job_id: job.job_id,
-            order_id: job.order_id.clone(),
-            attempt: Some(1),
-            outcome: Some("unexpected answer".into()),
-            latency_ms: Some(5),
-            recovered_from: None,
-            next: NextStep::DeadLetter {
+        .map(|job| {
+            let next = NextStep::DeadLetter {
                 reason: "stuck".into(),
-            },
+            };
+            first_attempt(job, "unexpected answer", next)
         })
         .collect();
     fixture
@@ -400,19 +399,15 @@ fn a_decision_arriving_after_a_cancellation_changes_nothing() {
         .apply(
             "v",
             Timestamp(2_000),
-            &[JobResult {
-                job_id: job.job_id,
-                order_id: job.order_id,
-                attempt: Some(1),
-                outcome: Some("valid".into()),
-                latency_ms: Some(5),
-                recovered_from: None,
-                next: NextStep::Decide {
+            &[first_attempt(
+                &job,
+                "valid",
+                NextStep::Decide {
                     status: OrderStatus::Validated,
                     reason: None,
                     detail: None,
                 },
-            }],
+            )],
         )
         .unwrap();
     assert_eq!(applied.duplicates, 1);
