@@ -9,8 +9,10 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Widgets to run out of, a dear product to decline, and the Campus seed's burgers.
+/// Widgets to run out of, a dear product to decline, the Campus seed's burgers, and plenty of
+/// something cheap.
 const CATALOG: &str = r#"{"products": [
+    {"name": "Plenty", "min_quantity": 1, "max_quantity": 10, "price_cents": 100, "initial_stock": 1000},
     {"name": "Widget", "min_quantity": 1, "max_quantity": 10, "price_cents": 100, "initial_stock": 5},
     {"name": "Pricey", "min_quantity": 1, "max_quantity": 10, "price_cents": 5000, "initial_stock": 10},
     {"name": "Burger", "min_quantity": 1, "max_quantity": 100, "price_cents": 899, "initial_stock": 3}
@@ -101,6 +103,46 @@ async fn a_sync_order_is_paid_in_the_request_and_confirmed_afterwards() {
     let problem = refused.problem(409, "/problems/out-of-stock");
     assert_eq!(problem["status"], "cancelled", "{problem}");
     assert_eq!(stock(&app, "Widget").await, (3, 0));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_worker_takes_a_sync_order_s_jobs_while_the_workers_drain_async_orders() {
+    let app = start(&[]).await;
+    // Async orders keep the validation and fulfilment workers draining while each sync order
+    // is accepted, validated and reserved: its jobs are held by the request from the moment
+    // they exist, so it is answered 201, never 202 because a worker took its job.
+    for round in 0..8 {
+        let mut busy = tokio::task::JoinSet::new();
+        for n in 0..4 {
+            let client = app.client.clone();
+            busy.spawn(async move {
+                let key = format!("async-{round}-{n}");
+                let body =
+                    json!({"order_id": key, "items": [{"product": "Plenty", "quantity": 1}]});
+                let headers = [
+                    ("content-type", "application/json"),
+                    ("idempotency-key", key.as_str()),
+                ];
+                let reply = client
+                    .send(Method::POST, "/api/orders", &headers, &body.to_string())
+                    .await;
+                assert_eq!(reply.status, 202, "{}", reply.text());
+            });
+        }
+        let key = format!("sync-{round}");
+        let paid = order(&app, &key, "Plenty", 1).await;
+        assert_eq!(paid.status, 201, "{key}: {}", paid.text());
+        // Paid, or already carried further by the fulfilment worker it handed the job to.
+        let status = paid.json()["order"]["status"].clone();
+        assert!(
+            ["paid", "shipped", "confirmed"].contains(&status.as_str().unwrap_or_default()),
+            "{key}: {status}"
+        );
+        while let Some(done) = busy.join_next().await {
+            done.unwrap();
+        }
+    }
     app.stop().await;
 }
 

@@ -18,7 +18,7 @@ mod sync;
 
 use api::ApiError;
 use guest_kit::{Incoming, SpinKv, SpinSql, WallClock};
-use ledger::{CancelOutcome, Ledger, PageCursor};
+use ledger::{CancelOutcome, JobHold, Ledger, PageCursor};
 use orders_core::{NewOrder, OrderId, OrderStatus, Timestamp};
 use pipeline::{Doorbell, IntakeResult, IntakeSettings};
 use resilience::{Clock, IdempotencyKey};
@@ -129,7 +129,7 @@ fn mode(query: &str) -> Result<bool, ApiError> {
 /// its answer and retries gets it replayed; a duplicate that arrives between the order's
 /// commit and that mark is told the first request is still in flight (409).
 fn accept(request: &Incoming) -> Result<(Response, Option<OrderId>), ApiError> {
-    let (ledger, key, result) = intake(request)?;
+    let (ledger, key, result) = intake(request, None)?;
     match result {
         IntakeResult::Created { order, body } => {
             complete_key(&ledger, &key);
@@ -141,9 +141,13 @@ fn accept(request: &Incoming) -> Result<(Response, Option<OrderId>), ApiError> {
     }
 }
 
-/// Reads and stores a `POST /orders` request through the ledger's intake: the ledger, the
-/// request's idempotency key, and what the intake found.
-fn intake(request: &Incoming) -> Result<(Ledger<SpinSql>, IdempotencyKey, IntakeResult), ApiError> {
+/// Reads and stores a `POST /orders` request through the ledger's intake (the new order's
+/// validation job held by `hold`, if given): the ledger, the request's idempotency key, and
+/// what the intake found.
+fn intake(
+    request: &Incoming,
+    hold: Option<JobHold<'_>>,
+) -> Result<(Ledger<SpinSql>, IdempotencyKey, IntakeResult), ApiError> {
     request.require_json().map_err(ApiError::Refused)?;
     let key = request
         .header("idempotency-key")
@@ -163,7 +167,7 @@ fn intake(request: &Incoming) -> Result<(Ledger<SpinSql>, IdempotencyKey, Intake
         }))
         .unwrap_or_default()
     };
-    let result = pipeline::accept(&ledger, &key, new, now, entropy(), &settings, body_of)?;
+    let result = pipeline::accept(&ledger, &key, new, now, entropy(), &settings, hold, body_of)?;
     Ok((ledger, key, result))
 }
 

@@ -12,8 +12,8 @@ use fulfilment::FulfilmentSettings;
 use guest_kit::clients::{HttpServices, HttpValidator};
 use guest_kit::{Incoming, RedisDoorbells, SpinKv, SpinSql, WallClock};
 use http_problem::Problem;
-use ledger::Ledger;
-use orders_core::{OrderId, OrderStatus};
+use ledger::{JobHold, Ledger};
+use orders_core::{OrderId, OrderStatus, Timestamp};
 use pipeline::{IntakeResult, WorkerSettings};
 use resilience::Clock;
 use spin_sdk::http::Response;
@@ -25,13 +25,20 @@ pub async fn create(request: &Incoming) -> Result<Response, ApiError> {
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or(checkout::DEFAULT_SYNC_DEADLINE_MS);
     let deadline = checkout::deadline_ms(arrived, limit, request.header("prefer"));
-    let (ledger, key, result) = crate::intake(request)?;
+    // The request is the worker of its own order's jobs, holding them from intake on (until
+    // its deadline, when a worker may take over), so no worker races it.
+    let worker = format!("sync-{:016x}", guest_kit::random_seed());
+    let hold = JobHold {
+        worker: &worker,
+        until: Timestamp(deadline),
+    };
+    let (ledger, key, result) = crate::intake(request, Some(hold))?;
     let order_id = match result {
         IntakeResult::Created { order, .. } => order.id,
         IntakeResult::Replay { order_id, .. } => return replayed(&ledger, &order_id),
         other => return Err(crate::refusal(other)),
     };
-    let outcome = run(&ledger, &order_id, deadline).await;
+    let outcome = run(&ledger, &order_id, &worker, deadline).await;
     crate::complete_key(&ledger, &key);
     let outcome = outcome?;
     let detail = match &outcome {
@@ -48,6 +55,7 @@ pub async fn create(request: &Incoming) -> Result<Response, ApiError> {
 async fn run(
     ledger: &Ledger<SpinSql>,
     order_id: &OrderId,
+    worker: &str,
     deadline_ms: u64,
 ) -> Result<Checkout, ApiError> {
     let store = SpinKv::open("default").map_err(storage)?;
@@ -68,9 +76,8 @@ async fn run(
         fulfilment: &fulfilment,
         publisher: &publisher,
     };
-    let worker = format!("sync-{:016x}", guest_kit::random_seed());
     parts
-        .run(order_id, &worker, deadline_ms)
+        .run(order_id, worker, deadline_ms)
         .await
         .map_err(storage)
 }

@@ -129,9 +129,10 @@ where
     P: PriceList,
     D: DoorbellPublisher,
 {
-    /// Runs `order_id` (accepted, its validation job queued) synchronously, as worker `worker`
-    /// (unique per request: it owns the leases it takes), to end by `deadline_ms` (wall-clock
-    /// milliseconds). See the crate's documentation.
+    /// Runs `order_id` (accepted, its validation job queued, best held by `worker` from intake
+    /// on: see [`ledger::JobHold`]) synchronously, as worker `worker` (unique per request: it
+    /// owns the leases it takes), to end by `deadline_ms` (wall-clock milliseconds). See the
+    /// crate's documentation.
     pub async fn run(
         &self,
         order_id: &OrderId,
@@ -307,7 +308,11 @@ where
             recovered_from: job.previous_owner.clone(),
             next,
         };
-        self.ledger.apply(worker, now, &[result])?;
+        // A validated order's fulfilment job is created held by this request, which claims it
+        // next: no fulfilment worker takes it in between.
+        let hold_until = Timestamp(now.millis() + self.fulfilment.lease_ms);
+        self.ledger
+            .apply_holding_follow_up(worker, now, &[result], hold_until)?;
         Ok(())
     }
 

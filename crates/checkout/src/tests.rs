@@ -248,6 +248,7 @@ impl<'a> Harness<'a> {
             fingerprint: "f",
             locked_until: now,
             deadline_at: Timestamp(now.millis() + 60_000),
+            hold: None,
         };
         self.ledger.accept(&intake).unwrap();
         let deadline = deadline_ms(now.millis(), DEADLINE_MS, None);

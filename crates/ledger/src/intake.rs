@@ -20,6 +20,19 @@ pub struct Intake<'a> {
     pub locked_until: Timestamp,
     /// When validation gives up and the order fails.
     pub deadline_at: Timestamp,
+    /// Who holds the order's validation job from the start (`None`: nobody, it is due at once
+    /// for any worker).
+    pub hold: Option<JobHold<'a>>,
+}
+
+/// A job created already leased: the synchronous path holds its own order's jobs, so that no
+/// worker claims them while the request runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobHold<'a> {
+    /// The worker holding the job.
+    pub worker: &'a str,
+    /// Until when (after that any worker may claim it, as after any expired lease).
+    pub until: Timestamp,
 }
 
 /// What became of an intake.
@@ -53,8 +66,9 @@ pub struct StoredKey {
 }
 
 const INSERT_INTAKE: &str = "INSERT INTO order_intake
-    (key, fingerprint, locked_until, order_id, customer, items, created_at, deadline_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    (key, fingerprint, locked_until, order_id, customer, items, created_at, deadline_at,
+        lease_owner, lease_until)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
 /// Reads a key `?1`: its columns, then its order as accepted, in `order_columns!` order.
 const SELECT_KEY: &str = "SELECT o.key_fingerprint, o.key_completed, o.key_locked_until,
@@ -88,7 +102,8 @@ const INTAKE_TRIES: usize = 3;
 
 impl<S: Sql> Ledger<S> {
     /// Stores a new order in one statement: the order (`processing`) with its idempotency key
-    /// (not yet completed) and its `validate` job (due at once), or nothing.
+    /// (not yet completed) and its `validate` job (due at once; leased first if the intake
+    /// says who holds it), or nothing.
     pub fn accept(&self, intake: &Intake<'_>) -> Result<IntakeOutcome, LedgerError> {
         const OPERATION: &str = "accept an order";
         let order = intake.order;
@@ -101,6 +116,10 @@ impl<S: Sql> Ledger<S> {
             SqlValue::Text(LineItem::to_json(&order.items)),
             SqlValue::millis(order.created_at),
             SqlValue::millis(intake.deadline_at),
+            SqlValue::optional_text(intake.hold.map(|hold| hold.worker)),
+            intake
+                .hold
+                .map_or(SqlValue::Null, |hold| SqlValue::millis(hold.until)),
         ];
         let mut tries_left = INTAKE_TRIES;
         loop {

@@ -29,7 +29,7 @@ mod tests;
 pub use dead_letters::{DeadLetter, DeadLetterSource, ReplayOutcome};
 pub use events::{EventKind, OrderEvent};
 pub use final_orders::FinalOrder;
-pub use intake::{Intake, IntakeOutcome, StoredKey};
+pub use intake::{Intake, IntakeOutcome, JobHold, StoredKey};
 #[cfg(any(test, feature = "rusqlite"))]
 pub use orderly_sql::RusqliteSql;
 pub use orderly_sql::{Sql, SqlError, SqlRows, SqlValue};

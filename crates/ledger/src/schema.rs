@@ -411,8 +411,56 @@ const VERSION_3: &[&str] = &[
     END",
 ];
 
+/// Version 4: the synchronous path holds its order's jobs from the moment they exist. Intake
+/// can create the validation job already leased (`lease_owner`, `lease_until`; NULL for the
+/// asynchronous path), and a decision can queue its follow-up job leased to the deciding
+/// worker until `follow_up_lease_until`, so no worker claims either in between.
+const VERSION_4: &[&str] = &[
+    "DROP TRIGGER order_intake_insert",
+    "DROP VIEW order_intake",
+    "CREATE VIEW order_intake (
+        key, fingerprint, locked_until, order_id, customer, items, created_at, deadline_at,
+        lease_owner, lease_until
+    ) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0",
+    "CREATE TRIGGER order_intake_insert INSTEAD OF INSERT ON order_intake
+    BEGIN
+        INSERT INTO orders (id, customer, items, status, created_at, updated_at,
+            idempotency_key, key_fingerprint, key_completed, key_locked_until)
+        VALUES (NEW.order_id, NEW.customer, NEW.items, 'processing', NEW.created_at,
+            NEW.created_at, NEW.key, NEW.fingerprint, 0, NEW.locked_until);
+        INSERT INTO jobs (kind, order_id, due_at, created_at, deadline_at, lease_owner,
+            lease_until)
+        VALUES ('validate', NEW.order_id, NEW.created_at, NEW.created_at, NEW.deadline_at,
+            NEW.lease_owner, NEW.lease_until);
+    END",
+    "DROP TRIGGER job_results_apply",
+    "DROP VIEW job_results",
+    "CREATE VIEW job_results (
+        batch, worker, now, slot, job_id, order_id, attempt, outcome, latency_ms,
+        recovered_from, step, status, reason, detail, due_at, error, counts_attempt,
+        event_kind, event_detail, follow_up, follow_up_lease_until
+    ) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0",
+    concat!(
+        "CREATE TRIGGER job_results_apply INSTEAD OF INSERT ON job_results BEGIN",
+        job_results_steps!(),
+        "
+        -- A decision that moved the order queues its follow-up job, held by the deciding
+        -- worker when it asks.
+        INSERT OR IGNORE INTO jobs (kind, order_id, due_at, created_at, deadline_at,
+            lease_owner, lease_until)
+        SELECT NEW.follow_up, outcome.order_id, NEW.now, NEW.now, 9223372036854775807,
+            CASE WHEN NEW.follow_up_lease_until IS NOT NULL THEN NEW.worker END,
+            NEW.follow_up_lease_until
+        FROM apply_outcomes AS outcome
+        WHERE NEW.step = 'decide' AND NEW.follow_up IS NOT NULL
+            AND outcome.batch = NEW.batch AND outcome.slot = NEW.slot AND outcome.moved = 1;
+        END"
+    ),
+];
+
 /// Every version's statements: `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`.
-const MIGRATIONS: [&[&str]; 3] = [VERSION_1, VERSION_2, VERSION_3];
+const MIGRATIONS: [&[&str]; 4] = [VERSION_1, VERSION_2, VERSION_3, VERSION_4];
 
 /// The schema's current version.
 #[cfg(test)]

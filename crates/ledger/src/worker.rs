@@ -153,11 +153,12 @@ const CLAIM_DUE: &str = concat!(
 /// `?4` lease end, `?5` the order's id. Its lease must be free or expired.
 const CLAIM_ORDER: &str = concat!(
     "UPDATE jobs SET lease_owner = ?2, lease_until = ?4,
-        previous_owner = coalesce(lease_owner, previous_owner)
+        previous_owner = CASE lease_owner WHEN ?2 THEN previous_owner
+            ELSE coalesce(lease_owner, previous_owner) END
     WHERE id IN (
         SELECT id FROM jobs
         WHERE kind = ?1 AND order_id = ?5 AND state = 'queued'
-            AND (lease_until IS NULL OR lease_until <= ?3)
+            AND (lease_until IS NULL OR lease_until <= ?3 OR lease_owner = ?2)
         ORDER BY id LIMIT 1
     )",
     claim_returning!("due_at")
@@ -182,13 +183,13 @@ const CLAIM_EXPIRED: &str = concat!(
 const INSERT_RESULTS: &str = "INSERT INTO job_results (
         batch, worker, now, slot, job_id, order_id, attempt, outcome, latency_ms,
         recovered_from, step, status, reason, detail, due_at, error, counts_attempt,
-        event_kind, event_detail, follow_up
+        event_kind, event_detail, follow_up, follow_up_lease_until
     )
     SELECT ?1, ?2, ?3, value ->> 'slot', value ->> 'job_id', value ->> 'order_id',
         value ->> 'attempt', value ->> 'outcome', value ->> 'latency_ms',
         value ->> 'recovered_from', value ->> 'step', value ->> 'status', value ->> 'reason',
         value ->> 'detail', value ->> 'due_at', value ->> 'error', value ->> 'counts_attempt',
-        value ->> 'event_kind', value ->> 'event_detail', value ->> 'follow_up'
+        value ->> 'event_kind', value ->> 'event_detail', value ->> 'follow_up', ?5
     FROM json_each(?4) ORDER BY key";
 
 /// Reads back (and deletes) a batch's outcomes, `?1`, and any left behind by callers that
@@ -260,7 +261,9 @@ impl<S: Sql> Ledger<S> {
 
     /// Claims `order_id`'s queued job of `kind` for `worker` until `lease_until`, due or not,
     /// in one statement: the synchronous path takes its own order's job so that no worker
-    /// races it. `None` when the order has no such job or another worker's lease on it holds.
+    /// races it (a job `worker` holds already, as intake's [`JobHold`](crate::JobHold) made
+    /// it, is claimed again). `None` when the order has no such job or another worker's lease
+    /// on it holds.
     pub fn claim_order(
         &self,
         kind: &str,
@@ -352,6 +355,29 @@ impl<S: Sql> Ledger<S> {
         now: Timestamp,
         results: &[JobResult],
     ) -> Result<Applied, LedgerError> {
+        self.apply_with(worker, now, results, None)
+    }
+
+    /// [`Ledger::apply`], with the follow-up job a decision queues held by `worker` until
+    /// `hold_until` (instead of due for any worker): the synchronous path goes on to its own
+    /// order's next job without a worker taking it first.
+    pub fn apply_holding_follow_up(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        results: &[JobResult],
+        hold_until: Timestamp,
+    ) -> Result<Applied, LedgerError> {
+        self.apply_with(worker, now, results, Some(hold_until))
+    }
+
+    fn apply_with(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        results: &[JobResult],
+        hold_follow_up_until: Option<Timestamp>,
+    ) -> Result<Applied, LedgerError> {
         if results.is_empty() {
             return Ok(Applied::default());
         }
@@ -373,6 +399,7 @@ impl<S: Sql> Ledger<S> {
                     SqlValue::text(worker),
                     SqlValue::millis(now),
                     SqlValue::text(&rows),
+                    hold_follow_up_until.map_or(SqlValue::Null, SqlValue::millis),
                 ],
             )?;
             match inserted {

@@ -49,6 +49,7 @@ impl Fixture {
             fingerprint: "fingerprint",
             locked_until: Timestamp(at + 10_000),
             deadline_at: Timestamp(at + 60_000),
+            hold: None,
         };
         self.ledger().accept(&intake).unwrap();
     }

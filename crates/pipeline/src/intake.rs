@@ -2,7 +2,7 @@
 //! transaction (the transactional outbox), with the IETF Idempotency-Key draft's answers for a
 //! key seen before.
 
-use ledger::{Intake, IntakeOutcome, Ledger, LedgerError, Sql, StoredKey};
+use ledger::{Intake, IntakeOutcome, JobHold, Ledger, LedgerError, Sql, StoredKey};
 use orders_core::{NewOrder, Order, OrderId, Timestamp};
 use resilience::{IdempotencyKey, KeyDecision, KeyRecord, decide};
 
@@ -39,6 +39,9 @@ pub enum IntakeResult {
 
 /// Accepts `new` under `key` at `now`: stores it, or answers as the key's history says. The
 /// answer is `body_of(&order)`, for a replay built again from the order as first accepted.
+/// `hold`: who holds the new order's validation job from the start (the synchronous path),
+/// or `None`.
+#[allow(clippy::too_many_arguments)]
 pub fn accept<S: Sql>(
     ledger: &Ledger<S>,
     key: &IdempotencyKey,
@@ -46,6 +49,7 @@ pub fn accept<S: Sql>(
     now: Timestamp,
     entropy: [u8; 10],
     settings: &IntakeSettings,
+    hold: Option<JobHold<'_>>,
     body_of: impl Fn(&Order) -> String,
 ) -> Result<IntakeResult, LedgerError> {
     let fingerprint = new.fingerprint();
@@ -56,6 +60,7 @@ pub fn accept<S: Sql>(
         fingerprint: &fingerprint,
         locked_until: Timestamp(now.millis() + settings.in_flight_lock_ms),
         deadline_at: Timestamp(now.millis() + settings.deadline_ms),
+        hold,
     };
     // At most twice: a key found expired is forgotten, and the request tried once more.
     for _ in 0..2 {
@@ -142,6 +147,7 @@ mod tests {
             Timestamp(now),
             [7; 10],
             &settings(),
+            None,
             |order| serde_json::to_string(order).unwrap(),
         )
         .unwrap()

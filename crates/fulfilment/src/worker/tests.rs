@@ -328,6 +328,7 @@ impl Harness {
             fingerprint: "f",
             locked_until: self.now(),
             deadline_at: Timestamp(self.now().millis() + 60_000),
+            hold: None,
         };
         self.ledger.accept(&intake).unwrap();
         let job = self

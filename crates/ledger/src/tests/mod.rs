@@ -86,5 +86,6 @@ pub(crate) fn intake<'a>(order: &'a Order, key: &'a str) -> Intake<'a> {
         fingerprint: "fingerprint",
         locked_until: Timestamp(order.created_at.millis() + 10_000),
         deadline_at: Timestamp(order.created_at.millis() + 60_000),
+        hold: None,
     }
 }

@@ -571,3 +571,67 @@ fn an_order_s_own_job_is_claimed_only_while_no_lease_holds_it() {
         .unwrap();
     assert_eq!(none, None);
 }
+
+#[test]
+fn the_sync_path_holds_its_order_s_jobs_from_the_moment_they_exist() {
+    let fixture = Fixture::new();
+    let order = super::order("mine", 1_000);
+    let mut intake = super::intake(&order, "key-mine");
+    intake.hold = Some(crate::JobHold {
+        worker: "sync",
+        until: Timestamp(6_000),
+    });
+    assert_eq!(
+        fixture.ledger.accept(&intake).unwrap(),
+        crate::IntakeOutcome::Created
+    );
+    fixture.accept("other", 1_000);
+    // Due at once, yet no worker's batch takes the held job; its holder claims it again.
+    let batch = claim(&fixture, VALIDATION_JOB, "v", 1_000);
+    let claimed: Vec<&str> = batch.iter().map(|job| job.order_id.as_str()).collect();
+    assert_eq!(claimed, ["other"]);
+    let claim_mine = |kind: &str, worker: &str, now: u64| {
+        fixture
+            .ledger
+            .claim_order(
+                kind,
+                &id("mine"),
+                worker,
+                Timestamp(now),
+                Timestamp(now + 5_000),
+            )
+            .unwrap()
+    };
+    assert_eq!(claim_mine(VALIDATION_JOB, "late", 2_000), None);
+    let job = claim_mine(VALIDATION_JOB, "sync", 2_000).expect("its holder claims it");
+    assert_eq!(job.previous_owner, None, "not taken over from anyone");
+
+    // Validated with the follow-up held: the fulfilment job exists, but only its holder
+    // gets it until the hold passes.
+    let decision = NextStep::Decide {
+        status: OrderStatus::Validated,
+        reason: None,
+        detail: None,
+    };
+    let result = first_attempt(&job, "valid", decision);
+    fixture
+        .ledger
+        .apply_holding_follow_up("sync", Timestamp(2_100), &[result], Timestamp(9_000))
+        .unwrap();
+    assert!(claim(&fixture, FULFILMENT_JOB, "f", 2_200).is_empty());
+    assert_eq!(claim_mine(FULFILMENT_JOB, "late", 2_200), None);
+    assert!(claim_mine(FULFILMENT_JOB, "sync", 2_200).is_some());
+    // A hold that passes lets the workers in, as any expired lease does.
+    let taken = claim(&fixture, FULFILMENT_JOB, "f", 7_201);
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].previous_owner.as_deref(), Some("sync"));
+}
+
+#[test]
+fn a_follow_up_queued_without_a_hold_is_free_for_any_worker() {
+    let fixture = Fixture::new();
+    decide(&fixture, OrderStatus::Validated, &["free"]);
+    let taken = claim(&fixture, FULFILMENT_JOB, "f", 2_000);
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].previous_owner, None);
+}

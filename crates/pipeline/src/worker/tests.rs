@@ -252,6 +252,7 @@ impl Harness {
             self.now(),
             [0; 10],
             &settings,
+            None,
             |order| order.id.to_string(),
         )
         .unwrap();
@@ -1067,6 +1068,7 @@ fn an_order_arriving_while_a_drainer_holds_the_only_slot_is_drained_by_it_after_
                 Timestamp(now),
                 [0; 10],
                 &intake,
+                None,
                 |order| order.id.to_string(),
             )
             .unwrap();
