@@ -1,6 +1,8 @@
 //! `orderly-lab`: experiments that measure Orderly, reported as ratios taken in one run so the
 //! noise of a shared machine cancels out.
 
+mod app;
+mod app_http;
 mod control;
 mod edge;
 mod load;
@@ -10,6 +12,8 @@ mod orders_load;
 mod pipeline;
 mod process;
 mod saga;
+mod settle;
+mod sync_async;
 mod usage;
 
 use clap::{Parser, Subcommand};
@@ -166,6 +170,31 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// The Campus seed's contrast on its own `orderly up`: orders created async and sync
+    /// through the gateway, one at a time, with the inventory healthy, slow, past the sync
+    /// deadline and failing; then every order awaited and the saga's invariants checked. A
+    /// markdown report with a verdict per hypothesis, and a failure exit if one fails.
+    SyncVsAsync {
+        /// Orders of each kind at baseline.
+        #[arg(long, default_value_t = 100)]
+        orders: usize,
+        /// Orders of each kind while the inventory is slow.
+        #[arg(long, default_value_t = 20)]
+        delayed_orders: usize,
+        /// The delay injected into the inventory, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        delay_ms: u64,
+        /// Orders of each kind while the inventory fails, and while it is past the deadline.
+        #[arg(long, default_value_t = 5)]
+        cascade_orders: usize,
+        /// The longest wait, in seconds, for every order to be final once the faults are
+        /// cleared.
+        #[arg(long, default_value_t = 300)]
+        timeout_secs: u64,
+        /// Keep the state dir and print its path.
+        #[arg(long)]
+        keep: bool,
+    },
     /// The edge under abuse on the trivial app: resident memory idle, under load and after a
     /// burst of large uploads; normal requests beside stalled uploads.
     Edge {
@@ -305,6 +334,27 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", orders_load::run(&plan).await?);
                 Ok(())
             })
+        }
+        Command::SyncVsAsync {
+            orders,
+            delayed_orders,
+            delay_ms,
+            cascade_orders,
+            timeout_secs,
+            keep,
+        } => {
+            anyhow::ensure!(
+                orders > 0 && delayed_orders > 0 && cascade_orders > 0,
+                "every scenario needs at least one order"
+            );
+            generator()?.block_on(sync_async::run(&sync_async::Settings {
+                orders,
+                delayed_orders,
+                delay: Duration::from_millis(delay_ms),
+                cascade_orders,
+                timeout: Duration::from_secs(timeout_secs),
+                keep,
+            }))
         }
         Command::Pipeline {
             concurrency,

@@ -5,23 +5,17 @@
 //! and the saga's invariants are checked on what the services hold (`saga_audit`). A markdown
 //! report; an error when an invariant fails or an order never ends.
 
-use crate::pipeline::{app_flags, repository};
-use crate::process::{self, Orderly, Server};
+use crate::app::RunningApp;
+use crate::app_http::Http;
+use crate::settle::{last_events, wait_final};
 use anyhow::{Context as _, bail};
-use bytes::Bytes;
 use catalog::Catalog;
 use futures::StreamExt as _;
-use http::header::{CONTENT_TYPE, HOST};
-use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
+use http::Method;
 use saga_audit::audit::Audit;
 use saga_audit::mix::{self, Kind, MixSettings, PlannedOrder};
-use saga_audit::state::{self, CancelRequest, Reader, is_final};
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError};
+use saga_audit::state::{self, CancelRequest};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// The payment limit the app is given (spin.toml's default), which the mix goes over.
@@ -33,24 +27,12 @@ const FAULT_ROUTES: [(&str, &str); 4] = [
     ("shipping", "/internal/shipping/configure"),
     ("validator (external-sim)", "/external/configure"),
 ];
-/// The longest one request may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Tries per request lost in transport (every request the lab sends is idempotent).
-const TRANSPORT_TRIES: u32 = 3;
 /// Tries of an order the app is too busy to take (503) or still taking (409).
 const BUSY_TRIES: u32 = 5;
 /// The pause between two such tries.
 const BUSY_PAUSE: Duration = Duration::from_millis(200);
-/// How often the orders still running are read.
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
-/// Reads in flight while polling.
-const READS_IN_FLIGHT: usize = 16;
 /// Orders not final whose last events the report shows.
 const SHOWN_STUCK: usize = 20;
-/// Events shown per stuck order.
-const STUCK_EVENTS: usize = 5;
-/// How long `orderly up` may take to stop after SIGTERM.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// What the experiment is asked to do.
 #[derive(Debug, Clone)]
@@ -79,26 +61,9 @@ pub struct Settings {
 /// Runs the experiment on a fresh `orderly up` and prints the report.
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let began = Instant::now();
-    let manifest = repository().join("spin.toml");
-    let orderly = Orderly::locate()?;
-    eprintln!("building the components of {}", manifest.display());
-    orderly.build(&manifest)?;
-    let state = tempfile::tempdir()?;
-    let address = process::free_address()?;
-    let mut flags = app_flags(address, None);
-    for variable in [
-        format!("services_origin=http://{address}"),
-        format!("payment_limit_cents={PAYMENT_LIMIT_CENTS}"),
-    ] {
-        flags.extend(["--variable".to_owned(), variable]);
-    }
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let server = Server::orderly_on(&orderly, &manifest, state.path(), address, &flags).await?;
-    let outcome = experiment(settings, &Http::new(address)).await;
-    server.terminate(SHUTDOWN_GRACE).await;
-    if settings.keep {
-        println!("\nState dir kept: {}", state.keep().display());
-    }
+    let app = RunningApp::start(&[format!("payment_limit_cents={PAYMENT_LIMIT_CENTS}")]).await?;
+    let outcome = experiment(settings, &app.http).await;
+    app.stop(settings.keep).await;
     println!("\nElapsed: {:.1} s in all.", began.elapsed().as_secs_f64());
     match outcome? {
         Verdict::Passed => Ok(()),
@@ -185,7 +150,8 @@ async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Verdict>
     }
     let cleared = Instant::now();
     eprintln!("faults cleared; waiting for every order to be final");
-    let stuck = wait_final(http, &accepted, settings.timeout).await;
+    let ids: Vec<String> = accepted.iter().map(|(id, _)| id.clone()).collect();
+    let stuck = wait_final(http, &ids, settings.timeout).await;
     let settle_time = cleared.elapsed();
     let calls = validator_calls(http).await?.saturating_sub(calls_before);
 
@@ -343,186 +309,9 @@ async fn send_order(http: &Http, order: &PlannedOrder) -> Sent {
     sent
 }
 
-/// Polls the orders until every one is final or `limit` passes; the ids of those that are not.
-async fn wait_final(
-    http: &Http,
-    orders: &[(String, CancelRequest)],
-    limit: Duration,
-) -> Vec<String> {
-    let give_up = Instant::now() + limit;
-    let mut pending: Vec<String> = orders.iter().map(|(id, _)| id.clone()).collect();
-    let mut last_progress = Instant::now();
-    loop {
-        let statuses: Vec<(String, String)> = futures::stream::iter(&pending)
-            .map(|id| async move {
-                // A read that fails (the app busy) leaves the order pending for the next poll.
-                let status = match state::get_json(http, &format!("/orders/{id}")).await {
-                    Ok(Some(order)) => order["status"].as_str().unwrap_or("?").to_owned(),
-                    Ok(None) => "missing".to_owned(),
-                    Err(_) => "unread".to_owned(),
-                };
-                (id.clone(), status)
-            })
-            .buffered(READS_IN_FLIGHT)
-            .collect()
-            .await;
-        let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
-        pending.clear();
-        for (id, status) in statuses {
-            if !is_final(&status) {
-                *by_status.entry(status).or_default() += 1;
-                pending.push(id);
-            }
-        }
-        if pending.is_empty() || Instant::now() >= give_up {
-            return pending;
-        }
-        if last_progress.elapsed() >= Duration::from_secs(5) {
-            eprintln!("  not final yet: {} {by_status:?}", pending.len());
-            last_progress = Instant::now();
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
-
-/// The order's status and its last events, in one line.
-async fn last_events(http: &Http, id: &str) -> anyhow::Result<String> {
-    let order = state::get_json(http, &format!("/orders/{id}"))
-        .await
-        .map_err(anyhow::Error::msg)?
-        .unwrap_or_default();
-    let events = state::get_json(http, &format!("/orders/{id}/events"))
-        .await
-        .map_err(anyhow::Error::msg)?
-        .unwrap_or_default();
-    let events = events["events"].as_array().cloned().unwrap_or_default();
-    let described: Vec<String> = events
-        .iter()
-        .skip(events.len().saturating_sub(STUCK_EVENTS))
-        .map(|event| {
-            let text = |name: &str| event[name].as_str().unwrap_or("").to_owned();
-            format!("{} {} {}", text("kind"), text("outcome"), text("detail"))
-                .trim()
-                .to_owned()
-        })
-        .collect();
-    Ok(format!(
-        "{}; last events: {}",
-        order["status"].as_str().unwrap_or("?"),
-        described.join(" | ")
-    ))
-}
-
 async fn validator_calls(http: &Http) -> anyhow::Result<u64> {
     let stats = http.expect_ok(Method::GET, "/external/stats", None).await?;
     stats["calls"]
         .as_u64()
         .with_context(|| format!("no calls in {stats}"))
-}
-
-type Sender = SendRequest<Full<Bytes>>;
-
-/// A keep-alive HTTP/1.1 client for one app, its idle connections pooled.
-struct Http {
-    address: SocketAddr,
-    idle: Mutex<Vec<Sender>>,
-}
-
-impl Http {
-    fn new(address: SocketAddr) -> Self {
-        Self {
-            address,
-            idle: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// One request (JSON `body`, if any), its status and body; a request lost in transport is
-    /// sent again, up to [`TRANSPORT_TRIES`] times.
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<String>,
-    ) -> anyhow::Result<(u16, Bytes)> {
-        let mut last_error = None;
-        for _ in 0..TRANSPORT_TRIES {
-            let attempt = self.once(method.clone(), path, headers, body.clone());
-            match tokio::time::timeout(CALL_TIMEOUT, attempt).await {
-                Ok(Ok(answer)) => return Ok(answer),
-                Ok(Err(error)) => last_error = Some(error),
-                Err(_) => last_error = Some(anyhow::anyhow!("no answer within {CALL_TIMEOUT:?}")),
-            }
-        }
-        Err(last_error
-            .unwrap_or_else(|| anyhow::anyhow!("not sent"))
-            .context(format!("{method} {path} on {}", self.address)))
-    }
-
-    async fn once(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<String>,
-    ) -> anyhow::Result<(u16, Bytes)> {
-        let pooled = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let mut sender = match pooled {
-            Some(sender) if !sender.is_closed() => sender,
-            _ => crate::load::connect(self.address).await?,
-        };
-        sender.ready().await?;
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, self.address.to_string());
-        if body.is_some() {
-            request = request.header(CONTENT_TYPE, "application/json");
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        let response = sender.send_request(request).await?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(sender);
-        Ok((status, body))
-    }
-
-    /// A request that must succeed; its JSON answer.
-    async fn expect_ok(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let (status, answer) = self
-            .call(method.clone(), path, &[], body.map(|body| body.to_string()))
-            .await?;
-        if !(200..300).contains(&status) {
-            bail!(
-                "{method} {path}: {status} {}",
-                String::from_utf8_lossy(&answer)
-            );
-        }
-        serde_json::from_slice(&answer)
-            .with_context(|| format!("{method} {path}: {}", String::from_utf8_lossy(&answer)))
-    }
-}
-
-impl Reader for Http {
-    async fn get(&self, path: &str) -> Result<(u16, Vec<u8>), String> {
-        self.call(Method::GET, path, &[], None)
-            .await
-            .map(|(status, body)| (status, body.to_vec()))
-            .map_err(|error| format!("{error:#}"))
-    }
 }

@@ -1,0 +1,52 @@
+//! The repository's app (`spin.toml`) on a fresh `orderly up` of its own: components built,
+//! an empty state dir, the app pointed at itself, and the variables an experiment adds.
+
+use crate::app_http::Http;
+use crate::pipeline::{app_flags, repository};
+use crate::process::{self, Orderly, Server};
+use std::time::Duration;
+
+/// How long `orderly up` may take to stop after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The app running for one experiment.
+pub struct RunningApp {
+    server: Server,
+    state: tempfile::TempDir,
+    /// A client of it.
+    pub http: Http,
+}
+
+impl RunningApp {
+    /// Builds the components and starts `orderly up` on a free port with the embedded broker,
+    /// the services reached over its own address, and `variables` (`name=value`) on top.
+    pub async fn start(variables: &[String]) -> anyhow::Result<Self> {
+        let manifest = repository().join("spin.toml");
+        let orderly = Orderly::locate()?;
+        eprintln!("building the components of {}", manifest.display());
+        orderly.build(&manifest)?;
+        let state = tempfile::tempdir()?;
+        let address = process::free_address()?;
+        let mut flags = app_flags(address, None);
+        let origin = format!("services_origin=http://{address}");
+        for variable in std::iter::once(&origin).chain(variables) {
+            flags.extend(["--variable".to_owned(), variable.clone()]);
+        }
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let server = Server::orderly_on(&orderly, &manifest, state.path(), address, &flags).await?;
+        Ok(Self {
+            server,
+            state,
+            http: Http::new(address),
+        })
+    }
+
+    /// Stops `orderly up` (SIGTERM, then SIGKILL after a grace period); with `keep`, leaves its
+    /// state dir in place and prints where.
+    pub async fn stop(self, keep: bool) {
+        self.server.terminate(SHUTDOWN_GRACE).await;
+        if keep {
+            println!("\nState dir kept: {}", self.state.keep().display());
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Waiting for orders to be final, and saying why one is not.
+
+use crate::app_http::Http;
+use futures::StreamExt as _;
+use saga_audit::state::{self, is_final};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How often the orders still running are read.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Reads in flight while polling.
+const READS_IN_FLIGHT: usize = 16;
+/// Events shown per stuck order.
+const STUCK_EVENTS: usize = 5;
+
+/// Polls the orders until every one is final or `limit` passes; the ids of those that are not.
+pub async fn wait_final(http: &Http, ids: &[String], limit: Duration) -> Vec<String> {
+    let give_up = Instant::now() + limit;
+    let mut pending = ids.to_vec();
+    let mut last_progress = Instant::now();
+    loop {
+        let statuses: Vec<(String, String)> = futures::stream::iter(&pending)
+            .map(|id| async move {
+                // A read that fails (the app busy) leaves the order pending for the next poll.
+                let status = match state::get_json(http, &format!("/orders/{id}")).await {
+                    Ok(Some(order)) => order["status"].as_str().unwrap_or("?").to_owned(),
+                    Ok(None) => "missing".to_owned(),
+                    Err(_) => "unread".to_owned(),
+                };
+                (id.clone(), status)
+            })
+            .buffered(READS_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+        pending.clear();
+        for (id, status) in statuses {
+            if !is_final(&status) {
+                *by_status.entry(status).or_default() += 1;
+                pending.push(id);
+            }
+        }
+        if pending.is_empty() || Instant::now() >= give_up {
+            return pending;
+        }
+        if last_progress.elapsed() >= Duration::from_secs(5) {
+            eprintln!("  not final yet: {} {by_status:?}", pending.len());
+            last_progress = Instant::now();
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// The order's status and its last events, in one line.
+pub async fn last_events(http: &Http, id: &str) -> anyhow::Result<String> {
+    let order = state::get_json(http, &format!("/orders/{id}"))
+        .await
+        .map_err(anyhow::Error::msg)?
+        .unwrap_or_default();
+    let events = state::get_json(http, &format!("/orders/{id}/events"))
+        .await
+        .map_err(anyhow::Error::msg)?
+        .unwrap_or_default();
+    let events = events["events"].as_array().cloned().unwrap_or_default();
+    let described: Vec<String> = events
+        .iter()
+        .skip(events.len().saturating_sub(STUCK_EVENTS))
+        .map(|event| {
+            let text = |name: &str| event[name].as_str().unwrap_or("").to_owned();
+            format!("{} {} {}", text("kind"), text("outcome"), text("detail"))
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    Ok(format!(
+        "{}; last events: {}",
+        order["status"].as_str().unwrap_or("?"),
+        described.join(" | ")
+    ))
+}
