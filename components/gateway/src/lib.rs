@@ -359,13 +359,10 @@ fn refuse(error: &GatewayError) -> Response {
     guest_kit::problem(&error.problem())
 }
 
-/// Counts one request; the first of a minute also deletes the minutes past the window.
+/// Counts one request; the first of its kind in a minute also deletes the minutes past the
+/// window.
 fn record(store: &SpinKv, observation: &Observation<'_>) -> Result<(), guest_kit::KvError> {
-    let mut first_of_minute = false;
-    for (index, key) in observation.counter_keys().iter().enumerate() {
-        let count = store.increment(key, 1)?;
-        first_of_minute |= index == 0 && count == 1;
-    }
+    let first_of_minute = store.increment(&observation.counter_key(), 1)? == 1;
     if first_of_minute {
         let expired: Vec<String> = store
             .keys_with_prefix(stats::PREFIX)?

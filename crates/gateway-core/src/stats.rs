@@ -1,12 +1,13 @@
 //! Traffic statistics, kept in the shared key-value store as per-minute counters so that every
-//! instance and host adds to the same numbers: one request costs a few increments, and reading
-//! sums the counters of the last minutes.
+//! instance and host adds to the same numbers: one request costs one increment (a write: the
+//! store's writes are what the gateway costs most), and reading sums the counters of the last
+//! minutes.
 //!
-//! Keys, for minute `m` (minutes since the epoch): `gateway/stats/{m}/requests`,
-//! `gateway/stats/{m}/limited` (rate-limited requests), `gateway/stats/{m}/route/{route}/{status}`,
-//! and `gateway/stats/{m}/latency/{bucket}` (a histogram over [`LATENCY_BOUNDS_MS`]). The store
-//! has no expiry: minutes older than the retention are deleted by the first request of each
-//! minute ([`expired`]).
+//! One counter per kind of request and minute `m` (minutes since the epoch):
+//! `gateway/stats/{m}/{route}/{status}/{bucket}/{limited}`, where `bucket` places its latency
+//! in a histogram over [`LATENCY_BOUNDS_MS`] and `limited` is 1 for a request the rate limiter
+//! refused, else 0. The store has no expiry: minutes older than the retention are deleted by
+//! the first request of each kind in a minute ([`expired`]).
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -56,37 +57,47 @@ pub struct Observation<'a> {
 }
 
 impl Observation<'_> {
-    /// The counters to increment by one for this request; the first is the minute's request
-    /// count (its new value 1 means this is the minute's first request).
-    pub fn counter_keys(&self) -> Vec<String> {
-        let minute = minute_of(self.at_ms);
+    /// The counter to increment by one for this request (its new value 1 means this is the
+    /// first request of its kind this minute).
+    pub fn counter_key(&self) -> String {
         let bucket = LATENCY_BOUNDS_MS
             .iter()
             .position(|bound| self.latency_ms <= *bound)
             .unwrap_or(LATENCY_BOUNDS_MS.len() - 1);
-        let mut keys = vec![
-            format!("{PREFIX}{minute}/requests"),
-            format!("{PREFIX}{minute}/route/{}/{}", self.route, self.status),
-            format!("{PREFIX}{minute}/latency/{bucket}"),
-        ];
-        if self.limited {
-            keys.push(format!("{PREFIX}{minute}/limited"));
-        }
-        keys
+        format!(
+            "{PREFIX}{}/{}/{}/{bucket}/{}",
+            minute_of(self.at_ms),
+            self.route,
+            self.status,
+            u8::from(self.limited)
+        )
     }
+}
+
+/// A counter's key, read back: `(minute, route, status, bucket, limited)`. The route is
+/// whatever lies between the minute and the last three parts, so a route id may hold `/`.
+fn parse_key(key: &str) -> Option<(u64, &str, &str, usize, bool)> {
+    let rest = key.strip_prefix(PREFIX)?;
+    let (minute, rest) = rest.split_once('/')?;
+    let mut tail = rest.rsplitn(4, '/');
+    let limited = match tail.next()? {
+        "0" => false,
+        "1" => true,
+        _ => return None,
+    };
+    let bucket = tail.next()?.parse().ok()?;
+    let status = tail.next()?;
+    let route = tail.next()?;
+    Some((minute.parse().ok()?, route, status, bucket, limited))
 }
 
 /// Whether statistics key `key` belongs to a minute older than the window at `now_ms` (or is
 /// not a statistics key one can read a minute from).
 pub fn expired(key: &str, now_ms: u64) -> bool {
-    match minute_of_key(key) {
-        Some(minute) => minute + WINDOW_MINUTES <= minute_of(now_ms),
+    match parse_key(key) {
+        Some((minute, ..)) => minute + WINDOW_MINUTES <= minute_of(now_ms),
         None => key.starts_with(PREFIX),
     }
-}
-
-fn minute_of_key(key: &str) -> Option<u64> {
-    key.strip_prefix(PREFIX)?.split('/').next()?.parse().ok()
 }
 
 /// What `/mesh/traffic-stats` shows.
@@ -162,47 +173,32 @@ pub fn aggregate(counters: &[(String, i64)], now_ms: u64) -> TrafficStats {
         let Ok(count) = u64::try_from(*value) else {
             continue;
         };
-        let Some(rest) = key.strip_prefix(PREFIX) else {
-            continue;
-        };
-        let parts: Vec<&str> = rest.split('/').collect();
-        let Some(minute) = parts.first().and_then(|m| m.parse::<u64>().ok()) else {
+        let Some((minute, route, status, bucket, limited)) = parse_key(key) else {
             continue;
         };
         if minute + WINDOW_MINUTES <= now || minute > now {
             continue;
         }
-        match parts[1..] {
-            ["requests"] => {
-                stats.total_requests += count;
-                *minutes.entry(minute).or_default() += count;
-            }
-            ["limited"] => stats.rate_limited += count,
-            ["route", route, status] => {
-                let Ok(code) = status.parse::<u16>() else {
-                    continue;
-                };
-                let entry = stats.by_route.entry(route.to_owned()).or_default();
-                entry.requests += count;
-                *entry.by_status.entry(status.to_owned()).or_default() += count;
-                *stats.by_status.entry(status.to_owned()).or_default() += count;
-                if code >= 500 {
-                    stats.server_errors += count;
-                }
-                if (200..400).contains(&code) {
-                    successes += count;
-                }
-            }
-            ["latency", bucket] => {
-                if let Some(slot) = bucket
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|b| histogram.get_mut(b))
-                {
-                    *slot += count;
-                }
-            }
-            _ => {}
+        let Ok(code) = status.parse::<u16>() else {
+            continue;
+        };
+        stats.total_requests += count;
+        *minutes.entry(minute).or_default() += count;
+        if limited {
+            stats.rate_limited += count;
+        }
+        let entry = stats.by_route.entry(route.to_owned()).or_default();
+        entry.requests += count;
+        *entry.by_status.entry(status.to_owned()).or_default() += count;
+        *stats.by_status.entry(status.to_owned()).or_default() += count;
+        if code >= 500 {
+            stats.server_errors += count;
+        }
+        if (200..400).contains(&code) {
+            successes += count;
+        }
+        if let Some(slot) = histogram.get_mut(bucket) {
+            *slot += count;
         }
     }
     let answered: u64 = stats.by_status.values().sum();
@@ -252,9 +248,7 @@ mod tests {
     const NOW: u64 = 1_000 * 60_000 + 30_000;
 
     fn observe(counters: &mut BTreeMap<String, i64>, observation: Observation<'_>) {
-        for key in observation.counter_keys() {
-            *counters.entry(key).or_default() += 1;
-        }
+        *counters.entry(observation.counter_key()).or_default() += 1;
     }
 
     fn at(route: &str, status: u16, latency_ms: u64, minutes_ago: u64) -> Observation<'_> {
@@ -329,11 +323,35 @@ mod tests {
     }
 
     #[test]
+    fn a_counter_key_reads_back_whatever_its_route_holds() {
+        let mut observation = at("api/orders", 429, 3, 0);
+        let key = observation.counter_key();
+        assert_eq!(key, format!("{PREFIX}1000/api/orders/429/2/1"));
+        assert_eq!(parse_key(&key), Some((1_000, "api/orders", "429", 2, true)));
+        observation.limited = false;
+        assert_eq!(
+            parse_key(&observation.counter_key()),
+            Some((1_000, "api/orders", "429", 2, false))
+        );
+        for garbage in [
+            "gateway/stats/1000/x/200/2/2",
+            "gateway/stats/1000/200/2/0",
+            "gateway/stats/m/x/200/2/0",
+        ] {
+            assert_eq!(parse_key(garbage), None, "{garbage}");
+        }
+    }
+
+    #[test]
     fn old_minutes_expire() {
-        let keys = at("orders", 200, 1, WINDOW_MINUTES).counter_keys();
-        assert!(keys.iter().all(|key| expired(key, NOW)));
-        let keys = at("orders", 200, 1, WINDOW_MINUTES - 1).counter_keys();
-        assert!(keys.iter().all(|key| !expired(key, NOW)));
+        assert!(expired(
+            &at("orders", 200, 1, WINDOW_MINUTES).counter_key(),
+            NOW
+        ));
+        assert!(!expired(
+            &at("orders", 200, 1, WINDOW_MINUTES - 1).counter_key(),
+            NOW
+        ));
         assert!(expired("gateway/stats/garbage", NOW));
         assert!(!expired("ratelimit/gateway/x/tat", NOW));
     }
