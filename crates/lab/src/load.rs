@@ -2,6 +2,7 @@
 //! answer arrives, over HTTP/1.1 keep-alive; latencies are recorded per request.
 
 use bytes::Bytes;
+use http::StatusCode;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use std::fmt;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 pub struct LoadReport {
     /// Successful requests.
     pub requests: u64,
-    /// Failed requests (transport errors or non-2xx).
+    /// Failed requests (transport errors, or answers with another status than the expected).
     pub errors: u64,
     /// How long the measurement ran.
     pub elapsed: Duration,
@@ -68,21 +69,47 @@ impl fmt::Display for LoadReport {
 /// Load sent before the measured window, not counted.
 pub const WARM_UP: Duration = Duration::from_secs(1);
 
+/// What each connection of a load sends, and which answer counts as a success.
+#[derive(Debug, Clone, Default)]
+pub struct Requests {
+    /// The path to GET.
+    pub path: String,
+    /// The one status that counts as a success (a load of refusals by design, 429, is measured
+    /// like any other); `None`: any 2xx.
+    pub expected: Option<StatusCode>,
+    /// When given, connection `n` sends `x-api-key: <this>-<n>`: one client per connection.
+    pub api_key_prefix: Option<String>,
+}
+
 /// Loads `address` with GET `path` on `connections` keep-alive connections for [`WARM_UP`] and
-/// then `duration`, counting only the latter.
+/// then `duration`, counting only the latter; any 2xx answer counts as a success.
 pub async fn run(
     address: SocketAddr,
     path: &str,
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<LoadReport> {
+    let requests = Requests {
+        path: path.to_owned(),
+        ..Requests::default()
+    };
+    run_with(address, &requests, connections, duration).await
+}
+
+/// [`run`], sending `requests`.
+pub async fn run_with(
+    address: SocketAddr,
+    requests: &Requests,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<LoadReport> {
     let warm_until = Instant::now() + WARM_UP;
     let end = warm_until + duration;
     let mut workers = Vec::new();
-    for _ in 0..connections {
-        let path = path.to_owned();
+    for n in 0..connections {
+        let requests = requests.clone();
         workers.push(tokio::spawn(async move {
-            connection(address, path, warm_until, end).await
+            connection(address, requests, n, warm_until, end).await
         }));
     }
     let mut report = LoadReport {
@@ -100,40 +127,52 @@ pub async fn run(
 
 async fn connection(
     address: SocketAddr,
-    path: String,
+    requests: Requests,
+    number: usize,
     warm_until: Instant,
     end: Instant,
 ) -> anyhow::Result<LoadReport> {
     let mut report = LoadReport::default();
     let mut sender = connect(address).await?;
+    let api_key = requests
+        .api_key_prefix
+        .as_ref()
+        .map(|prefix| format!("{prefix}-{number}"));
     loop {
         let started = Instant::now();
         if started >= end {
             return Ok(report);
         }
-        let request = http::Request::get(&path)
-            .header(http::header::HOST, address.to_string())
-            .body(Empty::<Bytes>::new())?;
+        let mut request =
+            http::Request::get(&requests.path).header(http::header::HOST, address.to_string());
+        if let Some(key) = &api_key {
+            request = request.header("x-api-key", key);
+        }
+        let request = request.body(Empty::<Bytes>::new())?;
+        // `None`: no answer (the connection is opened again); else whether it was a success.
         let outcome = match sender.send_request(request).await {
             Ok(response) => {
-                let ok = response.status().is_success();
+                let status = response.status();
+                let ok = requests
+                    .expected
+                    .map_or(status.is_success(), |expected| status == expected);
                 let body = response.into_body().collect().await;
-                ok && body.is_ok()
+                body.is_ok().then_some(ok)
             }
-            Err(_) => false,
+            Err(_) => None,
         };
         let counted = started >= warm_until;
-        if outcome {
+        if outcome == Some(true) {
             if counted {
                 report.requests += 1;
                 report
                     .latencies_us
                     .push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
             }
-        } else {
-            if counted {
-                report.errors += 1;
-            }
+        } else if counted {
+            report.errors += 1;
+        }
+        if outcome.is_none() {
             sender = connect(address).await?;
         }
     }

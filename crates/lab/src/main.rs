@@ -5,6 +5,7 @@ mod app;
 mod app_http;
 mod control;
 mod edge;
+mod gateway_cost;
 mod load;
 mod messaging;
 mod native;
@@ -195,6 +196,19 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// The gateway's cost on its own `orderly up`: one order read straight from `orders` and
+    /// through the gateway, in interleaved rounds; then the rate limiter refusing every request.
+    GatewayCost {
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Seconds of load per measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Rounds of (straight, gateway) measurements, interleaved.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
     /// The edge under abuse on the trivial app: resident memory idle, under load and after a
     /// burst of large uploads; normal requests beside stalled uploads.
     Edge {
@@ -334,6 +348,21 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", orders_load::run(&plan).await?);
                 Ok(())
             })
+        }
+        Command::GatewayCost {
+            connections,
+            seconds,
+            rounds,
+        } => {
+            anyhow::ensure!(
+                connections > 0 && rounds > 0,
+                "at least one connection and one round are needed"
+            );
+            generator()?.block_on(gateway_cost::run(&gateway_cost::Settings {
+                connections,
+                load: Duration::from_secs(seconds),
+                rounds,
+            }))
         }
         Command::SyncVsAsync {
             orders,
