@@ -174,7 +174,12 @@ async fn a_failing_inventory_is_503_and_leaks_nothing() {
     configure_inventory(&app, json!({"mode": "normal"})).await;
     let cancelled = order_when(&app, "fail-1", |order| order["status"] == "cancelled").await;
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["reason"], "reserve_unavailable", "{cancelled}");
     assert_eq!(stock(&app, "Widget").await, (5, 0));
+    // The same request again is answered as the first was: 503, not a timeout.
+    let replayed = order(&app, "fail-1", "Widget", 1).await;
+    replayed.problem(503, "/problems/dependency-unavailable");
+    assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
     app.stop().await;
 }
 

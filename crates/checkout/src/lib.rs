@@ -29,7 +29,7 @@ use pipeline::{CallResult, DoorbellPublisher, JobFacts, ValidatorClient, WorkerS
 use resilience::{
     Admission, BreakerError, CallFailure, CallOutcome, CircuitBreaker, Clock, KvStore, SplitMix64,
 };
-use saga::{Action, Phase, Saga, Step};
+use saga::{Action, GiveUp, Phase, Saga, Step};
 
 /// The reason an order shows when the synchronous path gave up on a dependency that failed.
 pub const DEPENDENCY_FAILED: &str = "dependency_failed";
@@ -384,14 +384,14 @@ where
                 _ => return Ok(Checkout::Continuing),
             }
         };
-        let detail = match &ending {
-            Checkout::TimedOut { detail } | Checkout::Unavailable { detail } => {
-                Some(format!("synchronous order abandoned: {detail}"))
-            }
+        let abandoned = match &ending {
+            Checkout::TimedOut { detail } => Some((GiveUp::DeadlinePassed, detail)),
+            Checkout::Unavailable { detail } => Some((GiveUp::Unavailable, detail)),
             _ => None,
         };
-        if let Some(detail) = detail {
-            saga = stepper.abandon_held(job, &saga, &detail)?;
+        if let Some((why, detail)) = abandoned {
+            let detail = format!("synchronous order abandoned: {detail}");
+            saga = stepper.abandon_held(job, &saga, why, &detail)?;
         }
         // Undo now while there is time and the services answer; else the worker undoes it.
         while matches!(saga.next_action(), Action::Compensate(_))

@@ -83,6 +83,7 @@ pub fn replay(status: OrderStatus, reason: Option<&str>) -> Reply {
             "reserve_refused" => OUT_OF_STOCK,
             "authorize_refused" => DECLINED,
             crate::DEPENDENCY_FAILED => UNAVAILABLE,
+            reason if reason.ends_with("_unavailable") => UNAVAILABLE,
             reason if reason.ends_with("_deadline_passed") => TIMED_OUT,
             _ => CANCELLED,
         },
@@ -152,6 +153,10 @@ mod tests {
         );
         assert_eq!(
             replay(OrderStatus::Cancelled, Some(crate::DEPENDENCY_FAILED)),
+            UNAVAILABLE
+        );
+        assert_eq!(
+            replay(OrderStatus::Cancelling, Some("reserve_unavailable")),
             UNAVAILABLE
         );
         assert_eq!(

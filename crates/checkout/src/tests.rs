@@ -441,10 +441,7 @@ fn a_failing_inventory_is_unavailable_and_the_worker_finishes_the_undoing() {
     harness.drain();
     assert_eq!(
         harness.status("i-down"),
-        (
-            OrderStatus::Cancelled,
-            Some("reserve_deadline_passed".into())
-        )
+        (OrderStatus::Cancelled, Some("reserve_unavailable".into()))
     );
     assert_eq!(harness.services.stock(), 10);
 }

@@ -17,7 +17,7 @@ use resilience::{
     Admission, BreakerError, CallFailure, CallOutcome, CallWindow, CircuitBreaker, Clock,
     FailureClass, HttpAnswer, KvStore, Random, RetryBudget, Transition, classify,
 };
-use saga::{Action, CancelError, Ending, Outcome, Phase, Saga, Service};
+use saga::{Action, CancelError, Ending, GiveUp, Outcome, Phase, Saga, Service};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
@@ -369,7 +369,7 @@ where
                 self.parts.settings.deadline_ms / 1_000
             );
             saga = self.stop(&job, &saga, EventKind::StepRefused, |saga| {
-                saga.give_up(detail)
+                saga.give_up(GiveUp::DeadlinePassed, detail)
             })?;
         }
         let mut attempts = job.attempts;
@@ -559,10 +559,11 @@ where
         &self,
         job: &ClaimedJob,
         saga: &Saga,
+        why: GiveUp,
         detail: &str,
     ) -> Result<Saga, FulfilmentError> {
         self.stop(job, saga, EventKind::StepRefused, |saga| {
-            saga.give_up(detail)
+            saga.give_up(why, detail)
         })
     }
 

@@ -106,8 +106,9 @@ async fn compare(settings: &Settings, app: &RunningApp) -> anyhow::Result<()> {
     println!(
         "`GET` one order on `orderly up` ({}), {} keep-alive connections, {} s per \
          measurement, {} interleaved rounds; the rate limit lifted (10^6/s), so every gateway \
-         request makes one allowed decision (a key-value read and compare-and-swap). With one \
-         client on every connection, its concurrent requests race for its one key.\n",
+         request makes one allowed decision (a key-value read and compare-and-swap) and one \
+         traffic-counter increment. With one client on every connection, its concurrent \
+         requests race for its one key.\n",
         http.address,
         settings.connections,
         settings.load.as_secs(),
@@ -165,7 +166,8 @@ async fn refusals(settings: &Settings, app: &RunningApp) -> anyhow::Result<()> {
     let report = load::run_with(http.address, &requests, settings.connections, duration).await?;
     println!(
         "Rate limit of one request a day, the same load for {} s: every request refused by \
-         the limiter (429, one key-value read, no write).\n",
+         the limiter (429: the decision reads the client's state and writes nothing; the \
+         traffic counter is one increment).\n",
         duration.as_secs()
     );
     println!("| refused decisions/s | p50 | p99 | other answers |\n|---:|---:|---:|---:|");

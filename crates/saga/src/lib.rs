@@ -16,6 +16,6 @@
 mod machine;
 
 pub use machine::{
-    Action, CancelError, Cancellation, CancellationCause, Compensation, Ending, Outcome, Phase,
-    Saga, Service, Step,
+    Action, CancelError, Cancellation, CancellationCause, Compensation, Ending, GiveUp, Outcome,
+    Phase, Saga, Service, Step,
 };

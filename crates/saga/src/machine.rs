@@ -211,6 +211,21 @@ pub enum CancellationCause {
         /// The step still to do.
         step: Step,
     },
+    /// `step`'s service was failing (or its circuit open) when the order could not wait: a
+    /// synchronous order gave up on it.
+    Unavailable {
+        /// The step still to do.
+        step: Step,
+    },
+}
+
+/// Why a running saga is given up on ([`Saga::give_up`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveUp {
+    /// Its deadline passed.
+    DeadlinePassed,
+    /// The service of its next step is failing, and the order cannot wait for it.
+    Unavailable,
 }
 
 /// Why a saga is being undone, with the details a person reads.
@@ -231,6 +246,7 @@ impl Cancellation {
             CancellationCause::Requested => "cancelled_by_customer".into(),
             CancellationCause::Refused { step } => format!("{step}_refused"),
             CancellationCause::DeadlinePassed { step } => format!("{step}_deadline_passed"),
+            CancellationCause::Unavailable { step } => format!("{step}_unavailable"),
         }
     }
 }
@@ -416,12 +432,15 @@ impl Saga {
         self.stop(CancellationCause::Requested, detail.into())
     }
 
-    /// The saga once the order's deadline passed: like [`Saga::cancel`], for the step it was
-    /// waiting to do.
-    pub fn give_up(&self, detail: impl Into<String>) -> Result<Saga, CancelError> {
+    /// The saga given up on (`why`): like [`Saga::cancel`], for the step it was waiting to do.
+    pub fn give_up(&self, why: GiveUp, detail: impl Into<String>) -> Result<Saga, CancelError> {
         match self.phase {
             Phase::Running { step } => {
-                self.stop(CancellationCause::DeadlinePassed { step }, detail.into())
+                let cause = match why {
+                    GiveUp::DeadlinePassed => CancellationCause::DeadlinePassed { step },
+                    GiveUp::Unavailable => CancellationCause::Unavailable { step },
+                };
+                self.stop(cause, detail.into())
             }
             _ => self.stop(CancellationCause::Requested, detail.into()),
         }

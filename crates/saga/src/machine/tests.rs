@@ -121,11 +121,17 @@ fn the_reason_says_which_step_ended_the_saga() {
         saga.cancellation().unwrap().reason(),
         "cancelled_by_customer"
     );
-    let saga = done(&Saga::new()).give_up("deadline").unwrap();
+    let saga = done(&Saga::new())
+        .give_up(GiveUp::DeadlinePassed, "deadline")
+        .unwrap();
     assert_eq!(
         saga.cancellation().unwrap().reason(),
         "authorize_deadline_passed"
     );
+    let saga = Saga::new()
+        .give_up(GiveUp::Unavailable, "inventory failed")
+        .unwrap();
+    assert_eq!(saga.cancellation().unwrap().reason(), "reserve_unavailable");
 }
 
 #[test]
@@ -147,7 +153,10 @@ fn cancelling_works_until_the_charge_is_captured() {
     }
     assert_eq!(saga.next_action(), Action::Call(Step::Commit));
     assert_eq!(saga.cancel("x"), Err(CancelError::Captured));
-    assert_eq!(saga.give_up("x"), Err(CancelError::Captured));
+    assert_eq!(
+        saga.give_up(GiveUp::DeadlinePassed, "x"),
+        Err(CancelError::Captured)
+    );
     let confirmed = done(&saga);
     assert_eq!(confirmed.cancel("x"), Err(CancelError::Confirmed));
 }
