@@ -1,10 +1,35 @@
 //! The repository's app (`spin.toml`) on a fresh `orderly up` of its own: components built,
-//! an empty state dir, the app pointed at itself, and the variables an experiment adds.
+//! an empty state dir, the app pointed at itself, its Redis address served by the embedded
+//! broker or a `redis-server` of its own, and the variables an experiment adds.
 
 use crate::app_http::Http;
 use crate::pipeline::{app_flags, repository};
 use crate::process::{self, Orderly, Server};
+use redis_runner::RedisServer;
 use std::time::Duration;
+
+/// Who serves the app's Redis address (the doorbells that wake the workers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedisChoice {
+    /// `orderly up`'s in-process broker.
+    Embedded,
+    /// A `redis-server` the lab starts.
+    Server,
+}
+
+impl RedisChoice {
+    /// Starts what serves Redis: a `redis-server` for [`RedisChoice::Server`], nothing else.
+    pub fn start(self) -> anyhow::Result<Option<RedisServer>> {
+        match self {
+            Self::Embedded => Ok(None),
+            Self::Server => RedisServer::start().map(Some).map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot run redis-server ({error}); install it: apt-get install redis-server"
+                )
+            }),
+        }
+    }
+}
 
 /// How long `orderly up` may take to stop after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -13,21 +38,23 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub struct RunningApp {
     server: Server,
     state: tempfile::TempDir,
+    redis: Option<RedisServer>,
     /// A client of it.
     pub http: Http,
 }
 
 impl RunningApp {
-    /// Builds the components and starts `orderly up` on a free port with the embedded broker,
-    /// the services reached over its own address, and `variables` (`name=value`) on top.
-    pub async fn start(variables: &[String]) -> anyhow::Result<Self> {
+    /// Builds the components and starts `orderly up` on a free port with `redis`, the services
+    /// reached over its own address, and `variables` (`name=value`) on top.
+    pub async fn start(redis: RedisChoice, variables: &[String]) -> anyhow::Result<Self> {
         let manifest = repository().join("spin.toml");
         let orderly = Orderly::locate()?;
         eprintln!("building the components of {}", manifest.display());
         orderly.build(&manifest)?;
         let state = tempfile::tempdir()?;
         let address = process::free_address()?;
-        let mut flags = app_flags(address, None);
+        let redis = redis.start()?;
+        let mut flags = app_flags(address, redis.as_ref().map(RedisServer::url).as_deref());
         let origin = format!("services_origin=http://{address}");
         for variable in std::iter::once(&origin).chain(variables) {
             flags.extend(["--variable".to_owned(), variable.clone()]);
@@ -37,6 +64,7 @@ impl RunningApp {
         Ok(Self {
             server,
             state,
+            redis,
             http: Http::new(address),
         })
     }
@@ -45,6 +73,7 @@ impl RunningApp {
     /// state dir in place and prints where.
     pub async fn stop(self, keep: bool) {
         self.server.terminate(SHUTDOWN_GRACE).await;
+        drop(self.redis);
         if keep {
             println!("\nState dir kept: {}", self.state.keep().display());
         }

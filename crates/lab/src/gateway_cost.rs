@@ -4,7 +4,7 @@
 //! on one `orderly up`; then the rate limiter alone, every request refused (429) by a limit of
 //! one request a day.
 
-use crate::app::RunningApp;
+use crate::app::{RedisChoice, RunningApp};
 use crate::load::{self, LoadReport, Requests};
 use crate::settle::wait_final;
 use anyhow::{Context as _, bail};
@@ -32,21 +32,27 @@ pub struct Settings {
 /// the report.
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     println!("# The gateway's cost\n");
-    let lifted = RunningApp::start(&[
-        "rate_limit=1000000".to_owned(),
-        "rate_limit_burst=1000000".to_owned(),
-        "rate_limit_period_secs=1".to_owned(),
-    ])
+    let lifted = RunningApp::start(
+        RedisChoice::Embedded,
+        &[
+            "rate_limit=1000000".to_owned(),
+            "rate_limit_burst=1000000".to_owned(),
+            "rate_limit_period_secs=1".to_owned(),
+        ],
+    )
     .await?;
     let compared = compare(settings, &lifted).await;
     lifted.stop(false).await;
     compared?;
 
-    let strict = RunningApp::start(&[
-        "rate_limit=1".to_owned(),
-        "rate_limit_burst=1".to_owned(),
-        "rate_limit_period_secs=86400".to_owned(),
-    ])
+    let strict = RunningApp::start(
+        RedisChoice::Embedded,
+        &[
+            "rate_limit=1".to_owned(),
+            "rate_limit_burst=1".to_owned(),
+            "rate_limit_period_secs=86400".to_owned(),
+        ],
+    )
     .await?;
     let refused = refusals(settings, &strict).await;
     strict.stop(false).await;

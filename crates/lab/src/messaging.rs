@@ -3,6 +3,7 @@
 //! handled after it.
 
 use crate::process::{Orderly, Server};
+use crate::summary::{max, median, min};
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -121,4 +122,57 @@ async fn post(address: SocketAddr, path: &str) -> anyhow::Result<String> {
     let response = sender.send_request(request).await?;
     let body = response.into_body().collect().await?.to_bytes();
     Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Runs the messaging experiment on its own app and prints the report.
+pub async fn run(messages: u32, rounds: usize, restarts: usize) -> anyhow::Result<()> {
+    let orderly = Orderly::locate()?;
+    orderly.build(&manifest())?;
+    let mut redis = RedisServer::start().map_err(|e| {
+        anyhow::anyhow!("cannot run redis-server ({e}); install it: apt-get install redis-server")
+    })?;
+    let url = redis.url();
+    let (server_state, broker_state) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let with_server = start(&orderly, server_state.path(), &url, "server").await?;
+    let with_broker = start(&orderly, broker_state.path(), &url, "embedded").await?;
+
+    println!(
+        "## Publish → Redis trigger → handler: {messages} messages per run, {rounds} interleaved rounds"
+    );
+    let (mut server_rates, mut broker_rates) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        for (name, server, rates) in [
+            ("redis-server", &with_server, &mut server_rates),
+            ("embedded broker", &with_broker, &mut broker_rates),
+        ] {
+            let before = handled(server.address()).await?;
+            let rate = throughput(server, &url, messages, before).await?;
+            println!("round {round} {name:<16} {rate:>8.0} messages/s");
+            rates.push(rate);
+        }
+    }
+    println!(
+        "median: redis-server {:.0} messages/s, embedded broker {:.0} messages/s (broker/server {:.2}x)",
+        median(&server_rates),
+        median(&broker_rates),
+        median(&broker_rates) / median(&server_rates)
+    );
+    with_broker.stop().await;
+
+    println!("\n## Redis restart → first handled message, {restarts} restarts");
+    let mut times = Vec::new();
+    for _ in 0..restarts {
+        let elapsed = restart_to_first_message(&with_server, &mut redis).await?;
+        times.push(elapsed.as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "median {:.0} ms (min {:.0}, max {:.0}); each: {:?}",
+        median(&times),
+        min(&times),
+        max(&times),
+        times.iter().map(|t| t.round() as u64).collect::<Vec<_>>()
+    );
+    with_server.stop().await;
+    Ok(())
 }

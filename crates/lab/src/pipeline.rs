@@ -7,6 +7,7 @@
 //!
 //! printed as a markdown report with the goals next to the figures.
 
+use crate::app::RedisChoice;
 use crate::control::{AdminStats, Breaker, BreakerState, Control, FaultMode};
 use crate::orders_load::{self, Model, OrdersReport, Plan, Stop, format_ms};
 use crate::process::{self, Orderly, Server};
@@ -44,15 +45,6 @@ const VALIDATIONS_PER_SECOND_GOAL: Target = Target::AtLeast(2_000.0);
 const RECOVERY_GOAL_S: Target = Target::AtMost(10.0);
 const LOST_ORDERS_GOAL: Target = Target::Exactly(0.0);
 
-/// Who serves the app's Redis address (the doorbells that wake the validation workers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RedisChoice {
-    /// `orderly up`'s in-process broker.
-    Embedded,
-    /// A `redis-server` the lab starts.
-    Server,
-}
-
 /// What the experiment is asked to do.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -74,14 +66,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let orderly = Orderly::locate()?;
     eprintln!("building the components of {}", manifest.display());
     orderly.build(&manifest)?;
-    let redis = match settings.redis {
-        RedisChoice::Server => Some(RedisServer::start().map_err(|error| {
-            anyhow::anyhow!(
-                "cannot run redis-server ({error}); install it: apt-get install redis-server"
-            )
-        })?),
-        RedisChoice::Embedded => None,
-    };
+    let redis = settings.redis.start()?;
     let state = tempfile::tempdir()?;
     let address = process::free_address()?;
     let flags = app_flags(address, redis.as_ref().map(RedisServer::url).as_deref());

@@ -14,9 +14,15 @@ pub struct Orderly {
 }
 
 impl Orderly {
-    /// Finds `orderly` next to the running lab binary.
+    /// Finds `orderly`: the running binary (the lab runs inside it, `orderly lab`), or one
+    /// next to it.
     pub fn locate() -> anyhow::Result<Self> {
-        let binary = std::env::current_exe()?.with_file_name("orderly");
+        let running = std::env::current_exe()?;
+        let binary = if running.file_stem().is_some_and(|stem| stem == "orderly") {
+            running
+        } else {
+            running.with_file_name("orderly")
+        };
         if !binary.is_file() {
             bail!(
                 "{} not found\n    fix: build it with the same profile first: cargo build --release -p orderly",
@@ -50,8 +56,9 @@ impl Server {
     /// Starts the native baseline and waits until it answers.
     pub async fn native() -> anyhow::Result<Self> {
         let address = free_address()?;
-        let child = Command::new(std::env::current_exe()?)
-            .args(["native-server", "--listen", &address.to_string()])
+        let orderly = Orderly::locate()?;
+        let child = Command::new(&orderly.binary)
+            .args(["lab", "native-server", "--listen", &address.to_string()])
             .kill_on_drop(true)
             .spawn()?;
         let server = Self { child, address };

@@ -2,13 +2,14 @@
 //! once (inventory, payment, shipping and the validator), a seeded mix of orders (some run a
 //! product out of stock, some go over the payment limit, some are cancelled shortly after
 //! they are created); then the faults are cleared, every order is awaited to a final status,
-//! and the saga's invariants are checked on what the services hold (`saga_audit`). A markdown
-//! report; an error when an invariant fails or an order never ends.
+//! and the saga's invariants are checked on what the services hold (`saga_audit`). Findings
+//! with a verdict per hypothesis.
 
-use crate::app::RunningApp;
+use crate::app::{RedisChoice, RunningApp};
 use crate::app_http::Http;
+use crate::report::Findings;
 use crate::settle::{last_events, wait_final};
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use catalog::Catalog;
 use futures::StreamExt as _;
 use http::Method;
@@ -16,6 +17,7 @@ use saga_audit::audit::Audit;
 use saga_audit::mix::{self, Kind, MixSettings, PlannedOrder};
 use saga_audit::state::{self, CancelRequest};
 use serde_json::json;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 /// The payment limit the app is given (spin.toml's default), which the mix goes over.
@@ -35,7 +37,7 @@ const BUSY_PAUSE: Duration = Duration::from_millis(200);
 const SHOWN_STUCK: usize = 20;
 
 /// What the experiment is asked to do.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Orders sent.
     pub orders: usize,
@@ -54,30 +56,35 @@ pub struct Settings {
     pub concurrency: usize,
     /// The longest wait for every order to be final once the faults are cleared.
     pub timeout: Duration,
-    /// Keep the state dir and print its path.
-    pub keep: bool,
 }
 
-/// Runs the experiment on a fresh `orderly up` and prints the report.
-pub async fn run(settings: &Settings) -> anyhow::Result<()> {
-    let began = Instant::now();
-    let app = RunningApp::start(&[format!("payment_limit_cents={PAYMENT_LIMIT_CENTS}")]).await?;
-    let outcome = experiment(settings, &app.http).await;
-    app.stop(settings.keep).await;
-    println!("\nElapsed: {:.1} s in all.", began.elapsed().as_secs_f64());
-    match outcome? {
-        Verdict::Passed => Ok(()),
-        Verdict::Failed(why) => bail!("{why}"),
+impl Settings {
+    /// The standard run: 5,000 orders, a fifth of every service's calls failing and up to
+    /// 10 ms of delay in each, 5 % cancelled within 200 ms; `quick`: 300 orders.
+    pub fn standard(seed: u64, quick: bool) -> Self {
+        Self {
+            orders: if quick { 300 } else { 5_000 },
+            seed,
+            failure_rate: 0.2,
+            max_delay_ms: 10,
+            cancel_fraction: 0.05,
+            max_cancel_delay: Duration::from_millis(200),
+            concurrency: 16,
+            timeout: Duration::from_secs(600),
+        }
     }
 }
 
-/// How the run ended.
-enum Verdict {
-    Passed,
-    Failed(String),
+/// Runs the experiment on a fresh `orderly up` (with `redis`); what it found.
+pub async fn findings(settings: &Settings, redis: RedisChoice) -> anyhow::Result<Findings> {
+    let variables = [format!("payment_limit_cents={PAYMENT_LIMIT_CENTS}")];
+    let app = RunningApp::start(redis, &variables).await?;
+    let found = experiment(settings, &app.http).await;
+    app.stop(false).await;
+    found
 }
 
-async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Verdict> {
+async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Findings> {
     let catalog = Catalog::standard();
     let orders = mix::plan(
         &catalog,
@@ -90,8 +97,18 @@ async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Verdict>
             id_prefix: format!("saga-{}", settings.seed),
         },
     );
-    println!("# Saga under random faults\n");
-    println!(
+    let mut findings = Findings::default();
+    findings.configure("orders", settings.orders);
+    findings.configure("seed", settings.seed);
+    findings.configure("failure rate in every service", settings.failure_rate);
+    findings.configure(
+        "most delay per service",
+        format!("{} ms", settings.max_delay_ms),
+    );
+    findings.configure("orders in flight", settings.concurrency);
+    let out = &mut findings.body;
+    writeln!(
+        out,
         "`orderly up` on {}; {} orders (seed {}: {} small, {} large of scarce products, {} over \
          the payment limit of {PAYMENT_LIMIT_CENTS} cents; {} cancelled up to {} ms after \
          creation), {} in flight.\n",
@@ -104,11 +121,12 @@ async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Verdict>
         orders.iter().filter(|order| order.cancel).count(),
         settings.max_cancel_delay.as_millis(),
         settings.concurrency,
-    );
+    )?;
 
-    println!(
+    writeln!(
+        out,
         "## Faults\n\n| service | mode | delay | failure rate | seed |\n|---|---|---:|---:|---:|"
-    );
+    )?;
     let mut draws = fastrand::Rng::with_seed(settings.seed);
     for (service, path) in FAULT_ROUTES {
         let delay_ms = match settings.max_delay_ms {
@@ -122,10 +140,11 @@ async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Verdict>
             body["delay_ms"] = delay_ms.into();
         }
         http.expect_ok(Method::POST, path, Some(body)).await?;
-        println!(
+        writeln!(
+            out,
             "| {service} | {mode} | {delay_ms} ms | {} | {seed} |",
             settings.failure_rate
-        );
+        )?;
     }
     let calls_before = validator_calls(http).await?;
 
@@ -155,26 +174,29 @@ async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Verdict>
     let settle_time = cleared.elapsed();
     let calls = validator_calls(http).await?.saturating_sub(calls_before);
 
-    println!("\n## Run\n\n| figure | value |\n|---|---|");
-    println!(
+    writeln!(out, "\n## Run\n\n| figure | value |\n|---|---|")?;
+    writeln!(
+        out,
         "| orders accepted (202) | {} of {} in {:.2} s ({:.0}/s) |",
         accepted.len(),
         orders.len(),
         send_time.as_secs_f64(),
         accepted.len() as f64 / send_time.as_secs_f64()
-    );
+    )?;
     let asked = |answer| {
         sent.iter()
             .filter(|order| order.created && order.cancel == answer)
             .count()
     };
-    println!(
+    writeln!(
+        out,
         "| cancellations accepted / refused (409) / failed | {} / {} / {} |",
         asked(CancelRequest::Accepted),
         asked(CancelRequest::Refused),
         cancel_errors.len()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "| faults cleared → every order final | {} |",
         if stuck.is_empty() {
             format!("{:.2} s", settle_time.as_secs_f64())
@@ -185,30 +207,32 @@ async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Verdict>
                 stuck.len()
             )
         }
-    );
-    println!("| validator calls (external-sim) | {calls} |");
-    println!("| service calls | not counted by the services |");
+    )?;
+    writeln!(out, "| validator calls (external-sim) | {calls} |")?;
+    writeln!(out, "| service calls | not counted by the services |")?;
     for order in not_created.iter().take(SHOWN_STUCK) {
-        println!(
+        writeln!(
+            out,
             "\nNot created: {}: {}",
             order.id,
             order.create_error.as_deref().unwrap_or("?")
-        );
+        )?;
     }
     for order in cancel_errors.iter().take(SHOWN_STUCK) {
-        println!(
+        writeln!(
+            out,
             "\nCancellation failed: {}: {}",
             order.id,
             order.cancel_error.as_deref().unwrap_or("?")
-        );
+        )?;
     }
     if !stuck.is_empty() {
-        println!("\n## Orders not final\n");
+        writeln!(out, "\n## Orders not final\n")?;
         for id in stuck.iter().take(SHOWN_STUCK) {
-            println!("- {id}: {}", last_events(http, id).await?);
+            writeln!(out, "- {id}: {}", last_events(http, id).await?)?;
         }
         if stuck.len() > SHOWN_STUCK {
-            println!("- ... and {} more", stuck.len() - SHOWN_STUCK);
+            writeln!(out, "- ... and {} more", stuck.len() - SHOWN_STUCK)?;
         }
     }
 
@@ -217,27 +241,50 @@ async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Verdict>
         .await
         .map_err(anyhow::Error::msg)?;
     let audit = Audit::of(&snapshot);
-    println!("\n## Invariants\n\n{}", audit.markdown());
+    writeln!(out, "\n## Invariants\n\n{}", audit.markdown())?;
 
-    let mut problems = Vec::new();
-    if !audit.passed() {
-        let failed = audit.checks.iter().filter(|check| !check.holds()).count();
-        problems.push(format!("{failed} invariants failed"));
-    }
-    if !not_created.is_empty() {
-        problems.push(format!("{} orders were not accepted", not_created.len()));
-    }
-    if !cancel_errors.is_empty() {
-        problems.push(format!(
-            "{} cancellations got no answer",
-            cancel_errors.len()
-        ));
-    }
-    Ok(if problems.is_empty() {
-        Verdict::Passed
-    } else {
-        Verdict::Failed(problems.join("; "))
-    })
+    let failed_invariants = audit.checks.iter().filter(|check| !check.holds()).count();
+    findings.figure("orders_accepted", accepted.len() as f64);
+    findings.figure(
+        "accepted_per_second",
+        accepted.len() as f64 / send_time.as_secs_f64(),
+    );
+    findings.figure("settle_secs", settle_time.as_secs_f64());
+    findings.figure("failed_invariants", failed_invariants as f64);
+    findings.check(
+        "Every order is accepted (202) while every service fails a share of its calls",
+        format!("{} of {} accepted", accepted.len(), orders.len()),
+        not_created.is_empty(),
+    );
+    findings.check(
+        "Every cancellation is answered (202 accepted or 409 too late)",
+        format!("{} unanswered", cancel_errors.len()),
+        cancel_errors.is_empty(),
+    );
+    findings.check(
+        format!(
+            "Every order is final within {} s of the faults being cleared",
+            settings.timeout.as_secs()
+        ),
+        if stuck.is_empty() {
+            format!("all final after {:.2} s", settle_time.as_secs_f64())
+        } else {
+            format!("{} not final", stuck.len())
+        },
+        stuck.is_empty(),
+    );
+    findings.check(
+        "Every saga invariant holds: stock conserved, each order charged at most once and \
+         nothing kept for one not confirmed, no reservation or shipment left behind, every \
+         accepted cancellation kept",
+        format!(
+            "{} of {} invariants failed",
+            failed_invariants,
+            audit.checks.len()
+        ),
+        audit.passed(),
+    );
+    Ok(findings)
 }
 
 fn count_kind(orders: &[PlannedOrder], kind: Kind) -> usize {

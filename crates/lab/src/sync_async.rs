@@ -3,20 +3,20 @@
 //! validated, reserved and paid) through the gateway, one at a time and alternating, while the
 //! inventory is healthy, 2 s slow, failing, and slower than the sync deadline. Then the faults
 //! are cleared, every order is awaited to a final status and the saga's invariants are checked
-//! (a caller giving up leaks no stock). A markdown report with a verdict per hypothesis; an
-//! error when one fails.
+//! (a caller giving up leaks no stock). Findings with a verdict per hypothesis.
 
-use crate::app::RunningApp;
+use crate::app::{RedisChoice, RunningApp};
 use crate::app_http::Http;
 use crate::orders_load::format_ms;
+use crate::report::Findings;
 use crate::settle::{last_events, wait_final};
-use anyhow::bail;
 use hdrhistogram::Histogram;
 use http::Method;
 use saga_audit::audit::Audit;
 use saga_audit::state::{self, CancelRequest};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 /// The Campus seed's menu, which the orders rotate through.
@@ -46,8 +46,20 @@ pub struct Settings {
     pub cascade_orders: usize,
     /// The longest wait for every order to be final once the faults are cleared.
     pub timeout: Duration,
-    /// Keep the state dir and print its path.
-    pub keep: bool,
+}
+
+impl Settings {
+    /// The standard run: 100 orders of each kind at baseline, 20 with 2 s injected, 5 per
+    /// cascade; `quick`: 10, 3 and 2.
+    pub fn standard(quick: bool) -> Self {
+        Self {
+            orders: if quick { 10 } else { 100 },
+            delayed_orders: if quick { 3 } else { 20 },
+            delay: Duration::from_secs(2),
+            cascade_orders: if quick { 2 } else { 5 },
+            timeout: Duration::from_secs(300),
+        }
+    }
 }
 
 /// How an order is created.
@@ -155,59 +167,44 @@ impl Cell {
     }
 }
 
-/// Runs the experiment on a fresh `orderly up` and prints the report.
-pub async fn run(settings: &Settings) -> anyhow::Result<()> {
-    let began = Instant::now();
+/// Runs the experiment on a fresh `orderly up` (with `redis`); what it found.
+pub async fn findings(settings: &Settings, redis: RedisChoice) -> anyhow::Result<Findings> {
     // The gateway's limit is lifted: this measures creation, not the rate limiter.
-    let app = RunningApp::start(&[
-        "rate_limit=1000000".to_owned(),
-        "rate_limit_burst=1000000".to_owned(),
-        "rate_limit_period_secs=1".to_owned(),
-        format!("sync_deadline_ms={SYNC_DEADLINE_MS}"),
-    ])
+    let app = RunningApp::start(
+        redis,
+        &[
+            "rate_limit=1000000".to_owned(),
+            "rate_limit_burst=1000000".to_owned(),
+            "rate_limit_period_secs=1".to_owned(),
+            format!("sync_deadline_ms={SYNC_DEADLINE_MS}"),
+        ],
+    )
     .await?;
-    let outcome = experiment(settings, &app.http).await;
-    app.stop(settings.keep).await;
-    println!("\nElapsed: {:.1} s in all.", began.elapsed().as_secs_f64());
-    let failed = outcome?;
-    if !failed.is_empty() {
-        bail!("{}", failed.join("; "));
-    }
-    Ok(())
+    let found = experiment(settings, &app.http).await;
+    app.stop(false).await;
+    found
 }
 
-/// The experiment; the hypotheses that failed.
-async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Vec<String>> {
+/// The experiment on a running app.
+async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Findings> {
     let scenarios = scenarios(settings);
-    println!("# Synchronous vs asynchronous order creation\n");
-    println!(
-        "`orderly up` on {}, through the gateway. In each scenario the inventory's faults are \
-         set (`POST /internal/inventory/configure`, the Campus seed's body), then orders are \
-         sent one at a time, alternating: `POST /api/orders` (async) and `POST \
-         /api/orders?mode=sync` (sync, deadline {SYNC_DEADLINE_MS} ms). Latency is from \
-         sending to the whole answer.\n",
-        http.address
+    let mut findings = Findings::default();
+    findings.configure("orders of each kind at baseline", settings.orders);
+    findings.configure("orders of each kind while slow", settings.delayed_orders);
+    findings.configure(
+        "injected delay",
+        format!("{} ms", settings.delay.as_millis()),
     );
-    println!("## Hypotheses\n");
-    println!(
-        "1. Sync creation passes the inventory's delay on to its caller: its p50 grows by at \
-         least {:.0} % of the injected {} ms.",
-        DELAY_PASSED_ON * 100.0,
-        settings.delay.as_millis()
-    );
-    println!(
-        "2. Async creation does not wait for the inventory: 202 for every order, p99 under \
-         {ASYNC_P99_LIMIT_MS} ms in every scenario."
-    );
-    println!(
-        "3. Sync errors cascade as the seed's do, never later than the deadline + {} s: 503 \
-         while the inventory fails, 504 (or 503 once its circuit opens) past the deadline.",
-        DEADLINE_SLACK.as_secs()
-    );
-    println!(
-        "4. Once the faults are cleared every order ends `confirmed` or `cancelled`, and the \
-         saga's invariants hold: no stock leaked by a caller who gave up.\n"
-    );
+    findings.configure("orders of each kind per cascade", settings.cascade_orders);
+    findings.configure("sync deadline", format!("{SYNC_DEADLINE_MS} ms"));
+    let out = &mut findings.body;
+    writeln!(
+        out,
+        "In each scenario the inventory's faults are set (`POST /internal/inventory/configure`, \
+         the Campus seed's body), then orders are sent one at a time through the gateway, \
+         alternating: `POST /api/orders` (async) and `POST /api/orders?mode=sync` (sync). \
+         Latency is from sending to the whole answer.\n"
+    )?;
 
     let mut cells: Vec<(Creation, Cell)> = Vec::new();
     let mut created: Vec<String> = Vec::new();
@@ -259,14 +256,16 @@ async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Vec<Stri
         cells.push((Creation::Sync, synchronous));
     }
 
-    println!(
+    writeln!(
+        out,
         "## Latency\n\n| inventory | creation | answers | min | mean | p50 | p95 | p99 | max |"
-    );
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
+    )?;
+    writeln!(out, "|---|---|---|---:|---:|---:|---:|---:|---:|")?;
     for (scenario, pair) in scenarios.iter().zip(cells.chunks(2)) {
         for (creation, cell) in pair {
             let mean = (!cell.latencies.is_empty()).then(|| cell.latencies.mean() / 1000.0);
-            println!(
+            writeln!(
+                out,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 scenario.name,
                 creation.name(),
@@ -277,10 +276,10 @@ async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Vec<Stri
                 format_ms(cell.ms(0.95)),
                 format_ms(cell.ms(0.99)),
                 format_ms(cell.ms(1.0)),
-            );
+            )?;
         }
     }
-    println!("\n(milliseconds)");
+    writeln!(out, "\n(milliseconds)")?;
 
     http.expect_ok(
         Method::POST,
@@ -300,7 +299,8 @@ async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Vec<Stri
         .await
         .map_err(anyhow::Error::msg)?;
     let audit = Audit::of(&snapshot);
-    println!(
+    writeln!(
+        out,
         "\n## After the faults were cleared\n\n{} orders created; {}.",
         created.len(),
         if stuck.is_empty() {
@@ -312,40 +312,35 @@ async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Vec<Stri
                 settings.timeout.as_secs()
             )
         }
-    );
+    )?;
     for id in stuck.iter().take(SHOWN_STUCK) {
-        println!("- not final: {id}: {}", last_events(http, id).await?);
+        writeln!(out, "- not final: {id}: {}", last_events(http, id).await?)?;
     }
-    println!("\n### Invariants\n\n{}", audit.markdown());
+    writeln!(out, "\n### Invariants\n\n{}", audit.markdown())?;
 
-    let verdicts = judge(
+    let sync_p50 = |scenario: usize| cells[scenario * 2 + 1].1.ms(0.5).unwrap_or(f64::NAN);
+    findings.figure("sync_p50_ms_baseline", sync_p50(0));
+    findings.figure("sync_p50_ms_delayed", sync_p50(1));
+    findings.figure("orders_created", created.len() as f64);
+    findings.figure("settle_secs", settle_time.as_secs_f64());
+    for (claim, held, observed) in judge(
         settings,
         &scenarios,
         &cells,
         stuck.is_empty() && audit.passed(),
-    );
-    println!("## Verdict\n\n| hypothesis | result |\n|---|---|");
-    let mut failed = Vec::new();
-    for (number, (passed, why)) in verdicts.iter().enumerate() {
-        println!(
-            "| {} | {}: {why} |",
-            number + 1,
-            if *passed { "pass" } else { "FAIL" }
-        );
-        if !passed {
-            failed.push(format!("hypothesis {} failed: {why}", number + 1));
-        }
+    ) {
+        findings.check(claim, observed, held);
     }
-    Ok(failed)
+    Ok(findings)
 }
 
-/// Each hypothesis: whether it held, and the figures that say so.
+/// Each hypothesis: its claim, whether it held, and the figures that say so.
 fn judge(
     settings: &Settings,
     scenarios: &[Scenario],
     cells: &[(Creation, Cell)],
     settled_consistently: bool,
-) -> Vec<(bool, String)> {
+) -> Vec<(String, bool, String)> {
     let cell = |scenario: usize, creation: Creation| {
         &cells[scenario * 2 + usize::from(creation == Creation::Sync)].1
     };
@@ -356,6 +351,11 @@ fn judge(
     let delay_ms = settings.delay.as_secs_f64() * 1000.0;
     let growth = delayed.zip(base).map(|(delayed, base)| delayed - base);
     let passed_on = (
+        format!(
+            "Sync creation passes the inventory's delay on to its caller: its p50 grows by at \
+             least {:.0} % of the injected {delay_ms:.0} ms",
+            DELAY_PASSED_ON * 100.0
+        ),
         growth.is_some_and(|growth| growth >= DELAY_PASSED_ON * delay_ms),
         format!(
             "sync p50 {} → {} ms (+{} ms for {delay_ms:.0} ms injected)",
@@ -376,6 +376,10 @@ fn judge(
         .filter_map(|cell| cell.ms(0.99))
         .fold(0.0_f64, f64::max);
     let async_fast = (
+        format!(
+            "Async creation does not wait for the inventory: 202 for every order, p99 under \
+             {ASYNC_P99_LIMIT_MS} ms in every scenario"
+        ),
         all_accepted && worst_p99 < ASYNC_P99_LIMIT_MS,
         format!(
             "{}; worst p99 {worst_p99:.2} ms",
@@ -409,9 +413,20 @@ fn judge(
             sync.statuses_text()
         ));
     }
-    let cascade = (cascaded, cascades.join("; "));
+    let cascade = (
+        format!(
+            "Sync errors cascade as the seed's do, never later than the deadline + {} s: 503 \
+             while the inventory fails, 504 (or 503 once its circuit opens) past the deadline",
+            DEADLINE_SLACK.as_secs()
+        ),
+        cascaded,
+        cascades.join("; "),
+    );
 
     let consistent = (
+        "Once the faults are cleared every order ends `confirmed` or `cancelled` and the \
+         saga's invariants hold: no stock leaked by a caller who gave up"
+            .to_owned(),
         settled_consistently,
         if settled_consistently {
             "every order final, every invariant held".to_owned()

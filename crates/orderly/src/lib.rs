@@ -1,5 +1,6 @@
-//! The `orderly` command: run a Spin application with zero setup (`orderly up`), or build its
-//! components (`orderly build`). Flags mirror `spin up` and `spin build`. A library so that tests
+//! The `orderly` command: run a Spin application with zero setup (`orderly up`), build its
+//! components (`orderly build`), or measure it (`orderly lab`, the `orderly-lab` crate). Flags
+//! mirror `spin up` and `spin build`. A library so that tests
 //! can build the same command into a binary of their own and run it as a process.
 
 use anyhow::Context as _;
@@ -29,6 +30,11 @@ enum Command {
     Up(Box<UpArgs>),
     /// Run each component's build command (like `spin build`).
     Build(ManifestArg),
+    /// Measure Orderly: load, experiments with a verdict, reports.
+    Lab {
+        #[command(subcommand)]
+        command: orderly_lab::LabCommand,
+    },
 }
 
 #[derive(Args)]
@@ -137,6 +143,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => build(&args),
         Command::Up(args) => up(*args, started),
+        Command::Lab { command } => orderly_lab::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@
 //! - [`audit`]: the invariants over a [`state::Snapshot`], each with its violations, and a
 //!   markdown report.
 //!
-//! Plain Rust with no runtime of its own, shared by `orderly-lab saga` and the black-box tests.
+//! Plain Rust with no runtime of its own, shared by `orderly lab experiment saga` and the black-box tests.
 
 pub mod audit;
 pub mod mix;

@@ -20,7 +20,7 @@
 //! compare-and-swap is retried from a fresh read, at most 64 times; a request that still has not
 //! won is denied (it is never allowed without being recorded). Only one client's own requests
 //! race for its key: 32 concurrent connections of one client under a lifted limit lost 15 % of
-//! their requests to contention with 16 tries, a few in 10,000 with 64 (`orderly-lab
+//! their requests to contention with 16 tries, a few in 10,000 with 64 (`orderly lab
 //! gateway-cost`).
 //!
 //! A new client. A compare-and-swap cannot create a key on Spin's store (after `current()`

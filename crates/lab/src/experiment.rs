@@ -1,0 +1,191 @@
+//! `orderly lab experiment NAME`: the seeds' experiments, each with its hypotheses stated
+//! before the run and a verdict, written as a report into its run folder; `all` runs them in
+//! sequence and ends with a summary table. A run that fails a hypothesis, or cannot finish,
+//! makes the command fail.
+
+use crate::app::RedisChoice;
+use crate::pipeline::repository;
+use crate::report::{Findings, Identity, Report, Verdict, run_folder};
+use crate::{saga, sync_async};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// An experiment `orderly lab experiment` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Experiment {
+    /// The Campus seed's table: async vs sync creation with the inventory healthy, slow,
+    /// past the deadline and failing.
+    SyncVsAsync,
+    /// Random faults in every service at once; the saga's invariants hold.
+    Saga,
+    /// Every experiment above, in sequence, with a summary table.
+    All,
+}
+
+/// Every experiment `all` runs, in order.
+const EVERY: [Experiment; 2] = [Experiment::SyncVsAsync, Experiment::Saga];
+
+impl Experiment {
+    /// Its name on the command line.
+    fn name(self) -> &'static str {
+        match self {
+            Self::SyncVsAsync => "sync-vs-async",
+            Self::Saga => "saga",
+            Self::All => "all",
+        }
+    }
+
+    /// Its report's title.
+    fn title(self) -> &'static str {
+        match self {
+            Self::SyncVsAsync => "Synchronous vs asynchronous order creation",
+            Self::Saga => "The fulfilment saga under random faults",
+            Self::All => "Every experiment",
+        }
+    }
+
+    /// What it sets out to show.
+    fn purpose(self) -> &'static str {
+        match self {
+            Self::SyncVsAsync => {
+                "The Campus seed shows that a synchronous call chain passes every downstream \
+                 delay and failure on to its caller. The same orders are created both ways \
+                 through the gateway while the inventory is healthy, 2 s slow, slower than the \
+                 sync deadline, and failing: sync creation should pay the delay and cascade \
+                 503/504, async creation should not notice, and nothing may leak."
+            }
+            Self::Saga => {
+                "Inventory, payment, shipping and the validator all fail a share of their calls \
+                 and add delay, while a seeded mix of orders runs out of stock, goes over the \
+                 payment limit or is cancelled by its customer. Once the faults are cleared, \
+                 every order must end confirmed or cancelled with the saga's invariants intact."
+            }
+            Self::All => "Each experiment in sequence.",
+        }
+    }
+
+    async fn findings(self, options: &Options) -> anyhow::Result<Findings> {
+        match self {
+            Self::SyncVsAsync => {
+                let settings = sync_async::Settings::standard(options.quick);
+                sync_async::findings(&settings, options.redis).await
+            }
+            Self::Saga => {
+                let settings = saga::Settings::standard(options.seed, options.quick);
+                saga::findings(&settings, options.redis).await
+            }
+            Self::All => anyhow::bail!("`all` is a sequence, not one experiment"),
+        }
+    }
+}
+
+/// How experiments are run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the run folders go (`runs/` under it); default: the repository.
+    pub out: Option<PathBuf>,
+    /// Who serves the app's Redis address.
+    pub redis: RedisChoice,
+    /// Seeds what the experiments draw (order mixes, faults).
+    pub seed: u64,
+    /// Smaller runs, for a try-out or a test (the verdicts still apply).
+    pub quick: bool,
+}
+
+/// Runs `experiment` (or every one, for [`Experiment::All`]), writing each report; an error
+/// when any did not pass.
+pub async fn run(experiment: Experiment, options: &Options) -> anyhow::Result<()> {
+    let base = options.out.clone().unwrap_or_else(repository);
+    let folder = run_folder(&base, experiment.name());
+    let reports = match experiment {
+        Experiment::All => {
+            let mut reports = Vec::new();
+            for each in EVERY {
+                reports.push(run_one(each, options, &folder.join(each.name())).await?);
+            }
+            let summary = summary(&reports);
+            std::fs::write(folder.join("summary.md"), &summary)?;
+            println!("\n{summary}");
+            println!("Reports: {}", folder.display());
+            reports
+        }
+        single => vec![run_one(single, options, &folder).await?],
+    };
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|report| report.verdict != Verdict::Pass)
+        .map(|report| report.experiment.as_str())
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!("did not pass: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Runs one experiment, writes its report into `folder` and prints it.
+async fn run_one(
+    experiment: Experiment,
+    options: &Options,
+    folder: &Path,
+) -> anyhow::Result<Report> {
+    eprintln!("\n==> experiment {}", experiment.name());
+    let identity = Identity::current(&repository());
+    let began = Instant::now();
+    let findings = experiment.findings(options).await;
+    let mut findings = findings;
+    if let Ok(found) = &mut findings {
+        found.configure("redis", format!("{:?}", options.redis).to_lowercase());
+        found.configure("quick", options.quick);
+    }
+    let report = Report::new(
+        experiment.name(),
+        experiment.title(),
+        experiment.purpose(),
+        identity,
+        began.elapsed(),
+        findings,
+    );
+    report.write(folder)?;
+    println!("{}", report.markdown());
+    eprintln!(
+        "==> {}: {} ({})",
+        experiment.name(),
+        report.verdict.label(),
+        folder.join("report.md").display()
+    );
+    Ok(report)
+}
+
+/// The summary table of a sequence of reports.
+fn summary(reports: &[Report]) -> String {
+    let mut out = String::new();
+    let passed = reports
+        .iter()
+        .filter(|report| report.verdict == Verdict::Pass)
+        .count();
+    let seconds: f64 = reports.iter().map(|report| report.elapsed_secs).sum();
+    // Writing into a String cannot fail.
+    let _ = writeln!(
+        out,
+        "# Every experiment\n\n{passed} of {} passed in {:.0} s.\n",
+        reports.len(),
+        seconds
+    );
+    let _ = writeln!(
+        out,
+        "| experiment | verdict | hypotheses held | time |\n|---|---|---:|---:|"
+    );
+    for report in reports {
+        let (held, claims) = report.held();
+        let _ = writeln!(
+            out,
+            "| [{}]({}/report.md) | {} | {held} of {claims} | {:.0} s |",
+            report.experiment,
+            report.experiment,
+            report.verdict.label(),
+            report.elapsed_secs
+        );
+    }
+    out
+}
