@@ -9,6 +9,7 @@ mod edge;
 mod experiment;
 mod gateway_cost;
 mod load;
+mod medisupply;
 mod messaging;
 mod native;
 mod orders_load;
