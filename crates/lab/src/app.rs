@@ -47,24 +47,40 @@ impl RunningApp {
     /// Builds the components and starts `orderly up` on a free port with `redis`, the services
     /// reached over its own address, and `variables` (`name=value`) on top.
     pub async fn start(redis: RedisChoice, variables: &[String]) -> anyhow::Result<Self> {
+        let redis = redis.start()?;
+        let redis_url = redis.as_ref().map(RedisServer::url);
+        let mut app = Self::start_on(redis_url.as_deref(), &[], variables).await?;
+        app.redis = redis;
+        Ok(app)
+    }
+
+    /// Builds the components and starts `orderly up` on a free port with its Redis address
+    /// served by `redis_url` (the embedded broker when `None`; the caller keeps that server
+    /// running), `flags` added (e.g. a runtime config), and `variables` on top.
+    pub async fn start_on(
+        redis_url: Option<&str>,
+        flags: &[String],
+        variables: &[String],
+    ) -> anyhow::Result<Self> {
         let manifest = repository().join("spin.toml");
         let orderly = Orderly::locate()?;
         eprintln!("building the components of {}", manifest.display());
         orderly.build(&manifest)?;
         let state = tempfile::tempdir()?;
         let address = process::free_address()?;
-        let redis = redis.start()?;
-        let mut flags = app_flags(address, redis.as_ref().map(RedisServer::url).as_deref());
+        let mut all_flags = app_flags(address, redis_url);
+        all_flags.extend_from_slice(flags);
         let origin = format!("services_origin=http://{address}");
         for variable in std::iter::once(&origin).chain(variables) {
-            flags.extend(["--variable".to_owned(), variable.clone()]);
+            all_flags.extend(["--variable".to_owned(), variable.clone()]);
         }
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let server = Server::orderly_on(&orderly, &manifest, state.path(), address, &flags).await?;
+        let all_flags: Vec<&str> = all_flags.iter().map(String::as_str).collect();
+        let server =
+            Server::orderly_on(&orderly, &manifest, state.path(), address, &all_flags).await?;
         Ok(Self {
             server,
             state,
-            redis,
+            redis: None,
             http: Http::new(address),
         })
     }

@@ -100,7 +100,7 @@ pub struct Breaker {
     /// When it entered that state.
     #[serde(deserialize_with = "rfc3339")]
     pub since: SystemTime,
-    /// How often it has opened, all time.
+    /// How often it has opened in a row (0 once it closes again).
     pub trips: u64,
 }
 

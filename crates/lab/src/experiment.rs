@@ -6,7 +6,7 @@
 use crate::app::RedisChoice;
 use crate::pipeline::repository;
 use crate::report::{Findings, Identity, Report, Verdict, run_folder};
-use crate::{medisupply, saga, sync_async};
+use crate::{fleet, medisupply, saga, sync_async};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -20,6 +20,8 @@ pub enum Experiment {
     /// The Campus seed's table: async vs sync creation with the inventory healthy, slow,
     /// past the deadline and failing.
     SyncVsAsync,
+    /// Two hosts sharing one Redis: one rate limit, one circuit breaker.
+    Fleet,
     /// Random faults in every service at once; the saga's invariants hold.
     Saga,
     /// Every experiment above, in sequence, with a summary table.
@@ -27,9 +29,10 @@ pub enum Experiment {
 }
 
 /// Every experiment `all` runs, in order.
-const EVERY: [Experiment; 3] = [
+const EVERY: [Experiment; 4] = [
     Experiment::Medisupply,
     Experiment::SyncVsAsync,
+    Experiment::Fleet,
     Experiment::Saga,
 ];
 
@@ -39,6 +42,7 @@ impl Experiment {
         match self {
             Self::Medisupply => "medisupply",
             Self::SyncVsAsync => "sync-vs-async",
+            Self::Fleet => "fleet",
             Self::Saga => "saga",
             Self::All => "all",
         }
@@ -49,6 +53,7 @@ impl Experiment {
         match self {
             Self::Medisupply => "MediSupply: the seed's four expected results",
             Self::SyncVsAsync => "Synchronous vs asynchronous order creation",
+            Self::Fleet => "A fleet: two hosts, one rate limit, one circuit breaker",
             Self::Saga => "The fulfilment saga under random faults",
             Self::All => "Every experiment",
         }
@@ -71,6 +76,12 @@ impl Experiment {
                  sync deadline, and failing: sync creation should pay the delay and cascade \
                  503/504, async creation should not notice, and nothing may leak."
             }
+            Self::Fleet => {
+                "Breaker state and rate limits live in the key-value store so that every \
+                 instance of a deployment shares them (the seeds' breakers reset with every job \
+                 or process). Two `orderly up` processes share one redis-server: a client gets \
+                 one limit across both, and a circuit one host opens protects the other."
+            }
             Self::Saga => {
                 "Inventory, payment, shipping and the validator all fail a share of their calls \
                  and add delay, while a seeded mix of orders runs out of stock, goes over the \
@@ -91,6 +102,7 @@ impl Experiment {
                 let settings = sync_async::Settings::standard(options.quick);
                 sync_async::findings(&settings, options.redis).await
             }
+            Self::Fleet => fleet::findings(&fleet::Settings::standard(options.quick)).await,
             Self::Saga => {
                 let settings = saga::Settings::standard(options.seed, options.quick);
                 saga::findings(&settings, options.redis).await
@@ -155,7 +167,11 @@ async fn run_one(
     let findings = experiment.findings(options).await;
     let mut findings = findings;
     if let Ok(found) = &mut findings {
-        found.configure("redis", format!("{:?}", options.redis).to_lowercase());
+        // An experiment that needs its own kind of Redis says so itself.
+        found
+            .configuration
+            .entry("redis".to_owned())
+            .or_insert_with(|| format!("{:?}", options.redis).to_lowercase());
         found.configure("quick", options.quick);
     }
     let report = Report::new(

@@ -7,6 +7,7 @@ mod cli;
 mod control;
 mod edge;
 mod experiment;
+mod fleet;
 mod gateway_cost;
 mod load;
 mod medisupply;
