@@ -223,12 +223,18 @@ async fn each_client_is_limited_after_its_burst_and_health_never_is() {
     }
     assert_eq!(app.get("/mesh/route-info").await.status, 200);
 
-    // The counters are written after each answer: wait for the last ones.
+    // The counters are written after each answer: wait for the last ones (the route-info
+    // request's too: 10 health, 10 stock, 1 unmatched, 1 route-info).
     let stats = app
         .wait_for(
             Duration::from_secs(10),
             async |client| client.get("/mesh/traffic-stats").await.json(),
-            |stats| stats["by_route"]["health"]["requests"] == 10,
+            |stats| {
+                stats["by_route"]["health"]["requests"] == 10
+                    && stats["total_requests"]
+                        .as_u64()
+                        .is_some_and(|total| total >= 22)
+            },
         )
         .await;
     assert_eq!(stats["rate_limited"], 4, "{stats}");
