@@ -1,11 +1,17 @@
 //! The lab's command line (`orderly lab ...`): one subcommand per experiment or tool.
 
-use crate::control::{Control, FaultMode};
+use crate::api::Api;
+use crate::app_http::Http;
+use crate::control::FaultMode;
 use crate::load;
-use crate::orders_load::{self, Model, Plan, Stop};
-use crate::{app, edge, experiment, gateway_cost, messaging, native, overhead, pipeline, process};
+use crate::orders_load::{Model, Plan, Stop};
+use crate::{
+    app, edge, experiment, gateway_cost, load_run, messaging, native, overhead, pipeline, process,
+    verify,
+};
 use clap::Subcommand;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The lab's commands (`orderly lab <command>`).
@@ -40,8 +46,9 @@ pub enum LabCommand {
         #[arg(long, default_value_t = 5)]
         restarts: usize,
     },
-    /// Load a running server (closed loop, keep-alive) and report requests/s and latency.
-    Load {
+    /// GET one path on a running server (closed loop, keep-alive) and report requests/s and
+    /// latency.
+    HttpLoad {
         /// The server, e.g. 127.0.0.1:3000.
         #[arg(long)]
         address: SocketAddr,
@@ -55,12 +62,19 @@ pub enum LabCommand {
         #[arg(long, default_value_t = 32)]
         connections: usize,
     },
-    /// Load `POST /orders` on a running Orderly and report acknowledged orders/s, errors by
-    /// class and latency percentiles.
-    Orders {
+    /// Create orders on a running server and report acknowledged orders/s, errors by class and
+    /// latency percentiles, with a live progress bar; every attempt goes into the run's
+    /// history (history.jsonl) for `orderly lab verify`.
+    Load {
         /// The server.
-        #[arg(long, default_value = "127.0.0.1:3000")]
-        address: SocketAddr,
+        #[arg(long, default_value = "http://127.0.0.1:3000", value_parser = base_url)]
+        base_url: SocketAddr,
+        /// Where the run folder goes (`runs/<time>-load/` under it).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// The API to create orders with (the seeds' too, for a side-by-side).
+        #[arg(long, value_enum, default_value_t = Api::Orderly)]
+        api: Api,
         /// Closed model: this many keep-alive connections, each sending its next order when
         /// the previous answer arrives.
         #[arg(long, default_value_t = 16, conflicts_with = "rate")]
@@ -74,7 +88,7 @@ pub enum LabCommand {
         max_connections: usize,
         /// Stop after this many seconds (the default is 10).
         #[arg(long, conflicts_with = "orders")]
-        seconds: Option<u64>,
+        duration: Option<u64>,
         /// Stop once this many orders were acknowledged instead.
         #[arg(long)]
         orders: Option<u64>,
@@ -90,6 +104,19 @@ pub enum LabCommand {
         /// Seeds the order mix (products and quantities).
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Judge a load run: wait for the server to drain, then report what became of every
+    /// request (lost, duplicated, unexpected, recovered) and whether the saga's invariants
+    /// hold; the report goes into the run folder's `verify/`.
+    Verify {
+        /// The run folder `orderly lab load` wrote.
+        run: PathBuf,
+        /// The server.
+        #[arg(long, default_value = "http://127.0.0.1:3000", value_parser = base_url)]
+        base_url: SocketAddr,
+        /// The longest wait, in seconds, for every acknowledged order to be final.
+        #[arg(long, default_value_t = 120)]
+        drain_secs: u64,
     },
     /// The order pipeline on its own `orderly up`: acceptance under every validator mode,
     /// validations/s end to end, an outage and the recovery after it; a markdown report.
@@ -117,9 +144,9 @@ pub enum LabCommand {
         /// Which one.
         #[arg(value_enum)]
         name: experiment::Experiment,
-        /// Where run folders go (`runs/<time>-<name>/` under it); default: the repository.
-        #[arg(long)]
-        out: Option<std::path::PathBuf>,
+        /// Where run folders go (`runs/<time>-<name>/` under it).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
         /// Who serves the app's Redis address: a redis-server of the experiment's own, or the
         /// embedded broker.
         #[arg(long, value_enum, default_value_t = app::RedisChoice::Server)]
@@ -219,7 +246,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             rounds,
             restarts,
         } => generator()?.block_on(messaging::run(messages, rounds, restarts)),
-        LabCommand::Load {
+        LabCommand::HttpLoad {
             address,
             path,
             seconds,
@@ -234,12 +261,14 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             println!("{report}");
             Ok(())
         }
-        LabCommand::Orders {
-            address,
+        LabCommand::Load {
+            base_url,
+            out,
+            api,
             concurrency,
             rate,
             max_connections,
-            seconds,
+            duration,
             orders,
             warmup_seconds,
             mode,
@@ -261,10 +290,10 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             );
             let stop = match orders {
                 Some(orders) => Stop::Acknowledged(orders),
-                None => Stop::After(Duration::from_secs(seconds.unwrap_or(10))),
+                None => Stop::After(Duration::from_secs(duration.unwrap_or(10))),
             };
             let plan = Plan {
-                address,
+                address: base_url,
                 model,
                 stop,
                 warmup: Duration::from_secs(warmup_seconds),
@@ -273,18 +302,21 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
                     .duration_since(std::time::UNIX_EPOCH)?
                     .as_millis()
                     .try_into()?,
+                api,
+                progress: true,
             };
-            generator()?.block_on(async {
-                if let Some(mode) = mode {
-                    Control::new(address)
-                        .configure(mode, delay_ms.map(Duration::from_millis))
-                        .await?;
-                }
-                println!("POST /orders on {address}: {}", describe(&plan));
-                println!("{}", orders_load::run(&plan).await?);
-                Ok(())
-            })
+            let fault = mode.map(|mode| (mode, delay_ms.map(Duration::from_millis)));
+            generator()?.block_on(load_run::run(&plan, fault, &out))
         }
+        LabCommand::Verify {
+            run,
+            base_url,
+            drain_secs,
+        } => generator()?.block_on(verify::run(
+            &run,
+            &Http::new(base_url),
+            Duration::from_secs(drain_secs),
+        )),
         LabCommand::GatewayCost {
             connections,
             seconds,
@@ -334,6 +366,24 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The server's address from a base URL such as `http://127.0.0.1:3000` (a plain
+/// `host:port` too).
+fn base_url(text: &str) -> Result<SocketAddr, String> {
+    let authority = text
+        .strip_prefix("http://")
+        .unwrap_or(text)
+        .trim_end_matches('/');
+    if text.starts_with("https://") || authority.contains('/') {
+        return Err(format!(
+            "{text:?}: give http://host:port (no https, no path)"
+        ));
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(authority)
+        .map_err(|error| format!("{text:?}: {error}"))?
+        .next()
+        .ok_or_else(|| format!("{text:?} names no address"))
+}
+
 /// A rate of orders per second: finite and positive.
 fn positive_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -342,26 +392,6 @@ fn positive_rate(text: &str) -> Result<f64, String> {
             "{text:?} is not a positive number of orders per second"
         )),
     }
-}
-
-/// What a load plan does, in words.
-fn describe(plan: &Plan) -> String {
-    let model = match plan.model {
-        Model::Closed { connections } => format!("closed model, {connections} connections"),
-        Model::Open {
-            rate,
-            max_connections,
-        } => format!("open model, {rate} orders/s (at most {max_connections} connections)"),
-    };
-    let stop = match plan.stop {
-        Stop::After(duration) => format!("{} s", duration.as_secs_f64()),
-        Stop::Acknowledged(orders) => format!("until {orders} orders are acknowledged"),
-    };
-    format!(
-        "{model}, {stop} after {} s of warm-up, seed {}",
-        plan.warmup.as_secs_f64(),
-        plan.seed
-    )
 }
 
 /// The load generator's runtime: one thread, leaving the other cores to the server under test.

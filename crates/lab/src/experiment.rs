@@ -115,8 +115,8 @@ impl Experiment {
 /// How experiments are run.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Where the run folders go (`runs/` under it); default: the repository.
-    pub out: Option<PathBuf>,
+    /// Where the run folders go (`runs/` under it).
+    pub out: PathBuf,
     /// Who serves the app's Redis address.
     pub redis: RedisChoice,
     /// Seeds what the experiments draw (order mixes, faults).
@@ -128,8 +128,7 @@ pub struct Options {
 /// Runs `experiment` (or every one, for [`Experiment::All`]), writing each report; an error
 /// when any did not pass.
 pub async fn run(experiment: Experiment, options: &Options) -> anyhow::Result<()> {
-    let base = options.out.clone().unwrap_or_else(repository);
-    let folder = run_folder(&base, experiment.name());
+    let folder = run_folder(&options.out, experiment.name());
     let reports = match experiment {
         Experiment::All => {
             let mut reports = Vec::new();

@@ -9,6 +9,8 @@
 //! Latencies of acknowledged (202) orders go into an HDR histogram; every other answer is an
 //! error, counted by status class, and transport errors apart.
 
+use crate::api::Api;
+use crate::history::{Attempt, AttemptOutcome};
 use crate::load;
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -17,6 +19,7 @@ use http::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
+use indicatif::{ProgressBar, ProgressStyle};
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -25,15 +28,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-
-/// Products the orders name: the simulator's catalogue.
-pub const CATALOGUE: [&str; 5] = [
-    "Medicine A",
-    "Medicine B",
-    "Vaccine X",
-    "Test Product",
-    "Burger",
-];
 
 /// Quantities the orders ask for.
 pub const QUANTITIES: RangeInclusive<u32> = 1..=10;
@@ -94,6 +88,10 @@ pub struct Plan {
     pub seed: u64,
     /// Tells this run's idempotency keys from other runs' with the same seed.
     pub run: u64,
+    /// The API orders are created with.
+    pub api: Api,
+    /// Whether a live progress line is drawn (on standard error, when it is a terminal).
+    pub progress: bool,
 }
 
 /// One order to send.
@@ -101,6 +99,8 @@ pub struct Plan {
 pub struct Order {
     /// Its `idempotency-key` header: `lab-<seed>-<run>-<n>`.
     pub idempotency_key: HeaderValue,
+    /// The order id it names, where the API lets the client name it (the key).
+    pub order_id: Option<String>,
     /// Its JSON body.
     pub body: Bytes,
 }
@@ -111,32 +111,33 @@ pub struct OrderMix {
     draws: fastrand::Rng,
     seed: u64,
     run: u64,
+    api: Api,
     issued: u64,
 }
 
 impl OrderMix {
-    /// The mix for `seed`, with the keys of run `run`.
-    pub fn new(seed: u64, run: u64) -> Self {
+    /// The mix for `seed`, with the keys of run `run`, in `api`'s shape.
+    pub fn new(seed: u64, run: u64, api: Api) -> Self {
         Self {
             draws: fastrand::Rng::with_seed(seed),
             seed,
             run,
+            api,
             issued: 0,
         }
     }
 
     /// The next order.
     pub fn next_order(&mut self) -> Order {
-        let product = CATALOGUE[self.draws.usize(..CATALOGUE.len())];
+        let product = self.draws.usize(..self.api.products());
         let quantity = self.draws.u32(QUANTITIES);
         let key = format!("lab-{}-{}-{}", self.seed, self.run, self.issued);
         self.issued += 1;
         Order {
+            body: self.api.body(&key, product, quantity),
+            order_id: self.api.names_order(&key),
             idempotency_key: HeaderValue::try_from(key)
                 .expect("digits and dashes make a valid header value"),
-            body: Bytes::from(format!(
-                r#"{{"product":"{product}","quantity":{quantity}}}"#
-            )),
         }
     }
 }
@@ -179,12 +180,23 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The outcome of an answer with `status`.
-    pub fn of_status(status: StatusCode) -> Self {
-        if status == StatusCode::ACCEPTED {
+    /// The outcome of an answer with `status` from an API whose `success` acknowledges.
+    pub fn answered(status: StatusCode, success: StatusCode) -> Self {
+        if status == success {
             Self::Acknowledged
         } else {
             Self::Refused(status)
+        }
+    }
+
+    /// How the history keeps it.
+    fn as_attempt(self) -> AttemptOutcome {
+        match self {
+            Self::Acknowledged => AttemptOutcome::Acknowledged,
+            Self::Refused(status) => AttemptOutcome::Refused {
+                status: status.as_u16(),
+            },
+            Self::Transport => AttemptOutcome::Transport,
         }
     }
 }
@@ -241,6 +253,8 @@ pub struct OrdersReport {
     pub first_acknowledged: Option<Instant>,
     /// Latencies of acknowledged orders, in µs, from their (intended) send time.
     latencies: Histogram<u64>,
+    /// Every attempt, warm-up included, in the order answered.
+    pub history: Vec<Attempt>,
 }
 
 impl OrdersReport {
@@ -339,6 +353,7 @@ impl Tally {
             }),
             first_acknowledged: self.first_acknowledged,
             latencies: self.latencies,
+            history: Vec::new(),
         }
     }
 }
@@ -392,9 +407,14 @@ impl Quota {
 struct Shared {
     address: SocketAddr,
     host: HeaderValue,
+    api: Api,
     mix: Mutex<OrderMix>,
     quota: Quota,
     tally: Mutex<Tally>,
+    /// When the run started: attempts are timed from it.
+    start: Instant,
+    /// Every attempt, warm-up included (its orders exist all the same).
+    history: Mutex<Vec<Attempt>>,
 }
 
 impl Shared {
@@ -403,6 +423,66 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .next_order()
+    }
+
+    /// Keeps an attempt, counted or not, in the history.
+    fn remember(&self, order: &Order, answer: &Answer, sent: Instant, answered: Instant) {
+        let attempt = Attempt {
+            key: order
+                .idempotency_key
+                .to_str()
+                .expect("keys are ASCII")
+                .to_owned(),
+            order_id: answer.order_id.clone().or_else(|| order.order_id.clone()),
+            sent_ms: u64::try_from(sent.saturating_duration_since(self.start).as_millis())
+                .unwrap_or(u64::MAX),
+            latency_us: (answer.outcome != Outcome::Transport).then(|| {
+                u64::try_from(answered.saturating_duration_since(sent).as_micros())
+                    .unwrap_or(u64::MAX)
+            }),
+            outcome: answer.outcome.as_attempt(),
+        };
+        self.history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(attempt);
+    }
+
+    /// The progress line: attempts sent, acknowledged and failed by class (warm-up included),
+    /// acknowledgements per second since `before` (`(when, acknowledged then)`), and the p99
+    /// of the counted ones.
+    fn progress_line(&self, before: &mut (Instant, u64)) -> String {
+        let (sent, acknowledged, errors) = {
+            let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut errors = Errors::default();
+            for attempt in history.iter() {
+                match attempt.outcome {
+                    AttemptOutcome::Acknowledged => {}
+                    AttemptOutcome::Refused { status } => errors.count(Outcome::Refused(
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    )),
+                    AttemptOutcome::Transport => errors.count(Outcome::Transport),
+                }
+            }
+            let failed = errors.client + errors.server + errors.unexpected + errors.transport;
+            (history.len() as u64, history.len() as u64 - failed, errors)
+        };
+        let p99 = {
+            let tally = self.tally.lock().unwrap_or_else(PoisonError::into_inner);
+            (!tally.latencies.is_empty())
+                .then(|| tally.latencies.value_at_quantile(0.99) as f64 / 1000.0)
+        };
+        let now = Instant::now();
+        let seconds = now
+            .saturating_duration_since(before.0)
+            .as_secs_f64()
+            .max(1e-3);
+        let rate = acknowledged.saturating_sub(before.1) as f64 / seconds;
+        *before = (now, acknowledged);
+        format!(
+            "sent {sent}  acknowledged {acknowledged}  errors: {errors}  {rate:.0}/s  p99 {} ms",
+            format_ms(p99)
+        )
     }
 
     /// Records a counted order's outcome.
@@ -417,19 +497,45 @@ impl Shared {
 
 type Sender = SendRequest<Full<Bytes>>;
 
+/// How often the progress line is redrawn.
+const PROGRESS_TICK: Duration = Duration::from_millis(250);
+
+/// Draws the progress line of a run until the returned task is aborted.
+fn draw_progress(shared: Arc<Shared>) -> (ProgressBar, tokio::task::JoinHandle<()>) {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+            .expect("a valid progress template"),
+    );
+    let drawn = bar.clone();
+    let ticker = tokio::spawn(async move {
+        let mut before = (Instant::now(), 0);
+        loop {
+            tokio::time::sleep(PROGRESS_TICK).await;
+            drawn.set_message(shared.progress_line(&mut before));
+            drawn.tick();
+        }
+    });
+    (bar, ticker)
+}
+
 /// Runs `plan` and reports what it measured.
 pub async fn run(plan: &Plan) -> anyhow::Result<OrdersReport> {
     let shared = Arc::new(Shared {
         address: plan.address,
         host: HeaderValue::try_from(plan.address.to_string())?,
-        mix: Mutex::new(OrderMix::new(plan.seed, plan.run)),
+        api: plan.api,
+        mix: Mutex::new(OrderMix::new(plan.seed, plan.run, plan.api)),
         quota: Quota::new(match plan.stop {
             Stop::After(_) => None,
             Stop::Acknowledged(orders) => Some(orders),
         }),
         tally: Mutex::new(Tally::new()),
+        start: Instant::now(),
+        history: Mutex::new(Vec::new()),
     });
-    let start = Instant::now();
+    let start = shared.start;
+    let progress = plan.progress.then(|| draw_progress(Arc::clone(&shared)));
     let measured_from = start + plan.warmup;
     let deadline = match plan.stop {
         Stop::After(duration) => Some(measured_from + duration),
@@ -465,7 +571,18 @@ pub async fn run(plan: &Plan) -> anyhow::Result<OrdersReport> {
         &mut *shared.tally.lock().unwrap_or_else(PoisonError::into_inner),
         Tally::new(),
     );
-    Ok(tally.into_report(measured_from))
+    if let Some((bar, ticker)) = progress {
+        ticker.abort();
+        bar.finish_and_clear();
+    }
+    let mut report = tally.into_report(measured_from);
+    report.history = std::mem::take(
+        &mut *shared
+            .history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
+    Ok(report)
 }
 
 /// One connection of the closed model.
@@ -501,9 +618,12 @@ async fn closed_connection(
         }
         let order = shared.next_order();
         let sent = Instant::now();
-        let outcome = send_order(connection, &shared.host, order).await;
+        let answer = send_order(connection, &shared.host, shared.api, &order).await;
+        let answered = Instant::now();
+        shared.remember(&order, &answer, sent, answered);
+        let outcome = answer.outcome;
         if counted {
-            shared.settle(outcome, sent, Instant::now());
+            shared.settle(outcome, sent, answered);
         }
         if outcome == Outcome::Transport {
             sender = None;
@@ -598,15 +718,19 @@ async fn scheduled_order(
         Some(sender) => Ok(sender),
         None => load::connect(shared.address).await,
     };
-    let (outcome, connection) = match connection {
+    let sent = Instant::now();
+    let (answer, connection) = match connection {
         Ok(mut sender) => (
-            send_order(&mut sender, &shared.host, order).await,
+            send_order(&mut sender, &shared.host, shared.api, &order).await,
             Some(sender),
         ),
-        Err(_) => (Outcome::Transport, None),
+        Err(_) => (Answer::transport(), None),
     };
+    let answered = Instant::now();
+    shared.remember(&order, &answer, sent, answered);
+    let outcome = answer.outcome;
     if counted {
-        shared.settle(outcome, origin, Instant::now());
+        shared.settle(outcome, origin, answered);
     }
     if let Some(sender) = connection
         && outcome != Outcome::Transport
@@ -615,25 +739,44 @@ async fn scheduled_order(
     }
 }
 
-/// Sends `order` and reads the whole answer, leaving the connection ready for the next one.
-async fn send_order(sender: &mut Sender, host: &HeaderValue, order: Order) -> Outcome {
-    if sender.ready().await.is_err() {
-        return Outcome::Transport;
+/// How one order was answered, and the order the answer named.
+struct Answer {
+    outcome: Outcome,
+    order_id: Option<String>,
+}
+
+impl Answer {
+    fn transport() -> Self {
+        Self {
+            outcome: Outcome::Transport,
+            order_id: None,
+        }
     }
-    let mut request = Request::new(Full::new(order.body));
+}
+
+/// Sends `order` in `api`'s shape and reads the whole answer, leaving the connection ready for
+/// the next one.
+async fn send_order(sender: &mut Sender, host: &HeaderValue, api: Api, order: &Order) -> Answer {
+    if sender.ready().await.is_err() {
+        return Answer::transport();
+    }
+    let mut request = Request::new(Full::new(order.body.clone()));
     *request.method_mut() = Method::POST;
-    *request.uri_mut() = Uri::from_static("/orders");
+    *request.uri_mut() = Uri::from_static(api.path());
     let headers = request.headers_mut();
     headers.insert(HOST, host.clone());
     headers.insert(CONTENT_TYPE, APPLICATION_JSON.clone());
-    headers.insert(IDEMPOTENCY_KEY.clone(), order.idempotency_key);
+    headers.insert(IDEMPOTENCY_KEY.clone(), order.idempotency_key.clone());
     let Ok(response) = sender.send_request(request).await else {
-        return Outcome::Transport;
+        return Answer::transport();
     };
     let status = response.status();
     match response.into_body().collect().await {
-        Ok(_) => Outcome::of_status(status),
-        Err(_) => Outcome::Transport,
+        Ok(body) => Answer {
+            outcome: Outcome::answered(status, api.success()),
+            order_id: api.answered_order(&body.to_bytes()),
+        },
+        Err(_) => Answer::transport(),
     }
 }
 
@@ -642,7 +785,7 @@ mod tests {
     use super::*;
 
     fn orders(seed: u64, run: u64, count: usize) -> Vec<Order> {
-        let mut mix = OrderMix::new(seed, run);
+        let mut mix = OrderMix::new(seed, run, Api::Orderly);
         (0..count).map(|_| mix.next_order()).collect()
     }
 
@@ -659,29 +802,40 @@ mod tests {
     }
 
     #[test]
-    fn the_run_changes_the_keys_but_not_the_orders() {
+    fn the_run_changes_the_keys_but_not_what_is_ordered() {
         let (first, second) = (orders(7, 1, 50), orders(7, 2, 50));
+        let ordered = |order: &Order| {
+            let body: serde_json::Value = serde_json::from_slice(&order.body).unwrap();
+            (body["product"].clone(), body["quantity"].clone())
+        };
         for (a, b) in first.iter().zip(&second) {
-            assert_eq!(a.body, b.body);
+            assert_eq!(ordered(a), ordered(b));
             assert_ne!(a.idempotency_key, b.idempotency_key);
         }
     }
 
     #[test]
-    fn orders_name_catalogue_products_and_quantities_with_unique_keys() {
+    fn orders_name_catalogue_products_and_quantities_under_unique_keys() {
         let orders = orders(3, 9, 1000);
         let mut keys = std::collections::HashSet::new();
         let mut products = std::collections::HashSet::new();
         for order in &orders {
             let body: serde_json::Value = serde_json::from_slice(&order.body).unwrap();
             let product = body["product"].as_str().unwrap().to_owned();
-            assert!(CATALOGUE.contains(&product.as_str()), "{product}");
+            // Orderly's API lets the client name the order: the key.
+            let key = order.idempotency_key.to_str().unwrap();
+            assert_eq!(body["order_id"], key);
+            assert_eq!(order.order_id.as_deref(), Some(key));
             let quantity = u32::try_from(body["quantity"].as_u64().unwrap()).unwrap();
             assert!(QUANTITIES.contains(&quantity), "{quantity}");
             products.insert(product);
             assert!(keys.insert(order.idempotency_key.clone()));
         }
-        assert_eq!(products.len(), CATALOGUE.len(), "every product is drawn");
+        assert_eq!(
+            products.len(),
+            Api::Orderly.products(),
+            "every product is drawn"
+        );
         assert_eq!(orders[0].idempotency_key, "lab-3-9-0");
         assert_eq!(orders[999].idempotency_key, "lab-3-9-999");
     }
@@ -739,16 +893,20 @@ mod tests {
             tally.record(Outcome::Acknowledged, at(ms), at(2 * ms));
         }
         tally.record(
-            Outcome::of_status(StatusCode::UNPROCESSABLE_ENTITY),
+            Outcome::answered(StatusCode::UNPROCESSABLE_ENTITY, StatusCode::ACCEPTED),
             start,
             at(500),
         );
         tally.record(
-            Outcome::of_status(StatusCode::SERVICE_UNAVAILABLE),
+            Outcome::answered(StatusCode::SERVICE_UNAVAILABLE, StatusCode::ACCEPTED),
             start,
             at(900),
         );
-        tally.record(Outcome::of_status(StatusCode::OK), start, at(300));
+        tally.record(
+            Outcome::answered(StatusCode::OK, StatusCode::ACCEPTED),
+            start,
+            at(300),
+        );
         tally.record(Outcome::Transport, start, at(1000));
         let report = tally.into_report(start);
 
@@ -793,11 +951,14 @@ mod tests {
     #[test]
     fn only_202_acknowledges_an_order() {
         assert_eq!(
-            Outcome::of_status(StatusCode::ACCEPTED),
+            Outcome::answered(StatusCode::ACCEPTED, StatusCode::ACCEPTED),
             Outcome::Acknowledged
         );
         for status in [StatusCode::OK, StatusCode::CREATED, StatusCode::CONFLICT] {
-            assert_eq!(Outcome::of_status(status), Outcome::Refused(status));
+            assert_eq!(
+                Outcome::answered(status, StatusCode::ACCEPTED),
+                Outcome::Refused(status)
+            );
         }
     }
 

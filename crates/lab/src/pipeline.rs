@@ -7,6 +7,7 @@
 //!
 //! printed as a markdown report with the goals next to the figures.
 
+use crate::api::Api;
 use crate::app::RedisChoice;
 use crate::control::{AdminStats, Breaker, BreakerState, Control, FaultMode};
 use crate::orders_load::{self, Model, OrdersReport, Plan, Stop, format_ms};
@@ -239,6 +240,8 @@ impl Experiment {
             warmup,
             seed: SEED,
             run: self.first_run + load_number,
+            api: Api::Orderly,
+            progress: false,
         }
     }
 

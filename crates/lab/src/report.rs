@@ -241,12 +241,20 @@ impl Report {
         let (held, claims) = self.held();
         // Writing into a String cannot fail.
         let _ = writeln!(out, "# {}\n", self.title);
-        let _ = writeln!(
-            out,
-            "**{}**: {held} of {claims} hypotheses held, in {:.0} s.\n",
-            self.verdict.label(),
-            self.elapsed_secs
-        );
+        if claims == 0 && self.verdict == Verdict::Pass {
+            let _ = writeln!(
+                out,
+                "A measurement, with no hypotheses to judge, in {:.0} s.\n",
+                self.elapsed_secs
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "**{}**: {held} of {claims} hypotheses held, in {:.0} s.\n",
+                self.verdict.label(),
+                self.elapsed_secs
+            );
+        }
         if let Verdict::Error { error } = &self.verdict {
             let _ = writeln!(
                 out,
@@ -254,9 +262,11 @@ impl Report {
             );
         }
         let _ = writeln!(out, "{}\n", self.purpose);
-        let _ = writeln!(out, "## Hypotheses\n");
-        let _ = writeln!(out, "| # | claim (threshold) | observed | verdict |");
-        let _ = writeln!(out, "|---|---|---|---|");
+        if claims > 0 {
+            let _ = writeln!(out, "## Hypotheses\n");
+            let _ = writeln!(out, "| # | claim (threshold) | observed | verdict |");
+            let _ = writeln!(out, "|---|---|---|---|");
+        }
         for (number, check) in self.findings.hypotheses.iter().enumerate() {
             let _ = writeln!(
                 out,
