@@ -10,6 +10,7 @@ mod fulfilment;
 mod gateway;
 mod http_trigger;
 mod key_value;
+mod lab;
 mod manifests;
 mod notification;
 mod orders;
