@@ -6,7 +6,7 @@
 use crate::app::RedisChoice;
 use crate::pipeline::repository;
 use crate::report::{Findings, Identity, Report, Verdict, run_folder};
-use crate::{saga, sync_async};
+use crate::{idempotency, saga, sync_async};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -19,12 +19,18 @@ pub enum Experiment {
     SyncVsAsync,
     /// Random faults in every service at once; the saga's invariants hold.
     Saga,
+    /// Duplicate requests (same Idempotency-Key) and redelivered doorbells change nothing.
+    Idempotency,
     /// Every experiment above, in sequence, with a summary table.
     All,
 }
 
 /// Every experiment `all` runs, in order.
-const EVERY: [Experiment; 2] = [Experiment::SyncVsAsync, Experiment::Saga];
+const EVERY: [Experiment; 3] = [
+    Experiment::SyncVsAsync,
+    Experiment::Saga,
+    Experiment::Idempotency,
+];
 
 impl Experiment {
     /// Its name on the command line.
@@ -32,6 +38,7 @@ impl Experiment {
         match self {
             Self::SyncVsAsync => "sync-vs-async",
             Self::Saga => "saga",
+            Self::Idempotency => "idempotency",
             Self::All => "all",
         }
     }
@@ -41,6 +48,7 @@ impl Experiment {
         match self {
             Self::SyncVsAsync => "Synchronous vs asynchronous order creation",
             Self::Saga => "The fulfilment saga under random faults",
+            Self::Idempotency => "Duplicate requests and redelivered messages",
             Self::All => "Every experiment",
         }
     }
@@ -61,10 +69,20 @@ impl Experiment {
                  payment limit or is cancelled by its customer. Once the faults are cleared, \
                  every order must end confirmed or cancelled with the saga's invariants intact."
             }
+            Self::Idempotency => {
+                "Clients retry, and Redis pub/sub may deliver a doorbell twice (or a worker be \
+                 woken by many). The same request sent again with its Idempotency-Key, one \
+                 after another and several at once, must create one order and get the first \
+                 answer back; a key reused for another body must be refused; and doorbells \
+                 published many extra times on every channel while the orders flow must not \
+                 make anything happen twice: one validator call, one decision, each saga step \
+                 once, one notification, nothing charged twice."
+            }
             Self::All => "Each experiment in sequence.",
         }
     }
 
+    /// Runs it on an app of its own; what it found.
     async fn findings(self, options: &Options) -> anyhow::Result<Findings> {
         match self {
             Self::SyncVsAsync => {
@@ -74,6 +92,13 @@ impl Experiment {
             Self::Saga => {
                 let settings = saga::Settings::standard(options.seed, options.quick);
                 saga::findings(&settings, options.redis).await
+            }
+            Self::Idempotency => {
+                idempotency::findings(&idempotency::Settings::standard(
+                    options.seed,
+                    options.quick,
+                ))
+                .await
             }
             Self::All => anyhow::bail!("`all` is a sequence, not one experiment"),
         }
@@ -85,7 +110,8 @@ impl Experiment {
 pub struct Options {
     /// Where the run folders go (`runs/` under it); default: the repository.
     pub out: Option<PathBuf>,
-    /// Who serves the app's Redis address.
+    /// Who serves the app's Redis address (`idempotency` always runs a `redis-server` of its
+    /// own: it publishes on it).
     pub redis: RedisChoice,
     /// Seeds what the experiments draw (order mixes, faults).
     pub seed: u64,
@@ -135,7 +161,11 @@ async fn run_one(
     let findings = experiment.findings(options).await;
     let mut findings = findings;
     if let Ok(found) = &mut findings {
-        found.configure("redis", format!("{:?}", options.redis).to_lowercase());
+        // An experiment that needs a Redis of its own says so in its own setting.
+        found
+            .configuration
+            .entry("redis".to_owned())
+            .or_insert_with(|| format!("{:?}", options.redis).to_lowercase());
         found.configure("quick", options.quick);
     }
     let report = Report::new(

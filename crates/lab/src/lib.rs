@@ -3,11 +3,14 @@
 
 mod app;
 mod app_http;
+mod channels;
 mod cli;
 mod control;
 mod edge;
 mod experiment;
 mod gateway_cost;
+mod idempotency;
+mod inspection;
 mod load;
 mod messaging;
 mod native;
@@ -18,8 +21,10 @@ mod process;
 mod report;
 mod saga;
 mod settle;
+mod submit;
 mod summary;
 mod sync_async;
+mod timeline;
 mod usage;
 
 pub use cli::{LabCommand, run};
