@@ -6,7 +6,7 @@
 use crate::app::RedisChoice;
 use crate::pipeline::repository;
 use crate::report::{Findings, Identity, Report, Verdict, run_folder};
-use crate::{idempotency, saga, sync_async};
+use crate::{idempotency, poison, saga, sync_async};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -21,15 +21,19 @@ pub enum Experiment {
     Saga,
     /// Duplicate requests (same Idempotency-Key) and redelivered doorbells change nothing.
     Idempotency,
+    /// Malformed messages and unreadable validator answers go to the dead-letter queue; the
+    /// rest flows, and dead letters can be replayed.
+    Poison,
     /// Every experiment above, in sequence, with a summary table.
     All,
 }
 
 /// Every experiment `all` runs, in order.
-const EVERY: [Experiment; 3] = [
+const EVERY: [Experiment; 4] = [
     Experiment::SyncVsAsync,
     Experiment::Saga,
     Experiment::Idempotency,
+    Experiment::Poison,
 ];
 
 impl Experiment {
@@ -39,6 +43,7 @@ impl Experiment {
             Self::SyncVsAsync => "sync-vs-async",
             Self::Saga => "saga",
             Self::Idempotency => "idempotency",
+            Self::Poison => "poison",
             Self::All => "all",
         }
     }
@@ -49,6 +54,7 @@ impl Experiment {
             Self::SyncVsAsync => "Synchronous vs asynchronous order creation",
             Self::Saga => "The fulfilment saga under random faults",
             Self::Idempotency => "Duplicate requests and redelivered messages",
+            Self::Poison => "Poison messages and the dead-letter queue",
             Self::All => "Every experiment",
         }
     }
@@ -78,6 +84,15 @@ impl Experiment {
                  make anything happen twice: one validator call, one decision, each saga step \
                  once, one notification, nothing charged twice."
             }
+            Self::Poison => {
+                "A message no handler can read, or a job whose validator answers garbage, must \
+                 not block the rest (the Campus seed's DLQ test). Malformed doorbells and \
+                 doorbells for orders that do not exist are published among good orders, and \
+                 a validator (a proxy in front of the simulator) answers garbage for a tenth \
+                 of the orders: the poison must end in the dead-letter queue with its reason, \
+                 every good order must flow to a final status meanwhile, and once the validator \
+                 is healed the dead letters must be replayable."
+            }
             Self::All => "Each experiment in sequence.",
         }
     }
@@ -100,6 +115,9 @@ impl Experiment {
                 ))
                 .await
             }
+            Self::Poison => {
+                poison::findings(&poison::Settings::standard(options.seed, options.quick)).await
+            }
             Self::All => anyhow::bail!("`all` is a sequence, not one experiment"),
         }
     }
@@ -110,8 +128,8 @@ impl Experiment {
 pub struct Options {
     /// Where the run folders go (`runs/` under it); default: the repository.
     pub out: Option<PathBuf>,
-    /// Who serves the app's Redis address (`idempotency` always runs a `redis-server` of its
-    /// own: it publishes on it).
+    /// Who serves the app's Redis address (`idempotency` and `poison` always run a
+    /// `redis-server` of their own: they publish on it).
     pub redis: RedisChoice,
     /// Seeds what the experiments draw (order mixes, faults).
     pub seed: u64,

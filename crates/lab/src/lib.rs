@@ -17,6 +17,7 @@ mod native;
 mod orders_load;
 mod overhead;
 mod pipeline;
+mod poison;
 mod process;
 mod report;
 mod saga;
@@ -26,5 +27,6 @@ mod summary;
 mod sync_async;
 mod timeline;
 mod usage;
+mod validator_proxy;
 
 pub use cli::{LabCommand, run};

@@ -4,6 +4,8 @@
 //! at all, until an answer settles it or patience runs out.
 
 use crate::app_http::{Answer, Http};
+use crate::orders_load::Schedule;
+use futures::StreamExt as _;
 use http::Method;
 use saga_audit::mix::PlannedOrder;
 use serde_json::{Value, json};
@@ -133,6 +135,13 @@ pub struct Submission {
     pub last_error: Option<String>,
 }
 
+impl Submission {
+    /// The order a settling 202 names.
+    pub fn order_id(&self) -> Option<&str> {
+        self.reply.as_ref().and_then(Reply::order_id)
+    }
+}
+
 /// Sends `POST /orders` with `body` under `key` until an answer settles it (anything but 409 in
 /// flight and 503) or `patience` runs out; unanswered tries are sent again too.
 pub async fn submit(http: &Http, key: &str, body: &str, patience: Patience) -> Submission {
@@ -182,6 +191,37 @@ pub async fn submit(http: &Http, key: &str, body: &str, patience: Patience) -> S
         }
         tokio::time::sleep(patience.pause).await;
     }
+}
+
+/// One order's request, and how it ended.
+pub struct Sent {
+    /// The order (its id is the key).
+    pub order: PlannedOrder,
+    /// How it ended.
+    pub submission: Submission,
+}
+
+/// Sends each of `orders` (as `body` makes it, under its id as the key) at its time on
+/// `schedule` whatever the answers to the others (an open model), each with `patience`.
+pub async fn submit_on_schedule(
+    http: &Http,
+    orders: &[PlannedOrder],
+    body: fn(&PlannedOrder) -> String,
+    schedule: Schedule,
+    patience: Patience,
+) -> Vec<Sent> {
+    futures::stream::iter(orders.iter().enumerate())
+        .map(|(n, order)| async move {
+            tokio::time::sleep_until(schedule.intended(n as u64).into()).await;
+            let submission = submit(http, &order.id, &body(order), patience).await;
+            Sent {
+                order: order.clone(),
+                submission,
+            }
+        })
+        .buffer_unordered(orders.len().max(1))
+        .collect()
+        .await
 }
 
 #[cfg(test)]

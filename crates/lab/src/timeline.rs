@@ -3,11 +3,13 @@
 //! status lacks. The evidence that redeliveries, retries and crashes repeat no transition.
 
 use crate::app_http::Http;
+use crate::control::parse_timestamp;
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use saga_audit::state;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Orders read at once.
 const READS_IN_FLIGHT: usize = 16;
@@ -28,6 +30,8 @@ pub struct Timeline {
     pub steps_done: BTreeMap<String, usize>,
     /// `compensated` events by compensation.
     pub compensations: BTreeMap<String, usize>,
+    /// From the order's acceptance to its first decision, when it has both.
+    pub decided_after: Option<Duration>,
 }
 
 impl Timeline {
@@ -37,11 +41,21 @@ impl Timeline {
             .as_array()
             .with_context(|| format!("no `events` list in {body}"))?;
         let mut timeline = Self::default();
+        let (mut accepted_at, mut decided_at) = (None, None);
         for event in events {
             let kind = event["kind"]
                 .as_str()
                 .with_context(|| format!("an event without a kind: {event}"))?;
             *timeline.kinds.entry(kind.to_owned()).or_default() += 1;
+            let at = || {
+                let text = event["at"].as_str().unwrap_or("");
+                parse_timestamp(text).with_context(|| format!("an event's time: {event}"))
+            };
+            if kind == "accepted" && accepted_at.is_none() {
+                accepted_at = Some(at()?);
+            } else if DECISIONS.contains(&kind) && decided_at.is_none() {
+                decided_at = Some(at()?);
+            }
             let by_outcome = match kind {
                 "step_done" => &mut timeline.steps_done,
                 "compensated" => &mut timeline.compensations,
@@ -49,6 +63,9 @@ impl Timeline {
             };
             let outcome = event["outcome"].as_str().unwrap_or("?");
             *by_outcome.entry(outcome.to_owned()).or_default() += 1;
+        }
+        if let (Some(accepted), Some(decided)) = (accepted_at, decided_at) {
+            timeline.decided_after = Some(decided.duration_since(accepted).unwrap_or_default());
         }
         Ok(timeline)
     }
@@ -128,6 +145,8 @@ pub struct Traced {
     pub id: String,
     /// Its status.
     pub status: String,
+    /// The whole order.
+    pub order: Value,
     /// Its timeline.
     pub timeline: Timeline,
 }
@@ -156,6 +175,7 @@ pub async fn trace_all(http: &Http, ids: &[String]) -> anyhow::Result<Vec<Traced
             Ok(Traced {
                 id: id.clone(),
                 status: order["status"].as_str().unwrap_or("?").to_owned(),
+                order,
                 timeline,
             })
         })
@@ -219,6 +239,7 @@ mod tests {
         assert_eq!(once.decisions(), 1);
         assert_eq!(once.count("attempt"), 1);
         assert_eq!(once.saga_ends(), 1);
+        assert_eq!(once.decided_after, Some(Duration::from_millis(200)));
         assert!(once.repeated().is_empty(), "{:?}", once.repeated());
         assert!(once.missing("confirmed").is_empty());
     }
@@ -287,5 +308,7 @@ mod tests {
     fn a_body_without_events_is_an_error() {
         assert!(Timeline::parse(&json!({"order_id": "o-1"})).is_err());
         assert!(Timeline::parse(&json!({"events": [{"outcome": "valid"}]})).is_err());
+        assert!(Timeline::parse(&json!({"events": [{"kind": "accepted", "at": "soon"}]})).is_err());
+        assert_eq!(timeline(&[("accepted", None)]).decided_after, None);
     }
 }
