@@ -85,6 +85,12 @@ impl RunningApp {
         })
     }
 
+    /// The URL of the `redis-server` serving the app's Redis address (`None` for the embedded
+    /// broker, which lives inside `orderly up`).
+    pub fn redis_url(&self) -> Option<String> {
+        self.redis.as_ref().map(RedisServer::url)
+    }
+
     /// Stops `orderly up` (SIGTERM, then SIGKILL after a grace period); with `keep`, leaves its
     /// state dir in place and prints where.
     pub async fn stop(self, keep: bool) {

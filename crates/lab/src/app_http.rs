@@ -1,10 +1,11 @@
 //! A keep-alive HTTP/1.1 client for one running app, as the experiments drive it: requests
-//! retried when lost in transport, JSON answers, and the `saga_audit` reader over it.
+//! retried when lost in transport, answers with their headers, JSON answers, paged listings,
+//! and the `saga_audit` reader over it.
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
-use http::{Method, Request};
+use http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use saga_audit::state::Reader;
@@ -17,8 +18,44 @@ use std::time::Duration;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Tries per request lost in transport (every request the lab sends this way is idempotent).
 const TRANSPORT_TRIES: u32 = 3;
+/// Items asked for per page of a listing (the most `/orders` and `/notifications` give).
+const PAGE_SIZE: usize = 1000;
 
 type Sender = SendRequest<Full<Bytes>>;
+
+/// One answer: its status, headers and body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The value of header `name`, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> anyhow::Result<Value> {
+        serde_json::from_slice(&self.body).with_context(|| {
+            format!(
+                "{}: not JSON: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The status and body, for an error message.
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.status, String::from_utf8_lossy(&self.body))
+    }
+}
 
 /// A keep-alive HTTP/1.1 client for one app, its idle connections pooled.
 pub struct Http {
@@ -45,6 +82,18 @@ impl Http {
         headers: &[(&str, &str)],
         body: Option<String>,
     ) -> anyhow::Result<(u16, Bytes)> {
+        let answer = self.send(method, path, headers, body).await?;
+        Ok((answer.status, answer.body))
+    }
+
+    /// One request like [`Http::call`]; the whole answer, headers included.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> anyhow::Result<Answer> {
         let mut last_error = None;
         for _ in 0..TRANSPORT_TRIES {
             let attempt = self.once(method.clone(), path, headers, body.clone());
@@ -65,7 +114,7 @@ impl Http {
         path: &str,
         headers: &[(&str, &str)],
         body: Option<String>,
-    ) -> anyhow::Result<(u16, Bytes)> {
+    ) -> anyhow::Result<Answer> {
         let pooled = self
             .idle
             .lock()
@@ -88,13 +137,17 @@ impl Http {
         }
         let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         let response = sender.send_request(request).await?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
+        let (head, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
         self.idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(sender);
-        Ok((status, body))
+        Ok(Answer {
+            status: head.status.as_u16(),
+            headers: head.headers,
+            body,
+        })
     }
 
     /// A request that must succeed; its JSON answer.
@@ -115,6 +168,29 @@ impl Http {
         }
         serde_json::from_slice(&answer)
             .with_context(|| format!("{method} {path}: {}", String::from_utf8_lossy(&answer)))
+    }
+
+    /// Every item of a paged listing such as `/orders` or `/notifications`: the items under
+    /// `member` of each page, following its `next` cursor (`after=`) to the end.
+    pub async fn every_page(&self, path: &str, member: &str) -> anyhow::Result<Vec<Value>> {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page_path = match &after {
+                Some(cursor) => format!("{path}{separator}limit={PAGE_SIZE}&after={cursor}"),
+                None => format!("{path}{separator}limit={PAGE_SIZE}"),
+            };
+            let page = self.expect_ok(Method::GET, &page_path, None).await?;
+            let listed = page[member]
+                .as_array()
+                .with_context(|| format!("GET {page_path}: no `{member}` list"))?;
+            items.extend(listed.iter().cloned());
+            match page["next"].as_str() {
+                Some(next) if !listed.is_empty() => after = Some(next.to_owned()),
+                _ => return Ok(items),
+            }
+        }
     }
 }
 

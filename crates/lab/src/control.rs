@@ -100,7 +100,8 @@ pub struct Breaker {
     /// When it entered that state.
     #[serde(deserialize_with = "rfc3339")]
     pub since: SystemTime,
-    /// How often it has opened in a row (0 once it closes again).
+    /// How often it has opened since it last closed (each trip in a row doubles the open
+    /// time); 0 once closed.
     pub trips: u64,
 }
 

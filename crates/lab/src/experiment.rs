@@ -6,7 +6,7 @@
 use crate::app::RedisChoice;
 use crate::pipeline::repository;
 use crate::report::{Findings, Identity, Report, Verdict, run_folder};
-use crate::{fleet, medisupply, saga, sync_async};
+use crate::{fleet, idempotency, medisupply, poison, saga, sync_async};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -24,14 +24,21 @@ pub enum Experiment {
     Fleet,
     /// Random faults in every service at once; the saga's invariants hold.
     Saga,
+    /// Duplicate requests (same Idempotency-Key) and redelivered doorbells change nothing.
+    Idempotency,
+    /// Malformed messages and unreadable validator answers go to the dead-letter queue; the
+    /// rest flows, and dead letters can be replayed.
+    Poison,
     /// Every experiment above, in sequence, with a summary table.
     All,
 }
 
 /// Every experiment `all` runs, in order.
-const EVERY: [Experiment; 4] = [
+const EVERY: [Experiment; 6] = [
     Experiment::Medisupply,
     Experiment::SyncVsAsync,
+    Experiment::Idempotency,
+    Experiment::Poison,
     Experiment::Fleet,
     Experiment::Saga,
 ];
@@ -44,6 +51,8 @@ impl Experiment {
             Self::SyncVsAsync => "sync-vs-async",
             Self::Fleet => "fleet",
             Self::Saga => "saga",
+            Self::Idempotency => "idempotency",
+            Self::Poison => "poison",
             Self::All => "all",
         }
     }
@@ -55,6 +64,8 @@ impl Experiment {
             Self::SyncVsAsync => "Synchronous vs asynchronous order creation",
             Self::Fleet => "A fleet: two hosts, one rate limit, one circuit breaker",
             Self::Saga => "The fulfilment saga under random faults",
+            Self::Idempotency => "Duplicate requests and redelivered messages",
+            Self::Poison => "Poison messages and the dead-letter queue",
             Self::All => "Every experiment",
         }
     }
@@ -88,10 +99,29 @@ impl Experiment {
                  payment limit or is cancelled by its customer. Once the faults are cleared, \
                  every order must end confirmed or cancelled with the saga's invariants intact."
             }
+            Self::Idempotency => {
+                "Clients retry, and Redis pub/sub may deliver a doorbell twice (or a worker be \
+                 woken by many). The same request sent again with its Idempotency-Key, one \
+                 after another and several at once, must create one order and get the first \
+                 answer back; a key reused for another body must be refused; and doorbells \
+                 published many extra times on every channel while the orders flow must not \
+                 make anything happen twice: one validator call, one decision, each saga step \
+                 once, one notification, nothing charged twice."
+            }
+            Self::Poison => {
+                "A message no handler can read, or a job whose validator answers garbage, must \
+                 not block the rest (the Campus seed's DLQ test). Malformed doorbells and \
+                 doorbells for orders that do not exist are published among good orders, and \
+                 a validator (a proxy in front of the simulator) answers garbage for a tenth \
+                 of the orders: the poison must end in the dead-letter queue with its reason, \
+                 every good order must flow to a final status meanwhile, and once the validator \
+                 is healed the dead letters must be replayable."
+            }
             Self::All => "Each experiment in sequence.",
         }
     }
 
+    /// Runs it on an app of its own; what it found.
     async fn findings(self, options: &Options) -> anyhow::Result<Findings> {
         match self {
             Self::Medisupply => {
@@ -107,6 +137,16 @@ impl Experiment {
                 let settings = saga::Settings::standard(options.seed, options.quick);
                 saga::findings(&settings, options.redis).await
             }
+            Self::Idempotency => {
+                idempotency::findings(&idempotency::Settings::standard(
+                    options.seed,
+                    options.quick,
+                ))
+                .await
+            }
+            Self::Poison => {
+                poison::findings(&poison::Settings::standard(options.seed, options.quick)).await
+            }
             Self::All => anyhow::bail!("`all` is a sequence, not one experiment"),
         }
     }
@@ -117,7 +157,8 @@ impl Experiment {
 pub struct Options {
     /// Where the run folders go (`runs/` under it).
     pub out: PathBuf,
-    /// Who serves the app's Redis address.
+    /// Who serves the app's Redis address (`idempotency`, `poison` and `fleet` always run a
+    /// `redis-server` of their own: they publish on it, or share it).
     pub redis: RedisChoice,
     /// Seeds what the experiments draw (order mixes, faults).
     pub seed: u64,
@@ -166,7 +207,7 @@ async fn run_one(
     let findings = experiment.findings(options).await;
     let mut findings = findings;
     if let Ok(found) = &mut findings {
-        // An experiment that needs its own kind of Redis says so itself.
+        // An experiment that needs a Redis of its own says so in its own setting.
         found
             .configuration
             .entry("redis".to_owned())

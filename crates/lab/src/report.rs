@@ -46,6 +46,25 @@ impl Findings {
     }
 }
 
+/// Items listed per [`write_list`]; the rest are counted.
+const SHOWN_ITEMS: usize = 10;
+
+/// Writes the first items of `items` (those that went wrong, typically) under `title` into a
+/// findings body, and how many more there are; nothing when there are none.
+pub fn write_list(out: &mut String, title: &str, items: &[String]) -> std::fmt::Result {
+    if items.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\n{title}:\n")?;
+    for item in items.iter().take(SHOWN_ITEMS) {
+        writeln!(out, "- {item}")?;
+    }
+    if items.len() > SHOWN_ITEMS {
+        writeln!(out, "- ... and {} more", items.len() - SHOWN_ITEMS)?;
+    }
+    Ok(())
+}
+
 /// A claim stated before the run, and how the run judged it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Hypothesis {
@@ -386,6 +405,18 @@ mod tests {
         assert_eq!(json["findings"]["figures"]["p99_ms"], 6.7);
         assert_eq!(json["findings"]["configuration"]["orders"], "100");
         assert_eq!(json["experiment"], "demo");
+    }
+
+    #[test]
+    fn lists_show_their_first_items_and_count_the_rest() {
+        let mut out = String::new();
+        write_list(&mut out, "Missing", &[]).unwrap();
+        assert_eq!(out, "", "an empty list writes nothing");
+        let items: Vec<String> = (0..12).map(|n| format!("o-{n}")).collect();
+        write_list(&mut out, "Missing", &items).unwrap();
+        assert!(out.starts_with("\nMissing:\n\n- o-0\n"), "{out}");
+        assert!(out.contains("- o-9\n- ... and 2 more\n"), "{out}");
+        assert!(!out.contains("o-10"), "{out}");
     }
 
     #[test]

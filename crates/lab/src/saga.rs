@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 /// The payment limit the app is given (spin.toml's default), which the mix goes over.
-const PAYMENT_LIMIT_CENTS: u64 = 1_000_000;
+pub(crate) const PAYMENT_LIMIT_CENTS: u64 = 1_000_000;
 /// The fault controls of every service, by name.
 const FAULT_ROUTES: [(&str, &str); 4] = [
     ("inventory", "/internal/inventory/configure"),

@@ -1,9 +1,10 @@
-//! Waiting for orders to be final, and saying why one is not.
+//! Waiting for orders to be final and notified, and saying why one is not.
 
 use crate::app_http::Http;
 use futures::StreamExt as _;
 use saga_audit::state::{self, is_final};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 /// How often the orders still running are read.
@@ -12,6 +13,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 const READS_IN_FLIGHT: usize = 16;
 /// Events shown per stuck order.
 const STUCK_EVENTS: usize = 5;
+/// Orders not final that [`write_stuck`] describes; the rest are counted.
+const SHOWN_STUCK: usize = 10;
 
 /// Polls the orders until every one is final or `limit` passes; the ids of those that are not.
 pub async fn wait_final(http: &Http, ids: &[String], limit: Duration) -> Vec<String> {
@@ -51,6 +54,31 @@ pub async fn wait_final(http: &Http, ids: &[String], limit: Duration) -> Vec<Str
     }
 }
 
+/// Polls the notifications until each of `ids` has one or `limit` passes; how many
+/// notifications each of `ids` has (those without one included, at 0).
+pub async fn wait_notified(
+    http: &Http,
+    ids: &[String],
+    limit: Duration,
+) -> anyhow::Result<BTreeMap<String, usize>> {
+    let give_up = Instant::now() + limit;
+    loop {
+        let mut counts: BTreeMap<String, usize> = ids.iter().map(|id| (id.clone(), 0)).collect();
+        for notification in http.every_page("/notifications", "notifications").await? {
+            if let Some(count) = notification["order_id"]
+                .as_str()
+                .and_then(|id| counts.get_mut(id))
+            {
+                *count += 1;
+            }
+        }
+        if counts.values().all(|count| *count > 0) || Instant::now() >= give_up {
+            return Ok(counts);
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
 /// The order's status and its last events, in one line.
 pub async fn last_events(http: &Http, id: &str) -> anyhow::Result<String> {
     let order = state::get_json(http, &format!("/orders/{id}"))
@@ -77,4 +105,20 @@ pub async fn last_events(http: &Http, id: &str) -> anyhow::Result<String> {
         order["status"].as_str().unwrap_or("?"),
         described.join(" | ")
     ))
+}
+
+/// Writes each of the first orders of `stuck` (not final) with its status and last events
+/// into a findings body, and how many more there are.
+pub async fn write_stuck(out: &mut String, http: &Http, stuck: &[String]) -> anyhow::Result<()> {
+    for id in stuck.iter().take(SHOWN_STUCK) {
+        writeln!(out, "- not final: {id}: {}", last_events(http, id).await?)?;
+    }
+    if stuck.len() > SHOWN_STUCK {
+        writeln!(
+            out,
+            "- ... and {} more not final",
+            stuck.len() - SHOWN_STUCK
+        )?;
+    }
+    Ok(())
 }
