@@ -731,20 +731,30 @@ mod tests {
     #[test]
     fn a_lost_compare_and_swap_is_retried_then_denied() {
         let (store, clock) = (MemoryStore::new(), ManualClock::new(START_MS));
-        let limiter = limiter(&store, &clock, &RateLimitPolicy::default());
+        // A burst wide enough for every racer; one request's share is still 600 ms.
+        let policy = RateLimitPolicy {
+            limit: 1_000,
+            period_ms: 600_000,
+            burst: 1_000,
+        };
+        let limiter = limiter(&store, &clock, &policy);
+        let tries = MAX_CAS_ATTEMPTS;
         assert!(limiter.check(&alice()).unwrap().allowed);
-        // Another instance wins before each of this one's first 15 attempts: the 16th records.
-        admit_before_each_of(&store, 15);
+        // Another instance wins before each of this one's attempts but the last: it records.
+        admit_before_each_of(&store, tries as usize - 1);
         let decision = limiter.check(&alice()).unwrap();
-        assert_eq!((decision.allowed, decision.remaining), (true, 100 - 17));
+        assert_eq!(
+            (decision.allowed, decision.remaining),
+            (true, 1_000 - tries - 1)
+        );
         // Every attempt lost: denied, and nothing of this request recorded.
-        admit_before_each_of(&store, 16);
+        admit_before_each_of(&store, tries as usize);
         let contended = limiter.check(&alice()).unwrap();
         assert_eq!((contended.allowed, contended.retry_after_ms), (false, 600));
         let remaining = limiter.check(&alice()).unwrap().remaining;
         assert_eq!(
             remaining,
-            100 - 17 - 16 - 1,
+            1_000 - tries - 1 - tries - 1,
             "the contended one took nothing"
         );
     }
