@@ -6,7 +6,7 @@
 use crate::app::RedisChoice;
 use crate::pipeline::repository;
 use crate::report::{Findings, Identity, Report, Verdict, run_folder};
-use crate::{idempotency, poison, saga, sync_async};
+use crate::{crash, idempotency, poison, saga, sync_async};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -24,16 +24,19 @@ pub enum Experiment {
     /// Malformed messages and unreadable validator answers go to the dead-letter queue; the
     /// rest flows, and dead letters can be replayed.
     Poison,
+    /// `orderly up` killed with SIGKILL mid-burst and restarted: nothing acknowledged lost.
+    Crash,
     /// Every experiment above, in sequence, with a summary table.
     All,
 }
 
 /// Every experiment `all` runs, in order.
-const EVERY: [Experiment; 4] = [
+const EVERY: [Experiment; 5] = [
     Experiment::SyncVsAsync,
     Experiment::Saga,
     Experiment::Idempotency,
     Experiment::Poison,
+    Experiment::Crash,
 ];
 
 impl Experiment {
@@ -44,6 +47,7 @@ impl Experiment {
             Self::Saga => "saga",
             Self::Idempotency => "idempotency",
             Self::Poison => "poison",
+            Self::Crash => "crash",
             Self::All => "all",
         }
     }
@@ -55,6 +59,7 @@ impl Experiment {
             Self::Saga => "The fulfilment saga under random faults",
             Self::Idempotency => "Duplicate requests and redelivered messages",
             Self::Poison => "Poison messages and the dead-letter queue",
+            Self::Crash => "A crash mid-burst: SIGKILL, restart, nothing lost",
             Self::All => "Every experiment",
         }
     }
@@ -93,6 +98,14 @@ impl Experiment {
                  every good order must flow to a final status meanwhile, and once the validator \
                  is healed the dead letters must be replayable."
             }
+            Self::Crash => {
+                "A host crash must not lose what was acknowledged (the README's claim: a \
+                 transactional outbox, jobs in SQLite, leases). `orderly up` is killed with \
+                 SIGKILL in the middle of a burst of orders and started again on the same \
+                 state dir and port, while clients resend unanswered requests with their keys: \
+                 every acknowledged order must end final, exactly once, with the saga's \
+                 invariants intact."
+            }
             Self::All => "Each experiment in sequence.",
         }
     }
@@ -118,6 +131,9 @@ impl Experiment {
             Self::Poison => {
                 poison::findings(&poison::Settings::standard(options.seed, options.quick)).await
             }
+            Self::Crash => {
+                crash::findings(&crash::Settings::standard(options.seed, options.quick)).await
+            }
             Self::All => anyhow::bail!("`all` is a sequence, not one experiment"),
         }
     }
@@ -128,8 +144,8 @@ impl Experiment {
 pub struct Options {
     /// Where the run folders go (`runs/` under it); default: the repository.
     pub out: Option<PathBuf>,
-    /// Who serves the app's Redis address (`idempotency` and `poison` always run a
-    /// `redis-server` of their own: they publish on it).
+    /// Who serves the app's Redis address (`idempotency`, `poison` and `crash` always run a
+    /// `redis-server` of their own: they publish on it, or it must outlive the crash).
     pub redis: RedisChoice,
     /// Seeds what the experiments draw (order mixes, faults).
     pub seed: u64,
