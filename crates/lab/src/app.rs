@@ -1,11 +1,15 @@
 //! The repository's app (`spin.toml`) on a fresh `orderly up` of its own: components built,
 //! an empty state dir, the app pointed at itself, its Redis address served by the embedded
-//! broker or a `redis-server` of its own, and the variables an experiment adds.
+//! broker or a `redis-server` of its own, and the variables an experiment adds; it can be
+//! killed (SIGKILL) and started again on the same state dir, address and Redis.
 
 use crate::app_http::Http;
 use crate::pipeline::{app_flags, repository};
 use crate::process::{self, Orderly, Server};
 use redis_runner::RedisServer;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 /// Who serves the app's Redis address (the doorbells that wake the workers).
@@ -37,10 +41,34 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// The app running for one experiment.
 pub struct RunningApp {
     server: Server,
+    launch: Launch,
     state: tempfile::TempDir,
     redis: Option<RedisServer>,
     /// A client of it.
     pub http: Http,
+}
+
+/// What `orderly up` was started with, to start it again the same way.
+struct Launch {
+    orderly: Orderly,
+    manifest: PathBuf,
+    address: SocketAddr,
+    flags: Vec<String>,
+}
+
+impl Launch {
+    /// Starts `orderly up` on `state_dir` and waits until it answers.
+    async fn start(&self, state_dir: &Path) -> anyhow::Result<Server> {
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        Server::orderly_on(
+            &self.orderly,
+            &self.manifest,
+            state_dir,
+            self.address,
+            &flags,
+        )
+        .await
+    }
 }
 
 impl RunningApp {
@@ -74,11 +102,16 @@ impl RunningApp {
         for variable in std::iter::once(&origin).chain(variables) {
             all_flags.extend(["--variable".to_owned(), variable.clone()]);
         }
-        let all_flags: Vec<&str> = all_flags.iter().map(String::as_str).collect();
-        let server =
-            Server::orderly_on(&orderly, &manifest, state.path(), address, &all_flags).await?;
+        let launch = Launch {
+            orderly,
+            manifest,
+            address,
+            flags: all_flags,
+        };
+        let server = launch.start(state.path()).await?;
         Ok(Self {
             server,
+            launch,
             state,
             redis: None,
             http: Http::new(address),
@@ -89,6 +122,19 @@ impl RunningApp {
     /// broker, which lives inside `orderly up`).
     pub fn redis_url(&self) -> Option<String> {
         self.redis.as_ref().map(RedisServer::url)
+    }
+
+    /// Kills `orderly up` with SIGKILL, as a crash would; how it ended. Its state dir, its
+    /// Redis and its address stay for [`RunningApp::restart`].
+    pub async fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        self.server.kill().await
+    }
+
+    /// Starts `orderly up` again (after [`RunningApp::kill`]) on the same state dir, address,
+    /// Redis and variables, and waits until it answers.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.server = self.launch.start(self.state.path()).await?;
+        Ok(())
     }
 
     /// Stops `orderly up` (SIGTERM, then SIGKILL after a grace period); with `keep`, leaves its

@@ -148,7 +148,7 @@ pub enum LabCommand {
         #[arg(long, default_value = ".")]
         out: PathBuf,
         /// Who serves the app's Redis address: a redis-server of the experiment's own, or the
-        /// embedded broker.
+        /// embedded broker (idempotency, poison and crash always use a redis-server).
         #[arg(long, value_enum, default_value_t = app::RedisChoice::Server)]
         redis: app::RedisChoice,
         /// Seeds what the experiments draw (order mixes, faults).

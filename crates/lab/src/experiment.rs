@@ -6,7 +6,7 @@
 use crate::app::RedisChoice;
 use crate::pipeline::repository;
 use crate::report::{Findings, Identity, Report, Verdict, run_folder};
-use crate::{fleet, idempotency, medisupply, poison, saga, sync_async};
+use crate::{crash, fleet, idempotency, medisupply, poison, saga, sync_async};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -29,16 +29,19 @@ pub enum Experiment {
     /// Malformed messages and unreadable validator answers go to the dead-letter queue; the
     /// rest flows, and dead letters can be replayed.
     Poison,
+    /// `orderly up` killed with SIGKILL mid-burst and restarted: nothing acknowledged lost.
+    Crash,
     /// Every experiment above, in sequence, with a summary table.
     All,
 }
 
 /// Every experiment `all` runs, in order.
-const EVERY: [Experiment; 6] = [
+const EVERY: [Experiment; 7] = [
     Experiment::Medisupply,
     Experiment::SyncVsAsync,
     Experiment::Idempotency,
     Experiment::Poison,
+    Experiment::Crash,
     Experiment::Fleet,
     Experiment::Saga,
 ];
@@ -53,6 +56,7 @@ impl Experiment {
             Self::Saga => "saga",
             Self::Idempotency => "idempotency",
             Self::Poison => "poison",
+            Self::Crash => "crash",
             Self::All => "all",
         }
     }
@@ -66,6 +70,7 @@ impl Experiment {
             Self::Saga => "The fulfilment saga under random faults",
             Self::Idempotency => "Duplicate requests and redelivered messages",
             Self::Poison => "Poison messages and the dead-letter queue",
+            Self::Crash => "A crash mid-burst: SIGKILL, restart, nothing lost",
             Self::All => "Every experiment",
         }
     }
@@ -117,6 +122,14 @@ impl Experiment {
                  every good order must flow to a final status meanwhile, and once the validator \
                  is healed the dead letters must be replayable."
             }
+            Self::Crash => {
+                "A host crash must not lose what was acknowledged (the README's claim: a \
+                 transactional outbox, jobs in SQLite, leases). `orderly up` is killed with \
+                 SIGKILL in the middle of a burst of orders and started again on the same \
+                 state dir and port, while clients resend unanswered requests with their keys: \
+                 every acknowledged order must end final, exactly once, with the saga's \
+                 invariants intact."
+            }
             Self::All => "Each experiment in sequence.",
         }
     }
@@ -147,6 +160,9 @@ impl Experiment {
             Self::Poison => {
                 poison::findings(&poison::Settings::standard(options.seed, options.quick)).await
             }
+            Self::Crash => {
+                crash::findings(&crash::Settings::standard(options.seed, options.quick)).await
+            }
             Self::All => anyhow::bail!("`all` is a sequence, not one experiment"),
         }
     }
@@ -157,8 +173,9 @@ impl Experiment {
 pub struct Options {
     /// Where the run folders go (`runs/` under it).
     pub out: PathBuf,
-    /// Who serves the app's Redis address (`idempotency`, `poison` and `fleet` always run a
-    /// `redis-server` of their own: they publish on it, or share it).
+    /// Who serves the app's Redis address (`idempotency`, `poison`, `crash` and `fleet` always
+    /// run a `redis-server` of their own: they publish on it, it must outlive a crash, or the
+    /// hosts share it).
     pub redis: RedisChoice,
     /// Seeds what the experiments draw (order mixes, faults).
     pub seed: u64,

@@ -7,6 +7,7 @@ mod app_http;
 mod channels;
 mod cli;
 mod control;
+mod crash;
 mod edge;
 mod experiment;
 mod fleet;

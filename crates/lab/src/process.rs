@@ -2,9 +2,10 @@
 
 use crate::usage::ProcessUsage;
 use anyhow::{Context as _, bail};
+use rustix::process::{Pid, Signal};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
@@ -134,15 +135,29 @@ impl Server {
         let _ = self.child.kill().await;
     }
 
+    /// Kills the process at once with SIGKILL, as a crash would (nothing is flushed, no
+    /// connection closed cleanly), and reaps it; how it ended.
+    pub async fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        if !self.signal(Signal::KILL) {
+            bail!(
+                "orderly on {} had exited before it was killed",
+                self.address
+            );
+        }
+        Ok(self.child.wait().await?)
+    }
+
+    /// Sends `signal` to the process; whether it was sent (false once it has exited).
+    fn signal(&self, signal: Signal) -> bool {
+        self.child
+            .id()
+            .and_then(|id| Pid::from_raw(i32::try_from(id).ok()?))
+            .is_some_and(|pid| rustix::process::kill_process(pid, signal).is_ok())
+    }
+
     /// Stops the process gracefully: SIGTERM, then a kill if it has not exited within `grace`.
     pub async fn terminate(mut self, grace: Duration) {
-        let signalled = self
-            .child
-            .id()
-            .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?))
-            .is_some_and(|pid| {
-                rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
-            });
+        let signalled = self.signal(Signal::TERM);
         if !signalled
             || tokio::time::timeout(grace, self.child.wait())
                 .await

@@ -10,6 +10,7 @@ use http::Method;
 use saga_audit::mix::PlannedOrder;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The body of `order` without an `order_id` (the app makes one), its key as the customer:
@@ -193,10 +194,12 @@ pub async fn submit(http: &Http, key: &str, body: &str, patience: Patience) -> S
     }
 }
 
-/// One order's request, and how it ended.
+/// One order's request, when it went, and how it ended.
 pub struct Sent {
     /// The order (its id is the key).
     pub order: PlannedOrder,
+    /// When its first try went.
+    pub started: Instant,
     /// How it ended.
     pub submission: Submission,
 }
@@ -213,13 +216,44 @@ pub async fn submit_on_schedule(
     futures::stream::iter(orders.iter().enumerate())
         .map(|(n, order)| async move {
             tokio::time::sleep_until(schedule.intended(n as u64).into()).await;
+            let started = Instant::now();
             let submission = submit(http, &order.id, &body(order), patience).await;
             Sent {
                 order: order.clone(),
+                started,
                 submission,
             }
         })
         .buffer_unordered(orders.len().max(1))
+        .collect()
+        .await
+}
+
+/// Sends each of `orders` (as `body` makes it, under its id as the key) from `clients`
+/// clients, each sending its next order once its last one is settled (a closed model), each
+/// with `patience`; `acknowledged` counts the orders acknowledged so far, as they come.
+pub async fn submit_from_clients(
+    http: &Http,
+    orders: &[PlannedOrder],
+    body: fn(&PlannedOrder) -> String,
+    clients: usize,
+    patience: Patience,
+    acknowledged: &AtomicUsize,
+) -> Vec<Sent> {
+    futures::stream::iter(orders)
+        .map(|order| async move {
+            let started = Instant::now();
+            let submission = submit(http, &order.id, &body(order), patience).await;
+            if submission.order_id().is_some() {
+                acknowledged.fetch_add(1, Ordering::SeqCst);
+            }
+            Sent {
+                order: order.clone(),
+                started,
+                submission,
+            }
+        })
+        .buffer_unordered(clients.max(1))
         .collect()
         .await
 }
