@@ -6,6 +6,7 @@
 use crate::app_http::Http;
 use crate::pipeline::{app_flags, repository};
 use crate::process::{self, Orderly, Server};
+use anyhow::Context as _;
 use redis_runner::RedisServer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -116,6 +117,24 @@ impl RunningApp {
             redis: None,
             http: Http::new(address),
         })
+    }
+
+    /// Kills the app's `redis-server` (its clients see their connections drop); an error when
+    /// the app uses the embedded broker.
+    pub fn stop_redis(&mut self) -> anyhow::Result<()> {
+        self.redis_server()?.stop();
+        Ok(())
+    }
+
+    /// Starts the app's `redis-server` again on the same port if it was stopped.
+    pub fn start_redis(&mut self) -> anyhow::Result<()> {
+        Ok(self.redis_server()?.resume()?)
+    }
+
+    fn redis_server(&mut self) -> anyhow::Result<&mut RedisServer> {
+        self.redis
+            .as_mut()
+            .context("the app uses the embedded broker: there is no redis-server to stop or start")
     }
 
     /// The URL of the `redis-server` serving the app's Redis address (`None` for the embedded

@@ -6,8 +6,8 @@ use crate::control::FaultMode;
 use crate::load;
 use crate::orders_load::{Model, Plan, Stop};
 use crate::{
-    app, edge, experiment, gateway_cost, load_run, messaging, native, overhead, pipeline, process,
-    verify,
+    app, chaos, edge, experiment, gateway_cost, load_run, messaging, native, overhead, pipeline,
+    process, verify,
 };
 use clap::Subcommand;
 use std::net::SocketAddr;
@@ -117,6 +117,16 @@ pub enum LabCommand {
         /// The longest wait, in seconds, for every acknowledged order to be final.
         #[arg(long, default_value_t = 120)]
         drain_secs: u64,
+    },
+    /// Run a chaos scenario (phases with fault actions on a timeline, seeded) on an `orderly
+    /// up` and a `redis-server` of its own under an open-model order load, then verify the run;
+    /// the report goes into `runs/<time>-chaos-<name>/`.
+    Chaos {
+        /// The scenario file (see `scenarios/` in the repository).
+        scenario: PathBuf,
+        /// Where the run folder goes.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
     },
     /// The order pipeline on its own `orderly up`: acceptance under every validator mode,
     /// validations/s end to end, an outage and the recovery after it; a markdown report.
@@ -308,6 +318,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             let fault = mode.map(|mode| (mode, delay_ms.map(Duration::from_millis)));
             generator()?.block_on(load_run::run(&plan, fault, &out))
         }
+        LabCommand::Chaos { scenario, out } => generator()?.block_on(chaos::run(&scenario, &out)),
         LabCommand::Verify {
             run,
             base_url,

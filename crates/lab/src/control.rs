@@ -13,8 +13,9 @@ use std::time::{Duration, SystemTime};
 /// The longest one control call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The simulated validator's fault modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// The fault modes of the simulated validator (and of every service's fault controls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FaultMode {
     /// Answers at once.
     Normal,

@@ -10,10 +10,11 @@ use crate::control::FaultMode;
 use crate::orders_load::format_ms;
 use crate::report::Findings;
 use crate::settle::{last_events, wait_final};
+use crate::timeline;
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use http::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -25,8 +26,6 @@ const RESPONSE_LIMIT: Duration = Duration::from_secs(2);
 /// The simulator's delay in slow mode: past the monitor's "degraded" mark (1 s), within its
 /// probe timeout (2 s).
 const SLOW_DELAY: Duration = Duration::from_millis(1_500);
-/// Events that record the validation decision.
-const DECISIONS: [&str; 3] = ["validated", "rejected", "failed"];
 /// Orders not final whose last events the report shows.
 const SHOWN_STUCK: usize = 20;
 
@@ -312,21 +311,9 @@ impl Decisions {
 /// Counts the decision events in every order's timeline.
 async fn decisions(http: &Http, ids: &[String]) -> anyhow::Result<Decisions> {
     let mut counted = Decisions::default();
-    for id in ids {
-        let timeline = http
-            .expect_ok(Method::GET, &format!("/orders/{id}/events"), None)
-            .await?;
-        let events = timeline["events"].as_array().cloned().unwrap_or_default();
-        let kind = |event: &Value| event["kind"].as_str().unwrap_or_default().to_owned();
-        let decided = events
-            .iter()
-            .filter(|event| DECISIONS.contains(&kind(event).as_str()))
-            .count();
-        counted.duplicates_ignored += events
-            .iter()
-            .filter(|event| kind(event) == "duplicate_ignored")
-            .count();
-        match decided {
+    for traced in timeline::trace_all(http, ids).await? {
+        counted.duplicates_ignored += traced.timeline.count("duplicate_ignored");
+        match traced.timeline.decisions() {
             0 => counted.none += 1,
             1 => counted.exactly_once += 1,
             _ => counted.several += 1,

@@ -4,7 +4,7 @@
 //! ([`verdicts::classify`]), with the saga's invariants over every order the server holds.
 
 use crate::app_http::Http;
-use crate::history::{self, AttemptOutcome, HISTORY_FILE};
+use crate::history::{self, Attempt, AttemptOutcome, HISTORY_FILE};
 use crate::pipeline::repository;
 use crate::report::{Findings, Identity, Report, Verdict};
 use crate::settle::{last_events, wait_final};
@@ -53,6 +53,14 @@ pub async fn findings(folder: &Path, http: &Http, drain: Duration) -> anyhow::Re
     if attempts.is_empty() {
         bail!("{} holds no attempts", folder.join(HISTORY_FILE).display());
     }
+    let mut findings = judge(&attempts, http, drain).await?;
+    findings.configure("run", folder.display());
+    Ok(findings)
+}
+
+/// Judges `attempts` against the server `http` talks to, waiting at most `drain` for the
+/// acknowledged orders to be final.
+pub async fn judge(attempts: &[Attempt], http: &Http, drain: Duration) -> anyhow::Result<Findings> {
     let acknowledged: Vec<String> = attempts
         .iter()
         .filter(|attempt| attempt.outcome == AttemptOutcome::Acknowledged)
@@ -93,7 +101,7 @@ pub async fn findings(folder: &Path, http: &Http, drain: Duration) -> anyhow::Re
         .filter(|id| !prefix.is_empty() && id.starts_with(&prefix))
         .cloned()
         .collect();
-    let verdict = verdicts::classify(&attempts, &held, &listed);
+    let verdict = verdicts::classify(attempts, &held, &listed);
 
     eprintln!(
         "checking the saga's invariants over {} orders",
@@ -109,7 +117,6 @@ pub async fn findings(folder: &Path, http: &Http, drain: Duration) -> anyhow::Re
     let audit = Audit::of(&snapshot);
 
     let mut findings = Findings::default();
-    findings.configure("run", folder.display());
     findings.configure("server", http.address);
     findings.configure("drain limit", format!("{} s", drain.as_secs()));
     for (name, value) in [

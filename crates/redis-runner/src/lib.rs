@@ -47,6 +47,15 @@ impl RedisServer {
         }
     }
 
+    /// Starts the server again on the same port if it was stopped; returns once it accepts
+    /// connections (at once when it is running).
+    pub fn resume(&mut self) -> io::Result<()> {
+        if self.child.is_none() {
+            self.run()?;
+        }
+        Ok(())
+    }
+
     /// Kills the server and starts it again on the same port; returns the moment it accepts
     /// connections again.
     pub fn restart(&mut self) -> io::Result<Instant> {
