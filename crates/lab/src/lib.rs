@@ -12,6 +12,7 @@ mod load;
 mod messaging;
 mod native;
 mod orders_load;
+mod outage;
 mod overhead;
 mod pipeline;
 mod process;
