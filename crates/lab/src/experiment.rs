@@ -6,7 +6,7 @@
 use crate::app::RedisChoice;
 use crate::pipeline::repository;
 use crate::report::{Findings, Identity, Report, Verdict, run_folder};
-use crate::{saga, sync_async};
+use crate::{breaker, saga, sync_async};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -19,12 +19,19 @@ pub enum Experiment {
     SyncVsAsync,
     /// Random faults in every service at once; the saga's invariants hold.
     Saga,
+    /// The circuit breaker in a full outage of the validator: time to detect, time to
+    /// recover, calls during the outage.
+    Breaker,
     /// Every experiment above, in sequence, with a summary table.
     All,
 }
 
 /// Every experiment `all` runs, in order.
-const EVERY: [Experiment; 2] = [Experiment::SyncVsAsync, Experiment::Saga];
+const EVERY: [Experiment; 3] = [
+    Experiment::SyncVsAsync,
+    Experiment::Saga,
+    Experiment::Breaker,
+];
 
 impl Experiment {
     /// Its name on the command line.
@@ -32,6 +39,7 @@ impl Experiment {
         match self {
             Self::SyncVsAsync => "sync-vs-async",
             Self::Saga => "saga",
+            Self::Breaker => "breaker",
             Self::All => "all",
         }
     }
@@ -41,6 +49,7 @@ impl Experiment {
         match self {
             Self::SyncVsAsync => "Synchronous vs asynchronous order creation",
             Self::Saga => "The fulfilment saga under random faults",
+            Self::Breaker => "The circuit breaker in a full outage of the validator",
             Self::All => "Every experiment",
         }
     }
@@ -61,6 +70,13 @@ impl Experiment {
                  payment limit or is cancelled by its customer. Once the faults are cleared, \
                  every order must end confirmed or cancelled with the saga's invariants intact."
             }
+            Self::Breaker => {
+                "The seeds' circuit breaker stops calling a dependency that fails and lets it \
+                 recover. Under a steady load of orders the validator goes fully down, then \
+                 comes back: the breaker should open within a second, let only probes through \
+                 while the validator is down, close within seconds of its return, and order \
+                 intake should not notice any of it."
+            }
             Self::All => "Each experiment in sequence.",
         }
     }
@@ -74,6 +90,10 @@ impl Experiment {
             Self::Saga => {
                 let settings = saga::Settings::standard(options.seed, options.quick);
                 saga::findings(&settings, options.redis).await
+            }
+            Self::Breaker => {
+                let settings = breaker::Settings::standard(options.quick);
+                breaker::findings(&settings, options.redis).await
             }
             Self::All => anyhow::bail!("`all` is a sequence, not one experiment"),
         }

@@ -3,6 +3,8 @@
 
 mod app;
 mod app_http;
+mod breaker;
+mod charts;
 mod cli;
 mod control;
 mod edge;
@@ -21,6 +23,7 @@ mod saga;
 mod settle;
 mod summary;
 mod sync_async;
+mod timeline;
 mod usage;
 
 pub use cli::{LabCommand, run};
