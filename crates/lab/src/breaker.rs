@@ -100,7 +100,7 @@ fn report(settings: &Settings, observed: &Observed) -> anyhow::Result<Findings> 
         out,
         "| orders acknowledged; validated once it was back | {}; {} (rejected {}, failed {}, \
          still processing {}) |",
-        observed.load.acknowledged,
+        observed.acknowledged(),
         counts.validated,
         counts.rejected,
         counts.failed,
@@ -120,7 +120,7 @@ fn report(settings: &Settings, observed: &Observed) -> anyhow::Result<Findings> 
     findings.figure("calls_after_open", outage.calls_after_open as f64);
     findings.figure("probes_allowed", probes_allowed as f64);
     findings.figure("trips_in_outage", outage.trips as f64);
-    findings.figure("orders_acknowledged", observed.load.acknowledged as f64);
+    findings.figure("orders_acknowledged", observed.acknowledged() as f64);
 
     findings.check(
         format!(

@@ -38,7 +38,7 @@ const STATS_POLL: Duration = Duration::from_millis(250);
 const BREAKER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest wait for nothing to be processing once the load is over.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
-/// Load first, not counted: the app's instances are cold at first.
+/// A load of its own before the run, not shown: the app's instances are cold at first.
 const WARMUP: Duration = Duration::from_secs(1);
 /// Seeds the order mix.
 const SEED: u64 = 1;
@@ -176,7 +176,7 @@ pub fn breaker_variables() -> Vec<String> {
 pub struct OutagePlan {
     /// Orders per second, at fixed intervals (open model), for the whole run.
     pub rate: f64,
-    /// Load before the outage (its warm-up included).
+    /// Load before the outage.
     pub baseline: Duration,
     /// How long the validator is down.
     pub outage: Duration,
@@ -190,8 +190,9 @@ impl OutagePlan {
         format!(
             "Orders are sent to `POST /orders` at {:.0}/s at fixed intervals for the whole run \
              (open model: latency counts from each order's intended send time, so a stall \
-             shows), the first {} s not counted (the app's instances are cold at first). After \
-             {} s the simulated validator goes `down` (every call answered 503) \
+             shows), after a {} s warm-up at the same rate that is not shown (the app's \
+             instances are cold at first). After {} s the simulated validator goes `down` \
+             (every call answered 503) \
              for {} s, then back to `normal` for {} s more. The breaker is polled every {} ms \
              and the pipeline's counters every {} ms; each breaker change is timed by the \
              breaker's own record. The breaker opens on {CONSECUTIVE_FAILURES} failures in a \
@@ -238,6 +239,8 @@ pub struct Outage {
 
 /// Everything seen of one [`OutagePlan`] run.
 pub struct Observed {
+    /// Orders acknowledged in the warm-up.
+    pub warmup_acknowledged: u64,
     /// The load's answers.
     pub load: OrdersReport,
     /// The breaker and the validator during the outage.
@@ -253,6 +256,11 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// Every order acknowledged, the warm-up's included: what the app must validate.
+    pub fn acknowledged(&self) -> u64 {
+        self.warmup_acknowledged + self.load.acknowledged
+    }
+
     /// The load cut into phases: baseline, validator down, validator normal.
     pub fn phases(&self) -> Vec<Phase> {
         self.timeline.phases(&self.load)
@@ -278,11 +286,17 @@ pub async fn observe(address: SocketAddr, plan: &OutagePlan) -> anyhow::Result<O
             rate: plan.rate,
             max_connections: MAX_CONNECTIONS,
         },
-        stop: Stop::After(plan.baseline + plan.outage + plan.after - WARMUP),
-        warmup: WARMUP,
+        stop: Stop::After(plan.baseline + plan.outage + plan.after),
+        warmup: Duration::ZERO,
         seed: SEED,
-        run: 0,
+        run: 1,
     };
+    let warmup = orders_load::run(&Plan {
+        stop: Stop::After(WARMUP),
+        run: 0,
+        ..load.clone()
+    })
+    .await?;
     eprintln!(
         "{:.0} orders/s: {} s baseline, validator down {} s, then {} s more",
         plan.rate,
@@ -303,6 +317,7 @@ pub async fn observe(address: SocketAddr, plan: &OutagePlan) -> anyhow::Result<O
         timeline.observe(timeline.secs(drained), "nothing left to validate");
     }
     Ok(Observed {
+        warmup_acknowledged: warmup.acknowledged,
         load,
         outage,
         drain,
