@@ -7,6 +7,7 @@ use crate::app::{RedisChoice, RunningApp};
 use crate::orders_load::format_ms;
 use crate::outage::{
     BREAKER_OPEN, BREAKER_OPEN_MAX, CLOSE_WITHIN, Observed, OutagePlan, breaker_variables, observe,
+    whole_ms,
 };
 use crate::report::Findings;
 use crate::timeline::phases_markdown;
@@ -60,19 +61,15 @@ fn report(settings: &Settings, observed: &Observed) -> anyhow::Result<Findings> 
     let phases = observed.phases();
 
     let mut findings = Findings::default();
-    findings.configure("orders per second", plan.rate);
-    findings.configure("baseline", format!("{} s", plan.baseline.as_secs()));
-    findings.configure("outage", format!("{} s", plan.outage.as_secs()));
-    findings.configure("after the outage", format!("{} s", plan.after.as_secs()));
+    plan.configure(&mut findings);
     let out = &mut findings.body;
     writeln!(out, "{}", plan.describe())?;
     writeln!(out, "## Timeline\n\n{}", observed.timeline.markdown())?;
-    let ms = |value: Option<f64>| value.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.0} ms"));
     writeln!(out, "## The breaker\n\n| figure | value |\n|---|---|")?;
     writeln!(
         out,
         "| opened, after the validator went down | {} |",
-        ms(outage.opened_after_ms)
+        whole_ms(outage.opened_after_ms)
     )?;
     writeln!(
         out,
@@ -93,7 +90,7 @@ fn report(settings: &Settings, observed: &Observed) -> anyhow::Result<Findings> 
     writeln!(
         out,
         "| closed, after the validator was back | {} |",
-        ms(outage.closed_after_ms)
+        whole_ms(outage.closed_after_ms)
     )?;
     let counts = observed.drain.last.orders;
     writeln!(

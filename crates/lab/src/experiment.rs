@@ -6,7 +6,7 @@
 use crate::app::RedisChoice;
 use crate::pipeline::repository;
 use crate::report::{Findings, Identity, Report, Verdict, run_folder};
-use crate::{breaker, saga, sync_async};
+use crate::{backlog_recovery, breaker, saga, sync_async};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,15 +22,18 @@ pub enum Experiment {
     /// The circuit breaker in a full outage of the validator: time to detect, time to
     /// recover, calls during the outage.
     Breaker,
+    /// The validator down 60 s under load, then the drain: nothing lost.
+    BacklogRecovery,
     /// Every experiment above, in sequence, with a summary table.
     All,
 }
 
 /// Every experiment `all` runs, in order.
-const EVERY: [Experiment; 3] = [
+const EVERY: [Experiment; 4] = [
     Experiment::SyncVsAsync,
     Experiment::Saga,
     Experiment::Breaker,
+    Experiment::BacklogRecovery,
 ];
 
 impl Experiment {
@@ -40,6 +43,7 @@ impl Experiment {
             Self::SyncVsAsync => "sync-vs-async",
             Self::Saga => "saga",
             Self::Breaker => "breaker",
+            Self::BacklogRecovery => "backlog-recovery",
             Self::All => "all",
         }
     }
@@ -50,6 +54,7 @@ impl Experiment {
             Self::SyncVsAsync => "Synchronous vs asynchronous order creation",
             Self::Saga => "The fulfilment saga under random faults",
             Self::Breaker => "The circuit breaker in a full outage of the validator",
+            Self::BacklogRecovery => "Backlog and recovery: the validator down under load",
             Self::All => "Every experiment",
         }
     }
@@ -77,6 +82,14 @@ impl Experiment {
                  while the validator is down, close within seconds of its return, and order \
                  intake should not notice any of it."
             }
+            Self::BacklogRecovery => {
+                "The Campus seed's backlog and recovery test: the consumer is down for 60 s \
+                 while orders keep coming, then restarts and the queue drains. Here the \
+                 validator is down for 60 s under a steady 200 orders/s: every order accepted \
+                 meanwhile must be validated once it is back (none lost), the backlog must \
+                 drain within seconds while new orders keep arriving, and acceptance must stay \
+                 fast throughout."
+            }
             Self::All => "Each experiment in sequence.",
         }
     }
@@ -94,6 +107,10 @@ impl Experiment {
             Self::Breaker => {
                 let settings = breaker::Settings::standard(options.quick);
                 breaker::findings(&settings, options.redis).await
+            }
+            Self::BacklogRecovery => {
+                let settings = backlog_recovery::Settings::standard(options.quick);
+                backlog_recovery::findings(&settings, options.redis).await
             }
             Self::All => anyhow::bail!("`all` is a sequence, not one experiment"),
         }

@@ -3,6 +3,7 @@
 
 mod app;
 mod app_http;
+mod backlog_recovery;
 mod breaker;
 mod charts;
 mod cli;

@@ -7,6 +7,7 @@
 use crate::charts::{self, Chart};
 use crate::control::{AdminStats, Breaker, BreakerState, Control, FaultMode};
 use crate::orders_load::{self, Model, OrdersReport, Plan, Stop};
+use crate::report::Findings;
 use crate::timeline::{Condition, Phase, Timeline};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -131,6 +132,11 @@ pub async fn wait_closed(
     }
 }
 
+/// A delay in whole milliseconds, or a dash when there was none.
+pub fn whole_ms(delay_ms: Option<f64>) -> String {
+    delay_ms.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.0} ms"))
+}
+
 /// `to − from` in milliseconds, negative when `to` is earlier.
 pub fn signed_ms(from: SystemTime, to: SystemTime) -> f64 {
     match to.duration_since(from) {
@@ -185,6 +191,14 @@ pub struct OutagePlan {
 }
 
 impl OutagePlan {
+    /// Records the plan in `findings`' configuration.
+    pub fn configure(&self, findings: &mut Findings) {
+        findings.configure("orders per second", self.rate);
+        findings.configure("baseline", format!("{} s", self.baseline.as_secs()));
+        findings.configure("outage", format!("{} s", self.outage.as_secs()));
+        findings.configure("after the outage", format!("{} s", self.after.as_secs()));
+    }
+
     /// The run in a paragraph of markdown.
     pub fn describe(&self) -> String {
         format!(
@@ -192,12 +206,12 @@ impl OutagePlan {
              (open model: latency counts from each order's intended send time, so a stall \
              shows), after a {} s warm-up at the same rate that is not shown (the app's \
              instances are cold at first). After {} s the simulated validator goes `down` \
-             (every call answered 503) \
-             for {} s, then back to `normal` for {} s more. The breaker is polled every {} ms \
-             and the pipeline's counters every {} ms; each breaker change is timed by the \
-             breaker's own record. The breaker opens on {CONSECUTIVE_FAILURES} failures in a \
-             row (or half the calls failing), stays open {} ms, doubling on each trip in a row \
-             up to {} ms, then lets {HALF_OPEN_PROBES} probe through.\n",
+             (every call answered 503) for {} s, then back to `normal` for {} s more. The \
+             breaker is polled every {} ms and the pipeline's counters every {} ms; each \
+             breaker change is timed by the breaker's own record. The breaker opens on \
+             {CONSECUTIVE_FAILURES} failures in a row (or on half the calls in its window \
+             failing), stays open {} ms, doubling on each trip in a row up to {} ms, then lets \
+             {HALF_OPEN_PROBES} probe through.\n",
             self.rate,
             WARMUP.as_secs(),
             self.baseline.as_secs(),
@@ -225,6 +239,8 @@ impl OutagePlan {
 /// What the outage's script saw of the breaker and the validator.
 #[derive(Debug, Clone)]
 pub struct Outage {
+    /// When the validator went back to normal.
+    pub back: Instant,
     /// From the validator going down to the breaker's opening.
     pub opened_after_ms: Option<f64>,
     /// Validator calls from the validator going down until the opening was seen.
@@ -359,6 +375,7 @@ async fn validator_outage(
         timeline.observe(timeline.wall_secs(since), "breaker closed");
     }
     Ok(Outage {
+        back,
         opened_after_ms: opened.map(|since| signed_ms(began, since)),
         calls_before_open: calls_at_open.saturating_sub(calls_before),
         calls_after_open: calls_at_end.saturating_sub(calls_at_open),
@@ -437,6 +454,12 @@ mod tests {
         assert_eq!(opened_since(&stale, began), None);
         let probing = breaker(BreakerState::HalfOpen, "2026-11-30T10:00:01.000Z");
         assert_eq!(opened_since(&probing, began), None);
+    }
+
+    #[test]
+    fn delays_read_in_whole_milliseconds() {
+        assert_eq!(whole_ms(Some(3_116.6)), "3117 ms");
+        assert_eq!(whole_ms(None), "–");
     }
 
     #[test]
