@@ -6,10 +6,10 @@
 
 use crate::app::{RedisChoice, RunningApp};
 use crate::control::AdminStats;
+use crate::fault_timeline::phases_markdown;
 use crate::orders_load::format_ms;
 use crate::outage::{CLOSE_WITHIN, Observed, OutagePlan, breaker_variables, observe, whole_ms};
 use crate::report::Findings;
-use crate::timeline::phases_markdown;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 

@@ -4,13 +4,13 @@
 //! meanwhile. Findings with a verdict per hypothesis, and charts of the run.
 
 use crate::app::{RedisChoice, RunningApp};
+use crate::fault_timeline::phases_markdown;
 use crate::orders_load::format_ms;
 use crate::outage::{
     BREAKER_OPEN, BREAKER_OPEN_MAX, CLOSE_WITHIN, Observed, OutagePlan, breaker_variables, observe,
     whole_ms,
 };
 use crate::report::Findings;
-use crate::timeline::phases_markdown;
 use std::fmt::Write as _;
 use std::time::Duration;
 

@@ -4,8 +4,8 @@
 //! chart; the functions after it make the charts the experiments share.
 
 use crate::control::{AdminStats, Breaker, BreakerState};
+use crate::fault_timeline::FaultTimeline;
 use crate::orders_load::{OrdersReport, Window};
-use crate::timeline::Timeline;
 use plotters::prelude::*;
 use serde::Serialize;
 use std::time::Instant;
@@ -199,7 +199,7 @@ fn chart(file: &str, caption: &str, chart: &TimeChart) -> anyhow::Result<Chart> 
 /// The acceptance of `load` (started with `timeline`) second by second: its latency (p50 and
 /// p99) and its answers (acknowledged or not) per second. The last second, cut short by the
 /// load's end, is left out.
-pub fn acceptance(load: &OrdersReport, timeline: &Timeline) -> anyhow::Result<[Chart; 2]> {
+pub fn acceptance(load: &OrdersReport, timeline: &FaultTimeline) -> anyhow::Result<[Chart; 2]> {
     let offset = timeline.secs(load.measured_from);
     let whole_seconds = usize::try_from(load.elapsed.as_secs())?.min(load.by_second.len());
     let seconds = || {
@@ -252,7 +252,7 @@ pub fn acceptance(load: &OrdersReport, timeline: &Timeline) -> anyhow::Result<[C
 /// The breaker's state over the run, from `polls`: each change drawn when the breaker says it
 /// happened (its `since`), and a round trip between two polls (a probe failed, the circuit
 /// opened again) as a tick to half-open.
-pub fn breaker(polls: &[(Instant, Breaker)], timeline: &Timeline) -> anyhow::Result<Chart> {
+pub fn breaker(polls: &[(Instant, Breaker)], timeline: &FaultTimeline) -> anyhow::Result<Chart> {
     let level = |state: BreakerState| match state {
         BreakerState::Closed | BreakerState::Disabled => 0.0,
         BreakerState::HalfOpen => 1.0,
@@ -299,7 +299,7 @@ pub fn breaker(polls: &[(Instant, Breaker)], timeline: &Timeline) -> anyhow::Res
 }
 
 /// The orders waiting for validation over the run, from `polls` of the pipeline's counters.
-pub fn backlog(polls: &[(Instant, AdminStats)], timeline: &Timeline) -> anyhow::Result<Chart> {
+pub fn backlog(polls: &[(Instant, AdminStats)], timeline: &FaultTimeline) -> anyhow::Result<Chart> {
     let points = polls
         .iter()
         .map(|(polled, stats)| (timeline.secs(*polled), stats.orders.processing as f64))

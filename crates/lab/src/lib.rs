@@ -10,6 +10,7 @@ mod cli;
 mod control;
 mod edge;
 mod experiment;
+mod fault_timeline;
 mod gateway_cost;
 mod load;
 mod messaging;
@@ -24,7 +25,6 @@ mod saga;
 mod settle;
 mod summary;
 mod sync_async;
-mod timeline;
 mod usage;
 
 pub use cli::{LabCommand, run};

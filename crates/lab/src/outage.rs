@@ -6,9 +6,9 @@
 
 use crate::charts::{self, Chart};
 use crate::control::{AdminStats, Breaker, BreakerState, Control, FaultMode};
+use crate::fault_timeline::{Condition, FaultTimeline, Phase};
 use crate::orders_load::{self, Model, OrdersReport, Plan, Stop};
 use crate::report::Findings;
-use crate::timeline::{Condition, Phase, Timeline};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
@@ -268,7 +268,7 @@ pub struct Observed {
     /// The pipeline's counters, polled throughout.
     pub stats_polls: Vec<(Instant, AdminStats)>,
     /// What was done and seen, when.
-    pub timeline: Timeline,
+    pub timeline: FaultTimeline,
 }
 
 impl Observed {
@@ -320,7 +320,7 @@ pub async fn observe(address: SocketAddr, plan: &OutagePlan) -> anyhow::Result<O
         plan.outage.as_secs(),
         plan.after.as_secs()
     );
-    let mut timeline = Timeline::start();
+    let mut timeline = FaultTimeline::start();
     let breaker_watch = watch_breaker(control, BREAKER_POLL);
     let stats_watch = watch_stats(control, STATS_POLL);
     let (load, outage) = tokio::join!(
@@ -348,7 +348,7 @@ pub async fn observe(address: SocketAddr, plan: &OutagePlan) -> anyhow::Result<O
 async fn validator_outage(
     plan: &OutagePlan,
     control: Control,
-    timeline: &mut Timeline,
+    timeline: &mut FaultTimeline,
 ) -> anyhow::Result<Outage> {
     tokio::time::sleep(plan.baseline).await;
     let calls_before = control.validator_calls().await?;

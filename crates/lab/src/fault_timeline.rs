@@ -40,14 +40,14 @@ pub struct Phase {
 }
 
 /// One run's actions and observations, timed from its start.
-pub struct Timeline {
+pub struct FaultTimeline {
     origin: Instant,
     origin_wall: SystemTime,
     actions: Vec<Action>,
     observations: Vec<(f64, String)>,
 }
 
-impl Timeline {
+impl FaultTimeline {
     /// A timeline starting now: start the load right after.
     pub fn start() -> Self {
         Self {
@@ -190,14 +190,14 @@ mod tests {
 
     /// A timeline of 40 s: the validator down from 5.2 s to 25.4 s, the breaker seen opening
     /// at 5.25 s.
-    fn outage() -> Timeline {
+    fn outage() -> FaultTimeline {
         let origin = Instant::now();
         let action = |secs: f64, label: &str, condition| Action {
             at: origin + Duration::from_secs_f64(secs),
             label: label.to_owned(),
             condition,
         };
-        Timeline {
+        FaultTimeline {
             origin,
             origin_wall: SystemTime::now(),
             actions: vec![
