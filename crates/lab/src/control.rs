@@ -7,6 +7,7 @@ use http::header::{CONTENT_TYPE, HOST};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
@@ -57,17 +58,34 @@ pub struct AdminStats {
     pub dead_letters: u64,
 }
 
-/// Orders by status.
+/// Orders by how their validation ended, from `GET /admin/stats`'s orders by status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(from = "BTreeMap<String, u64>")]
 pub struct OrderCounts {
     /// Accepted, not yet decided.
     pub processing: u64,
-    /// Found valid.
+    /// Found valid: `validated`, or any status fulfilment moved it on to (`reserved` to
+    /// `confirmed`, `cancelling`, `cancelled`; a customer's cancellation before validation
+    /// counts here too, and the lab's loads never cancel).
     pub validated: u64,
     /// Found invalid.
     pub rejected: u64,
     /// Given up on.
     pub failed: u64,
+}
+
+impl From<BTreeMap<String, u64>> for OrderCounts {
+    fn from(by_status: BTreeMap<String, u64>) -> Self {
+        let count = |status: &str| by_status.get(status).copied().unwrap_or(0);
+        let (processing, rejected, failed) =
+            (count("processing"), count("rejected"), count("failed"));
+        Self {
+            processing,
+            validated: by_status.values().sum::<u64>() - processing - rejected - failed,
+            rejected,
+            failed,
+        }
+    }
 }
 
 impl OrderCounts {
@@ -279,6 +297,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(idle.oldest_due_age_ms, None);
+
+        let moved_on: AdminStats = parse(
+            br#"{"orders": {"processing": 2, "validated": 1, "reserved": 3, "paid": 4,
+                "shipped": 5, "confirmed": 60, "cancelling": 1, "cancelled": 7, "rejected": 8,
+                "failed": 9}, "jobs_due": 0, "jobs_deferred": 0, "jobs_leased": 0,
+                "dead_letters": 0}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            moved_on.orders,
+            OrderCounts {
+                processing: 2,
+                validated: 81,
+                rejected: 8,
+                failed: 9
+            },
+            "fulfilment's statuses come after validation"
+        );
+        assert_eq!(moved_on.orders.settled(), 98);
 
         let error = parse::<AdminStats>(br#"{"orders": {}}"#).unwrap_err();
         assert!(

@@ -6,7 +6,9 @@
 use crate::app::RedisChoice;
 use crate::pipeline::repository;
 use crate::report::{Findings, Identity, Report, Verdict, run_folder};
-use crate::{crash, fleet, idempotency, medisupply, poison, saga, sync_async};
+use crate::{
+    backlog_recovery, breaker, crash, fleet, idempotency, medisupply, poison, saga, sync_async,
+};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -31,16 +33,23 @@ pub enum Experiment {
     Poison,
     /// `orderly up` killed with SIGKILL mid-burst and restarted: nothing acknowledged lost.
     Crash,
+    /// The circuit breaker in a full outage of the validator: time to detect, time to
+    /// recover, calls during the outage.
+    Breaker,
+    /// The validator down 60 s under load, then the drain: nothing lost.
+    BacklogRecovery,
     /// Every experiment above, in sequence, with a summary table.
     All,
 }
 
 /// Every experiment `all` runs, in order.
-const EVERY: [Experiment; 7] = [
+const EVERY: [Experiment; 9] = [
     Experiment::Medisupply,
     Experiment::SyncVsAsync,
+    Experiment::BacklogRecovery,
     Experiment::Idempotency,
     Experiment::Poison,
+    Experiment::Breaker,
     Experiment::Crash,
     Experiment::Fleet,
     Experiment::Saga,
@@ -57,6 +66,8 @@ impl Experiment {
             Self::Idempotency => "idempotency",
             Self::Poison => "poison",
             Self::Crash => "crash",
+            Self::Breaker => "breaker",
+            Self::BacklogRecovery => "backlog-recovery",
             Self::All => "all",
         }
     }
@@ -71,6 +82,8 @@ impl Experiment {
             Self::Idempotency => "Duplicate requests and redelivered messages",
             Self::Poison => "Poison messages and the dead-letter queue",
             Self::Crash => "A crash mid-burst: SIGKILL, restart, nothing lost",
+            Self::Breaker => "The circuit breaker in a full outage of the validator",
+            Self::BacklogRecovery => "Backlog and recovery: the validator down under load",
             Self::All => "Every experiment",
         }
     }
@@ -130,6 +143,21 @@ impl Experiment {
                  every acknowledged order must end final, exactly once, with the saga's \
                  invariants intact."
             }
+            Self::Breaker => {
+                "The seeds' circuit breaker stops calling a dependency that fails and lets it \
+                 recover. Under a steady load of orders the validator goes fully down, then \
+                 comes back: the breaker should open within a second, let only probes through \
+                 while the validator is down, close within seconds of its return, and order \
+                 intake should not notice any of it."
+            }
+            Self::BacklogRecovery => {
+                "The Campus seed's backlog and recovery test: the consumer is down for 60 s \
+                 while orders keep coming, then restarts and the queue drains. Here the \
+                 validator is down for 60 s under a steady 200 orders/s: every order accepted \
+                 meanwhile must be validated once it is back (none lost), the backlog must \
+                 drain within seconds while new orders keep arriving, and acceptance must stay \
+                 fast throughout."
+            }
             Self::All => "Each experiment in sequence.",
         }
     }
@@ -162,6 +190,14 @@ impl Experiment {
             }
             Self::Crash => {
                 crash::findings(&crash::Settings::standard(options.seed, options.quick)).await
+            }
+            Self::Breaker => {
+                let settings = breaker::Settings::standard(options.quick);
+                breaker::findings(&settings, options.redis).await
+            }
+            Self::BacklogRecovery => {
+                let settings = backlog_recovery::Settings::standard(options.quick);
+                backlog_recovery::findings(&settings, options.redis).await
             }
             Self::All => anyhow::bail!("`all` is a sequence, not one experiment"),
         }

@@ -7,7 +7,8 @@
 //!
 //! The order mix comes from a seeded generator, so a seed always offers the same orders.
 //! Latencies of acknowledged (202) orders go into an HDR histogram; every other answer is an
-//! error, counted by status class, and transport errors apart.
+//! error, counted by status class, and transport errors apart. Answers are also counted by the
+//! second they arrived in, for the run's course over time.
 
 use crate::api::Api;
 use crate::history::{Attempt, AttemptOutcome};
@@ -22,7 +23,7 @@ use hyper::client::conn::http1::SendRequest;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fmt;
 use std::net::SocketAddr;
-use std::ops::RangeInclusive;
+use std::ops::{Range, RangeInclusive};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -34,6 +35,13 @@ pub const QUANTITIES: RangeInclusive<u32> = 1..=10;
 
 /// The highest latency the histogram tells apart (longer ones are recorded as this), in µs.
 const LATENCY_CEILING_US: u64 = 3_600_000_000;
+
+/// Significant figures of the whole run's latency histogram.
+const RUN_PRECISION: u8 = 3;
+
+/// Significant figures of each second's latency histogram: 1 % is plenty for a chart, and
+/// keeps a second's histogram at a few KiB instead of hundreds.
+const SECOND_PRECISION: u8 = 2;
 
 /// The timer's tick: tokio wakes a sleeper on the first tick at or after its deadline, so
 /// orders are released up to one tick early (and timed from when they were sent, if earlier
@@ -251,6 +259,11 @@ pub struct OrdersReport {
     pub elapsed: Duration,
     /// When the first counted 202 arrived.
     pub first_acknowledged: Option<Instant>,
+    /// When counting began: the run's start, after the warm-up.
+    pub measured_from: Instant,
+    /// The answers by the second they arrived in: element `n` holds those that arrived `n` to
+    /// `n + 1` seconds after [`OrdersReport::measured_from`] (a second without any is empty).
+    pub by_second: Vec<Window>,
     /// Latencies of acknowledged orders, in µs, from their (intended) send time.
     latencies: Histogram<u64>,
     /// Every attempt, warm-up included, in the order answered.
@@ -275,6 +288,76 @@ impl OrdersReport {
     /// The highest latency in milliseconds; `None` when nothing was acknowledged.
     pub fn max_ms(&self) -> Option<f64> {
         (!self.latencies.is_empty()).then(|| self.latencies.max() as f64 / 1000.0)
+    }
+
+    /// The answers that arrived in `seconds` (counted from [`OrdersReport::measured_from`]),
+    /// as one window; seconds past the run's last answer add nothing.
+    pub fn window(&self, seconds: Range<usize>) -> Window {
+        let end = seconds.end.min(self.by_second.len());
+        let mut merged = Window::new();
+        for second in &self.by_second[seconds.start.min(end)..end] {
+            merged.add(second);
+        }
+        merged
+    }
+}
+
+#[cfg(test)]
+impl OrdersReport {
+    /// The report of a run counted from `measured_from` whose orders were each acknowledged
+    /// `latency` after being sent, at `answered`: for other modules' tests.
+    pub fn acknowledged_at(
+        measured_from: Instant,
+        latency: Duration,
+        answered: &[Instant],
+    ) -> Self {
+        let mut tally = Tally::new(measured_from);
+        for at in answered {
+            tally.record(Outcome::Acknowledged, *at - latency, *at);
+        }
+        tally.into_report()
+    }
+}
+
+/// The answers that arrived in a stretch of a run: one second, or several merged.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// Orders answered 202 in it.
+    pub acknowledged: u64,
+    /// Orders answered otherwise, or not at all, in it.
+    pub errors: u64,
+    /// Latencies of its acknowledged orders, in µs, to [`SECOND_PRECISION`] figures.
+    latencies: Histogram<u64>,
+}
+
+impl Window {
+    fn new() -> Self {
+        Self {
+            acknowledged: 0,
+            errors: 0,
+            latencies: Histogram::new_with_bounds(1, LATENCY_CEILING_US, SECOND_PRECISION)
+                .expect("1 µs to an hour at 2 significant figures is a valid histogram"),
+        }
+    }
+
+    /// The latency at `quantile` (0–1) in milliseconds; `None` when nothing was acknowledged.
+    pub fn latency_ms(&self, quantile: f64) -> Option<f64> {
+        (!self.latencies.is_empty())
+            .then(|| self.latencies.value_at_quantile(quantile) as f64 / 1000.0)
+    }
+
+    /// The highest latency in milliseconds; `None` when nothing was acknowledged.
+    pub fn max_ms(&self) -> Option<f64> {
+        (!self.latencies.is_empty()).then(|| self.latencies.max() as f64 / 1000.0)
+    }
+
+    /// Counts `other`'s answers in this window too.
+    fn add(&mut self, other: &Window) {
+        self.acknowledged += other.acknowledged;
+        self.errors += other.errors;
+        self.latencies
+            .add(&other.latencies)
+            .expect("windows share their bounds, so one always fits in another");
     }
 }
 
@@ -305,24 +388,28 @@ impl fmt::Display for OrdersReport {
     }
 }
 
-/// Answers as they arrive; becomes the report.
+/// Answers as they arrive, counted from `measured_from`; becomes the report.
 struct Tally {
+    measured_from: Instant,
     acknowledged: u64,
     errors: Errors,
     first_acknowledged: Option<Instant>,
     last_answer: Option<Instant>,
     latencies: Histogram<u64>,
+    by_second: Vec<Window>,
 }
 
 impl Tally {
-    fn new() -> Self {
+    fn new(measured_from: Instant) -> Self {
         Self {
+            measured_from,
             acknowledged: 0,
             errors: Errors::default(),
             first_acknowledged: None,
             last_answer: None,
-            latencies: Histogram::new_with_bounds(1, LATENCY_CEILING_US, 3)
+            latencies: Histogram::new_with_bounds(1, LATENCY_CEILING_US, RUN_PRECISION)
                 .expect("1 µs to an hour at 3 significant figures is a valid histogram"),
+            by_second: Vec::new(),
         }
     }
 
@@ -330,28 +417,44 @@ impl Tally {
     /// `origin`.
     fn record(&mut self, outcome: Outcome, origin: Instant, answered: Instant) {
         self.last_answer = self.last_answer.max(Some(answered));
+        let second = self.second_of(answered);
         if outcome != Outcome::Acknowledged {
+            second.errors += 1;
             self.errors.count(outcome);
             return;
         }
+        let latency = answered.saturating_duration_since(origin);
+        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        second.acknowledged += 1;
+        second.latencies.saturating_record(latency_us);
         self.acknowledged += 1;
         self.first_acknowledged = Some(
             self.first_acknowledged
                 .map_or(answered, |first| first.min(answered)),
         );
-        let latency = answered.saturating_duration_since(origin);
-        self.latencies
-            .saturating_record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+        self.latencies.saturating_record(latency_us);
     }
 
-    fn into_report(self, measured_from: Instant) -> OrdersReport {
+    /// The window of the second `at` falls in, the seconds before it made if needed.
+    fn second_of(&mut self, at: Instant) -> &mut Window {
+        let index = at.saturating_duration_since(self.measured_from).as_secs();
+        let index = usize::try_from(index).unwrap_or(usize::MAX);
+        if self.by_second.len() <= index {
+            self.by_second.resize_with(index + 1, Window::new);
+        }
+        &mut self.by_second[index]
+    }
+
+    fn into_report(self) -> OrdersReport {
         OrdersReport {
             acknowledged: self.acknowledged,
             errors: self.errors,
             elapsed: self.last_answer.map_or(Duration::ZERO, |last| {
-                last.saturating_duration_since(measured_from)
+                last.saturating_duration_since(self.measured_from)
             }),
             first_acknowledged: self.first_acknowledged,
+            measured_from: self.measured_from,
+            by_second: self.by_second,
             latencies: self.latencies,
             history: Vec::new(),
         }
@@ -521,6 +624,8 @@ fn draw_progress(shared: Arc<Shared>) -> (ProgressBar, tokio::task::JoinHandle<(
 
 /// Runs `plan` and reports what it measured.
 pub async fn run(plan: &Plan) -> anyhow::Result<OrdersReport> {
+    let start = Instant::now();
+    let measured_from = start + plan.warmup;
     let shared = Arc::new(Shared {
         address: plan.address,
         host: HeaderValue::try_from(plan.address.to_string())?,
@@ -530,13 +635,11 @@ pub async fn run(plan: &Plan) -> anyhow::Result<OrdersReport> {
             Stop::After(_) => None,
             Stop::Acknowledged(orders) => Some(orders),
         }),
-        tally: Mutex::new(Tally::new()),
-        start: Instant::now(),
+        tally: Mutex::new(Tally::new(measured_from)),
+        start,
         history: Mutex::new(Vec::new()),
     });
-    let start = shared.start;
     let progress = plan.progress.then(|| draw_progress(Arc::clone(&shared)));
-    let measured_from = start + plan.warmup;
     let deadline = match plan.stop {
         Stop::After(duration) => Some(measured_from + duration),
         Stop::Acknowledged(_) => None,
@@ -569,13 +672,13 @@ pub async fn run(plan: &Plan) -> anyhow::Result<OrdersReport> {
     }
     let tally = std::mem::replace(
         &mut *shared.tally.lock().unwrap_or_else(PoisonError::into_inner),
-        Tally::new(),
+        Tally::new(measured_from),
     );
     if let Some((bar, ticker)) = progress {
         ticker.abort();
         bar.finish_and_clear();
     }
-    let mut report = tally.into_report(measured_from);
+    let mut report = tally.into_report();
     report.history = std::mem::take(
         &mut *shared
             .history
@@ -861,7 +964,7 @@ mod tests {
     #[test]
     fn latency_counts_from_the_intended_send_time() {
         let intended = Instant::now();
-        let mut tally = Tally::new();
+        let mut tally = Tally::new(intended);
         // Sent 40 ms late because the server held every connection, answered 2 ms after that:
         // the order waited 42 ms, not 2.
         let sent = intended + Duration::from_millis(40);
@@ -870,7 +973,7 @@ mod tests {
             latency_origin(intended, sent),
             sent + Duration::from_millis(2),
         );
-        let report = tally.into_report(intended);
+        let report = tally.into_report();
         let p50 = report.latency_ms(0.5).unwrap();
         assert!((p50 - 42.0).abs() < 0.05, "{p50}");
         assert_eq!(report.elapsed, Duration::from_millis(42));
@@ -888,7 +991,7 @@ mod tests {
     fn the_report_counts_errors_by_class_and_latencies_of_acknowledged_orders_only() {
         let start = Instant::now();
         let at = |ms| start + Duration::from_millis(ms);
-        let mut tally = Tally::new();
+        let mut tally = Tally::new(start);
         for ms in 1..=100 {
             tally.record(Outcome::Acknowledged, at(ms), at(2 * ms));
         }
@@ -908,7 +1011,7 @@ mod tests {
             at(300),
         );
         tally.record(Outcome::Transport, start, at(1000));
-        let report = tally.into_report(start);
+        let report = tally.into_report();
 
         assert_eq!(report.acknowledged, 100);
         assert_eq!(
@@ -941,11 +1044,49 @@ mod tests {
 
     #[test]
     fn an_empty_report_has_no_latencies_and_no_rate() {
-        let report = Tally::new().into_report(Instant::now());
+        let report = Tally::new(Instant::now()).into_report();
+        assert!(report.by_second.is_empty());
+        assert_eq!(report.window(0..10).acknowledged, 0);
         assert_eq!(report.latency_ms(0.99), None);
         assert_eq!(report.max_ms(), None);
         assert_eq!(report.per_second(), 0.0);
         assert_eq!(format_ms(report.max_ms()), "–");
+    }
+
+    #[test]
+    fn answers_count_in_the_second_they_arrived_in() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut tally = Tally::new(start);
+        // Second 0: two orders of 10 and 30 ms; second 1: one of 400 ms, sent in second 0;
+        // second 2: nothing; second 3: an error.
+        tally.record(Outcome::Acknowledged, at(100), at(110));
+        tally.record(Outcome::Acknowledged, at(900), at(930));
+        tally.record(Outcome::Acknowledged, at(800), at(1_200));
+        tally.record(Outcome::Transport, at(3_000), at(3_500));
+        let report = tally.into_report();
+
+        let counts: Vec<(u64, u64)> = report
+            .by_second
+            .iter()
+            .map(|second| (second.acknowledged, second.errors))
+            .collect();
+        assert_eq!(counts, [(2, 0), (1, 0), (0, 0), (0, 1)]);
+        let close = |measured: Option<f64>, expected: f64| {
+            let measured = measured.unwrap();
+            assert!((measured - expected).abs() <= expected * 0.01, "{measured}");
+        };
+        close(report.by_second[0].latency_ms(0.5), 10.0);
+        close(report.by_second[0].max_ms(), 30.0);
+        close(report.by_second[1].latency_ms(0.99), 400.0);
+        assert_eq!(report.by_second[2].latency_ms(0.5), None);
+
+        let first_two = report.window(0..2);
+        assert_eq!((first_two.acknowledged, first_two.errors), (3, 0));
+        close(first_two.max_ms(), 400.0);
+        let past_the_end = report.window(3..60);
+        assert_eq!((past_the_end.acknowledged, past_the_end.errors), (0, 1));
+        assert_eq!(report.window(10..20).acknowledged, 0);
     }
 
     #[test]

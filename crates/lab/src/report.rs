@@ -1,8 +1,10 @@
 //! An experiment's report, as a person and a program read it: what was run where (identity and
 //! configuration), what was claimed before the run (hypotheses with their thresholds), what
-//! was seen (the findings, in markdown, and the figures behind them), and the verdict. Written
-//! as `report.md` and `report.json` into the run's folder.
+//! was seen (the findings, in markdown, the figures behind them, and charts over time), and the
+//! verdict. Written as `report.md` and `report.json` into the run's folder, with the charts as
+//! SVG files beside them.
 
+use crate::charts::Chart;
 use anyhow::Context as _;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -21,6 +23,8 @@ pub struct Findings {
     pub body: String,
     /// The figures the verdicts and tables come from, by name, for programs.
     pub figures: BTreeMap<String, f64>,
+    /// Charts of the run over time, shown after the findings.
+    pub charts: Vec<Chart>,
 }
 
 impl Findings {
@@ -301,6 +305,16 @@ impl Report {
             );
         }
         let _ = writeln!(out, "\n{}\n", self.findings.body.trim_end());
+        if !self.findings.charts.is_empty() {
+            let _ = writeln!(out, "## Charts\n");
+        }
+        for chart in &self.findings.charts {
+            let _ = writeln!(
+                out,
+                "![{}]({})\n\n{}\n",
+                chart.title, chart.file, chart.caption
+            );
+        }
         let _ = writeln!(out, "## Run\n");
         let _ = writeln!(out, "| | |\n|---|---|");
         let identity = &self.identity;
@@ -326,10 +340,13 @@ impl Report {
         out
     }
 
-    /// Writes `report.md` and `report.json` into `folder` (created if needed).
+    /// Writes `report.md`, `report.json` and the charts into `folder` (created if needed).
     pub fn write(&self, folder: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(folder)
             .with_context(|| format!("cannot create {}", folder.display()))?;
+        for chart in &self.findings.charts {
+            std::fs::write(folder.join(&chart.file), &chart.svg)?;
+        }
         std::fs::write(folder.join("report.md"), self.markdown())?;
         std::fs::write(
             folder.join("report.json"),
@@ -361,6 +378,12 @@ mod tests {
         findings.configure("orders", 100);
         findings.figure("p99_ms", 6.7);
         findings.body = "## Latency\n\n| a | b |\n|---|---|\n".to_owned();
+        findings.charts.push(Chart {
+            file: "latency.svg".to_owned(),
+            title: "Latency".to_owned(),
+            caption: "Latency per second.".to_owned(),
+            svg: "<svg></svg>".to_owned(),
+        });
         findings
     }
 
@@ -396,6 +419,18 @@ mod tests {
         assert!(text.contains("| 2 | claim 1 | seen | **did not hold** |"));
         assert!(text.contains("## Latency"));
         assert!(text.contains("| orders | 100 |"));
+        assert!(text.contains("## Charts\n\n![Latency](latency.svg)\n\nLatency per second.\n"));
+    }
+
+    #[test]
+    fn writing_puts_the_charts_beside_the_report() {
+        let folder = tempfile::tempdir().unwrap();
+        report(Ok(findings(&[true]))).write(folder.path()).unwrap();
+        let svg = std::fs::read_to_string(folder.path().join("latency.svg")).unwrap();
+        assert_eq!(svg, "<svg></svg>");
+        let json = std::fs::read_to_string(folder.path().join("report.json")).unwrap();
+        assert!(json.contains("\"file\": \"latency.svg\""), "{json}");
+        assert!(!json.contains("<svg>"), "the SVG is left out of the JSON");
     }
 
     #[test]
