@@ -1,7 +1,8 @@
 //! The fulfilment worker's settings, read from Spin variables with documented defaults.
 
 use resilience::{
-    BreakerPolicy, BudgetPolicy, RetryPolicy, SettingError, read_settings, whole_number_setting,
+    BreakerPolicy, BudgetPolicy, BulkheadPolicy, RetryPolicy, SettingError, read_settings,
+    whole_number_setting,
 };
 
 /// The variables the fulfilment worker reads beyond the resilience library's (name, default,
@@ -21,6 +22,11 @@ pub const FULFILMENT_VARIABLES: &[(&str, &str, &str)] = &[
         "fulfilment_drain_ms",
         "5000",
         "how long one fulfilment worker invocation keeps running due sagas",
+    ),
+    (
+        "fulfilment_drainers",
+        "4",
+        "fulfilment workers a doorbell may start at once, fleet-wide (the sweep runs anyway)",
     ),
     (
         "fulfilment_deadline_secs",
@@ -49,6 +55,10 @@ pub struct FulfilmentSettings {
     pub lease_ms: u64,
     /// How long one invocation keeps running sagas before it returns.
     pub drain_ms: u64,
+    /// How many doorbell-started workers run sagas at once, fleet-wide (each holds a slot,
+    /// leased like a saga): a flood of doorbells must not take every Redis handler slot of the
+    /// host from the validation worker's.
+    pub drainers: BulkheadPolicy,
     /// How long after validation a saga may take to pass its capture before it is undone.
     pub deadline_ms: u64,
     /// How long a retry refused by the budget waits.
@@ -69,13 +79,18 @@ impl FulfilmentSettings {
                 max,
             )
         };
+        let lease_ms = number("fulfilment_lease_ms", 100, 3_600_000)?;
         Ok(Self {
             breaker: resilience.breaker,
             budget: resilience.budget,
             retry: resilience.retry,
             batch: number("fulfilment_batch", 1, 1_000)? as u32,
-            lease_ms: number("fulfilment_lease_ms", 100, 3_600_000)?,
+            lease_ms,
             drain_ms: number("fulfilment_drain_ms", 0, 600_000)?,
+            drainers: BulkheadPolicy {
+                slots: number("fulfilment_drainers", 1, 1_000)? as u32,
+                lease_ms,
+            },
             deadline_ms: number("fulfilment_deadline_secs", 1, 30 * 86_400)? * 1_000,
             budget_wait_ms: number("budget_wait_ms", 1, 3_600_000)?,
         })
@@ -90,6 +105,7 @@ mod tests {
     fn defaults_apply_and_bad_values_name_the_variable() {
         let settings = FulfilmentSettings::read(|_| None).unwrap();
         assert_eq!(settings.batch, 16);
+        assert_eq!(settings.drainers.slots, 4);
         assert_eq!(settings.deadline_ms, 3_600_000);
         assert_eq!(settings.breaker, BreakerPolicy::default());
         let error =

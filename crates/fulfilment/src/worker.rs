@@ -12,10 +12,11 @@ use ledger::{
     Sql, StoredSaga,
 };
 use orders_core::{Order, Timestamp};
-use pipeline::{Doorbell, DoorbellPublisher, EVENTS_CHANNEL};
+use pipeline::{Doorbell, DoorbellPublisher, EVENTS_CHANNEL, FULFILMENT_DRAINERS};
 use resilience::{
-    Admission, BreakerError, CallFailure, CallOutcome, CallWindow, CircuitBreaker, Clock,
-    FailureClass, HttpAnswer, KvStore, Random, RetryBudget, Transition, classify,
+    Admission, BreakerError, Bulkhead, BulkheadError, BulkheadPermit, CallFailure, CallOutcome,
+    CallWindow, CircuitBreaker, Clock, FailureClass, HttpAnswer, KvStore, Random, RetryBudget,
+    Transition, classify,
 };
 use saga::{Action, CancelError, Ending, GiveUp, Outcome, Phase, Saga, Service};
 use std::cell::RefCell;
@@ -56,6 +57,9 @@ pub enum FulfilmentError {
     /// A circuit breaker's state could not be read or written.
     #[error("circuit breaker: {0}")]
     Breaker(#[from] BreakerError),
+    /// The drainers' bulkhead could not be read or written.
+    #[error("drainer slots: {0}")]
+    Bulkhead(#[from] BulkheadError),
     /// The key-value store failed.
     #[error("key-value store: {0}")]
     Store(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -224,7 +228,8 @@ where
     }
 
     /// Handles one message from the fulfilment channel: a malformed message goes to the
-    /// dead-letter queue; otherwise due sagas are run.
+    /// dead-letter queue; otherwise due sagas are run if a drainer slot is free
+    /// ([`FulfilmentWorker::drain_guarded`]).
     pub async fn on_message(
         &self,
         channel: &str,
@@ -240,7 +245,7 @@ where
                 ..FulfilmentReport::default()
             });
         }
-        self.drain().await
+        self.drain_guarded().await
     }
 
     /// The periodic sweep: runs due sagas (including those whose doorbell was lost, and those
@@ -261,8 +266,49 @@ where
         Ok(report)
     }
 
-    /// Runs batches of due sagas until none is due or the drain time is up.
+    /// Runs batches of due sagas until none is due or the drain time is up (the sweep: it
+    /// needs no drainer slot).
     pub async fn drain(&self) -> Result<FulfilmentReport, FulfilmentError> {
+        self.drain_holding(None).await
+    }
+
+    /// Runs due sagas holding a drainer slot: at most `fulfilment_drainers` doorbell-started
+    /// workers do at once, fleet-wide, so a flood of doorbells cannot take every Redis handler
+    /// slot of the host. A worker that finds every slot taken leaves the work to their
+    /// holders; one that gives its slot back looks once more, so work that arrived meanwhile
+    /// (whose doorbell found no slot) does not wait for the sweep.
+    pub async fn drain_guarded(&self) -> Result<FulfilmentReport, FulfilmentError> {
+        let started = self.parts.clock.now_ms();
+        let drainers = Bulkhead::new(
+            self.parts.store,
+            self.parts.clock,
+            FULFILMENT_DRAINERS,
+            self.parts.settings.drainers.clone(),
+        );
+        let mut report = FulfilmentReport::default();
+        loop {
+            let Some(permit) = drainers.try_enter()? else {
+                return Ok(report);
+            };
+            let drained = self.drain_holding(Some((&drainers, &permit))).await;
+            drainers.leave(permit)?;
+            report.absorb(drained?);
+            let now = self.now();
+            let elapsed = now.millis().saturating_sub(started);
+            if !self.parts.ledger.probe_work(FULFILMENT_JOB, now, None)?.due
+                || elapsed >= self.parts.settings.drain_ms
+            {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// Runs batches of due sagas until none is due, the drain time is up, or the drainer slot
+    /// it holds (if any) can no longer be renewed.
+    async fn drain_holding(
+        &self,
+        slot: Option<(&Bulkhead<'a, K, C>, &BulkheadPermit)>,
+    ) -> Result<FulfilmentReport, FulfilmentError> {
         let started = self.parts.clock.now_ms();
         let mut report = FulfilmentReport::default();
         loop {
@@ -271,6 +317,11 @@ where
             report.absorb(batch);
             let elapsed = self.parts.clock.now_ms().saturating_sub(started);
             if claimed == 0 || elapsed >= self.parts.settings.drain_ms {
+                return Ok(report);
+            }
+            if let Some((drainers, permit)) = slot
+                && !drainers.renew(permit)?
+            {
                 return Ok(report);
             }
         }

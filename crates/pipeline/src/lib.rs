@@ -23,7 +23,7 @@ pub use plan::{
 };
 pub use settings::{IntakeSettings, PIPELINE_VARIABLES, WorkerSettings};
 pub use worker::{
-    DEPENDENCY, DoorbellPublisher, DrainReport, EVENTS_CHANNEL, FULFILMENT_CHANNEL, HEARTBEAT_KEY,
-    JOB_KIND, JOBS_CHANNEL, ValidationWorker, ValidatorClient, WorkerError, WorkerParts,
-    doorbell_needed,
+    DEPENDENCY, DoorbellPublisher, DrainReport, EVENTS_CHANNEL, FULFILMENT_CHANNEL,
+    FULFILMENT_DRAINERS, HEARTBEAT_KEY, JOB_KIND, JOBS_CHANNEL, ValidationWorker, ValidatorClient,
+    WorkerError, WorkerParts, doorbell_needed, draining,
 };

@@ -359,8 +359,30 @@ impl Harness {
     }
 
     fn drain(&self) -> FulfilmentReport {
+        block_on(self.worker().drain()).unwrap()
+    }
+
+    /// A doorbell on the fulfilment channel, handled.
+    fn ring(&self) -> FulfilmentReport {
+        let doorbell = Doorbell::backlog().to_bytes();
+        block_on(self.worker().on_message("orderly-fulfilment", &doorbell)).unwrap()
+    }
+
+    /// A fresh worker (its own id and random seed).
+    fn worker(
+        &self,
+    ) -> FulfilmentWorker<
+        '_,
+        RusqliteSql,
+        MemoryStore,
+        ManualClock,
+        FakeServices,
+        Prices,
+        FakePublisher,
+        SplitMix64,
+    > {
         self.runs.set(self.runs.get() + 1);
-        let worker = FulfilmentWorker::new(
+        FulfilmentWorker::new(
             FulfilmentParts {
                 ledger: &self.ledger,
                 store: &self.store,
@@ -372,8 +394,7 @@ impl Harness {
             },
             SplitMix64::new(u64::from(self.runs.get())),
             format!("worker-{}", self.runs.get()),
-        );
-        block_on(worker.drain()).unwrap()
+        )
     }
 
     fn order(&self, id: &str) -> ledger::OrderView {
@@ -727,4 +748,38 @@ fn a_product_without_a_price_cannot_be_charged() {
     assert_eq!(view.order.reason.as_deref(), Some("authorize_refused"));
     assert_eq!(view.order.detail.as_deref(), Some("no price for Salad"));
     assert_eq!(h.stock("Salad"), 5);
+}
+
+#[test]
+fn doorbells_start_no_more_workers_than_there_are_drainer_slots() {
+    let harness = Harness::new();
+    harness.validated("o-1", r#"[{"product": "Pizza", "quantity": 1}]"#);
+    // Every slot held by workers that are draining elsewhere.
+    let drainers = Bulkhead::new(
+        &harness.store,
+        &harness.clock,
+        pipeline::FULFILMENT_DRAINERS,
+        harness.settings.drainers.clone(),
+    );
+    let held: Vec<_> = (0..harness.settings.drainers.slots)
+        .map(|_| drainers.try_enter().unwrap().unwrap())
+        .collect();
+    assert_eq!(
+        harness.ring().claimed,
+        0,
+        "no slot: the doorbell leaves it to them"
+    );
+    assert_eq!(harness.order("o-1").order.status, OrderStatus::Validated);
+    // The sweep needs no slot.
+    assert_eq!(harness.drain().confirmed, 1);
+    for permit in held {
+        drainers.leave(permit).unwrap();
+    }
+    harness.validated("o-2", r#"[{"product": "Pizza", "quantity": 1}]"#);
+    assert_eq!(
+        harness.ring().confirmed,
+        1,
+        "a free slot: the doorbell drains"
+    );
+    assert_eq!(drainers.occupied().unwrap(), 0, "and gives its slot back");
 }

@@ -27,6 +27,8 @@ pub const JOBS_CHANNEL: &str = "orderly-jobs";
 /// The Redis channel that wakes the fulfilment workers: the `channel` of the fulfilment
 /// worker's `[[trigger.redis]]` in `spin.toml`. Rung once per wave that validated orders.
 pub const FULFILMENT_CHANNEL: &str = "orderly-fulfilment";
+/// The bulkhead of the fulfilment workers a doorbell starts (their slots, fleet-wide).
+pub const FULFILMENT_DRAINERS: &str = "fulfilment-drainers";
 /// The Redis channel that wakes the notification service: the `channel` of the
 /// `notification` component's `[[trigger.redis]]` in `spin.toml`. Rung when orders become
 /// final (a saga ended, a customer cancelled an order still being validated).
@@ -147,16 +149,26 @@ pub fn doorbell_needed<K: KvStore, C: Clock>(
     clock: &C,
     breaker: &BreakerPolicy,
 ) -> Result<bool, WorkerError> {
+    if draining(store, clock, DRAINERS)? {
+        return Ok(false);
+    }
+    let circuit = CircuitBreaker::new(store, clock, DEPENDENCY, breaker.clone());
+    Ok(circuit.refuses_until()?.is_none())
+}
+
+/// Whether some worker holds a slot of bulkhead `name` now (it drains, and will look for work
+/// again after leaving). One read.
+pub fn draining<K: KvStore, C: Clock>(
+    store: &K,
+    clock: &C,
+    name: &str,
+) -> Result<bool, WorkerError> {
     // Counting live leases reads the stored slots only; the policy plays no part in it.
     let any = BulkheadPolicy {
         slots: 1,
         lease_ms: 1,
     };
-    if Bulkhead::new(store, clock, DRAINERS, any).occupied()? > 0 {
-        return Ok(false);
-    }
-    let circuit = CircuitBreaker::new(store, clock, DEPENDENCY, breaker.clone());
-    Ok(circuit.refuses_until()?.is_none())
+    Ok(Bulkhead::new(store, clock, name, any).occupied()? > 0)
 }
 
 /// One worker invocation (a doorbell or a sweep).
@@ -570,8 +582,9 @@ where
                 .decided
                 .iter()
                 .any(|(_, status)| *status == orders_core::OrderStatus::Validated);
-            if validated {
-                // Their fulfilment jobs were queued with the decisions.
+            // Their fulfilment jobs were queued with the decisions: wake a fulfilment worker,
+            // unless one is draining (it looks for work again before it stops).
+            if validated && !draining(self.parts.store, self.parts.clock, FULFILMENT_DRAINERS)? {
                 self.ring_backlog_on(FULFILMENT_CHANNEL);
             }
         }

@@ -412,6 +412,30 @@ fn a_valid_order_is_validated_with_one_call() {
 }
 
 #[test]
+fn a_draining_fulfilment_worker_is_not_woken_again() {
+    let harness = Harness::new();
+    let order = harness.order("a");
+    harness.validator.then(Reply::Answer {
+        status: 200,
+        body: r#"{"verdict": "valid"}"#,
+    });
+    // A fulfilment worker holds a drainer slot: it looks for work before it stops.
+    let fulfilment = Bulkhead::new(
+        &*harness.store,
+        &*harness.clock,
+        crate::FULFILMENT_DRAINERS,
+        resilience::BulkheadPolicy {
+            slots: 4,
+            lease_ms: 30_000,
+        },
+    );
+    let permit = fulfilment.try_enter().unwrap().unwrap();
+    assert_eq!(harness.ring(&order).decided, 1);
+    assert!(harness.publisher.rang(FULFILMENT_CHANNEL).is_empty());
+    fulfilment.leave(permit).unwrap();
+}
+
+#[test]
 fn a_rejected_order_carries_the_reason() {
     let harness = Harness::new();
     let order = harness.order("a");
