@@ -11,7 +11,7 @@ use crate::app_http::Http;
 use crate::inspection::Inspection;
 use crate::report::{Findings, write_list};
 use crate::saga::PAYMENT_LIMIT_CENTS;
-use crate::settle::{wait_final, write_stuck};
+use crate::settle::{time_to_final, wait_final, write_stuck};
 use crate::submit::{
     Patience, Reply, Sent, Submission, keyed_body, orders_by_key, submit_from_clients,
 };
@@ -399,15 +399,7 @@ impl Observed {
         writeln!(
             out,
             "| restart → every acknowledged order final | {} |",
-            if stuck.is_empty() {
-                format!("{:.2} s", self.drain_time.as_secs_f64())
-            } else {
-                format!(
-                    "not within {} s ({} not final)",
-                    settings.timeout.as_secs(),
-                    stuck.len()
-                )
-            }
+            time_to_final(stuck, self.drain_time, settings.timeout)
         )?;
         writeln!(
             out,

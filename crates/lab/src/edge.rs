@@ -128,13 +128,7 @@ fn print_comparison(quiet: &LoadReport, during: &LoadReport) {
     println!("| normal load | requests/s | p50 | p99 | errors |");
     println!("|---|---|---|---|---|");
     for (name, report) in [("alone", quiet), ("beside the stalled uploads", during)] {
-        println!(
-            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} |",
-            report.requests_per_second(),
-            report.percentile_ms(50.0),
-            report.percentile_ms(99.0),
-            report.errors
-        );
+        println!("{}", report.markdown_row(name));
     }
     println!(
         "beside/alone: throughput {:.2}x, p99 {:.2}x",

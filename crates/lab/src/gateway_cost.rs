@@ -134,13 +134,7 @@ async fn compare(settings: &Settings, app: &RunningApp) -> anyhow::Result<()> {
     println!("| path | requests/s | p50 | p99 | errors |\n|---|---:|---:|---:|---:|");
     let merged: Vec<LoadReport> = reports.iter().map(|runs| LoadReport::merge(runs)).collect();
     for ((name, _), report) in targets.iter().zip(&merged) {
-        println!(
-            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} |",
-            report.requests_per_second(),
-            report.percentile_ms(50.0),
-            report.percentile_ms(99.0),
-            report.errors
-        );
+        println!("{}", report.markdown_row(name));
     }
     let straight = &merged[0];
     for ((name, _), report) in targets.iter().zip(&merged).skip(1) {

@@ -39,6 +39,17 @@ impl LoadReport {
         f64::from(sorted[index]) / 1000.0
     }
 
+    /// Its row in a markdown table of `| name | requests/s | p50 | p99 | errors |`.
+    pub fn markdown_row(&self, name: &str) -> String {
+        format!(
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+            self.requests_per_second(),
+            self.percentile_ms(50.0),
+            self.percentile_ms(99.0),
+            self.errors
+        )
+    }
+
     /// Several runs as one.
     pub fn merge(reports: &[LoadReport]) -> LoadReport {
         let mut merged = LoadReport::default();

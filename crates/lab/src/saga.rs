@@ -8,7 +8,7 @@
 use crate::app::{RedisChoice, RunningApp};
 use crate::app_http::Http;
 use crate::report::Findings;
-use crate::settle::{last_events, wait_final};
+use crate::settle::{last_events, time_to_final, wait_final};
 use anyhow::Context as _;
 use catalog::Catalog;
 use futures::StreamExt as _;
@@ -198,15 +198,7 @@ async fn experiment(settings: &Settings, http: &Http) -> anyhow::Result<Findings
     writeln!(
         out,
         "| faults cleared → every order final | {} |",
-        if stuck.is_empty() {
-            format!("{:.2} s", settle_time.as_secs_f64())
-        } else {
-            format!(
-                "not within {} s ({} not final)",
-                settings.timeout.as_secs(),
-                stuck.len()
-            )
-        }
+        time_to_final(&stuck, settle_time, settings.timeout)
     )?;
     writeln!(out, "| validator calls (external-sim) | {calls} |")?;
     writeln!(out, "| service calls | not counted by the services |")?;

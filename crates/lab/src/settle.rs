@@ -16,6 +16,20 @@ const STUCK_EVENTS: usize = 5;
 /// Orders not final that [`write_stuck`] describes; the rest are counted.
 const SHOWN_STUCK: usize = 10;
 
+/// How long the orders took to be final, for a report: `1.23 s`, or `not within 60 s (3 not
+/// final)` when some (`stuck`) were not within `limit`.
+pub fn time_to_final(stuck: &[String], took: Duration, limit: Duration) -> String {
+    if stuck.is_empty() {
+        format!("{:.2} s", took.as_secs_f64())
+    } else {
+        format!(
+            "not within {} s ({} not final)",
+            limit.as_secs(),
+            stuck.len()
+        )
+    }
+}
+
 /// Polls the orders until every one is final or `limit` passes; the ids of those that are not.
 pub async fn wait_final(http: &Http, ids: &[String], limit: Duration) -> Vec<String> {
     let give_up = Instant::now() + limit;
