@@ -111,6 +111,13 @@ fn report(settings: &Settings, mut observed: Observed) -> anyhow::Result<Finding
     writeln!(out, "## The backlog\n\n| figure | value |\n|---|---|")?;
     writeln!(
         out,
+        "| validator calls per order (amplification), the whole run | {:.3} ({} calls, {} orders) |",
+        observed.amplification(),
+        observed.validator_calls,
+        observed.load.acknowledged
+    )?;
+    writeln!(
+        out,
         "| orders acknowledged while the validator was down | {during_outage} |"
     )?;
     writeln!(
@@ -163,6 +170,8 @@ fn report(settings: &Settings, mut observed: Observed) -> anyhow::Result<Finding
     )?;
     findings.charts = observed.charts()?;
 
+    findings.figure("validator_calls", observed.validator_calls as f64);
+    findings.figure("amplification", observed.amplification());
     findings.figure("orders_acknowledged", acknowledged as f64);
     findings.figure("acknowledged_during_outage", during_outage as f64);
     findings.figure("backlog_at_recovery", backlog_at_recovery as f64);

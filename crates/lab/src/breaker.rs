@@ -68,6 +68,13 @@ fn report(settings: &Settings, observed: &Observed) -> anyhow::Result<Findings> 
     writeln!(out, "## The breaker\n\n| figure | value |\n|---|---|")?;
     writeln!(
         out,
+        "| validator calls per order (amplification), the whole run | {:.3} ({} calls, {} orders) |",
+        observed.amplification(),
+        observed.validator_calls,
+        observed.load.acknowledged
+    )?;
+    writeln!(
+        out,
         "| opened, after the validator went down | {} |",
         whole_ms(outage.opened_after_ms)
     )?;
@@ -117,6 +124,8 @@ fn report(settings: &Settings, observed: &Observed) -> anyhow::Result<Findings> 
     findings.figure("calls_after_open", outage.calls_after_open as f64);
     findings.figure("probes_allowed", probes_allowed as f64);
     findings.figure("trips_in_outage", outage.trips as f64);
+    findings.figure("validator_calls", observed.validator_calls as f64);
+    findings.figure("amplification", observed.amplification());
     findings.figure("orders_acknowledged", observed.acknowledged() as f64);
 
     findings.check(

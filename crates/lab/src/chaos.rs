@@ -7,6 +7,9 @@
 
 use crate::api::Api;
 use crate::app::{RedisChoice, RunningApp};
+use crate::charts;
+use crate::control::FaultMode;
+use crate::fault_timeline::{Condition, FaultTimeline};
 use crate::history::{self, Attempt, AttemptOutcome, HISTORY_FILE};
 use crate::orders_load::{self, Model, Plan, Stop, format_ms};
 use crate::pipeline::repository;
@@ -87,15 +90,21 @@ async fn drive(
         api: Api::Orderly,
         progress: true,
     };
+    let mut timeline = FaultTimeline::start();
     let started = Instant::now();
-    let (load, (applied, killed)) =
-        tokio::join!(orders_load::run(&plan), apply(&schedule, app, started));
+    let (load, (applied, killed)) = tokio::join!(
+        orders_load::run(&plan),
+        apply(&schedule, app, started, &mut timeline)
+    );
     let load = load?;
     history::write(&folder.join(HISTORY_FILE), &load.history)?;
 
     eprintln!("scenario over: clearing every fault");
     restore(app, killed).await?;
     let mut findings = verify::judge(&load.history, &app.http, DRAIN).await?;
+    findings
+        .charts
+        .extend(charts::acceptance(&load, &timeline)?);
     findings.configure("scenario", &scenario.name);
     findings.configure("seed", scenario.seed);
     findings.configure("load", format!("{} orders/s, open model", scenario.rate));
@@ -158,6 +167,7 @@ async fn apply(
     schedule: &[Scheduled],
     app: &mut RunningApp,
     started: Instant,
+    timeline: &mut FaultTimeline,
 ) -> (Vec<Applied>, bool) {
     let mut applied = Vec::new();
     let mut killed = false;
@@ -186,6 +196,7 @@ async fn apply(
             }
         };
         if result.is_ok() {
+            timeline.act(&what, condition(&action.kind));
             match action.kind {
                 ActionKind::KillOrderly => killed = true,
                 ActionKind::RestartOrderly => killed = false,
@@ -205,6 +216,22 @@ async fn apply(
         });
     }
     (applied, killed)
+}
+
+/// Whether the app is left faulty after `kind` (until the next action).
+fn condition(kind: &ActionKind) -> Condition {
+    let healthy = match kind {
+        ActionKind::Fault { fault } => {
+            fault.mode == FaultMode::Normal && fault.failure_rate.unwrap_or(0.0) == 0.0
+        }
+        ActionKind::StartRedis | ActionKind::RestartOrderly => true,
+        ActionKind::StopRedis | ActionKind::KillOrderly | ActionKind::RandomFaults { .. } => false,
+    };
+    if healthy {
+        Condition::Healthy
+    } else {
+        Condition::Faulty
+    }
 }
 
 /// Brings everything back: Redis and `orderly up` running (restarted if the scenario left it

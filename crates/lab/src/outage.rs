@@ -270,9 +270,17 @@ pub struct Observed {
     pub stats_polls: Vec<(Instant, AdminStats)>,
     /// What was done and seen, when.
     pub timeline: FaultTimeline,
+    /// Validator calls from the start of the measured load until nothing was processing.
+    pub validator_calls: u64,
 }
 
 impl Observed {
+    /// Validator calls per order the measured load had acknowledged (1 when every order is
+    /// validated with one call; retries and probes add to it).
+    pub fn amplification(&self) -> f64 {
+        self.validator_calls as f64 / self.load.acknowledged.max(1) as f64
+    }
+
     /// Every order acknowledged, the warm-up's included: what the app must validate.
     pub fn acknowledged(&self) -> u64 {
         self.warmup_acknowledged + self.load.acknowledged
@@ -323,6 +331,7 @@ pub async fn observe(address: SocketAddr, plan: &OutagePlan) -> anyhow::Result<O
         plan.outage.as_secs(),
         plan.after.as_secs()
     );
+    let calls_at_start = control.validator_calls().await?;
     let mut timeline = FaultTimeline::start();
     let breaker_watch = watch_breaker(control, BREAKER_POLL);
     let stats_watch = watch_stats(control, STATS_POLL);
@@ -335,6 +344,10 @@ pub async fn observe(address: SocketAddr, plan: &OutagePlan) -> anyhow::Result<O
     if let Some(drained) = drain.drained_at {
         timeline.observe(timeline.secs(drained), "nothing left to validate");
     }
+    let validator_calls = control
+        .validator_calls()
+        .await?
+        .saturating_sub(calls_at_start);
     Ok(Observed {
         warmup_acknowledged: warmup.acknowledged,
         load,
@@ -343,6 +356,7 @@ pub async fn observe(address: SocketAddr, plan: &OutagePlan) -> anyhow::Result<O
         breaker_polls: breaker_watch.stop().await?,
         stats_polls: stats_watch.stop().await?,
         timeline,
+        validator_calls,
     })
 }
 
