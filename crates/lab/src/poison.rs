@@ -7,19 +7,23 @@
 //!    doorbells about orders that do not exist are published among them (poison messages);
 //! 2. every poison message and job must reach the queue once, with its reason, within a bound,
 //!    and every good order must end final meanwhile, none dead-lettered;
-//! 3. then the proxy is healed and every dead-lettered job replayed: each poison order must end
+//! 3. then a burst of poisoned orders is sent at once (their answers open the circuit), and
+//!    good orders after it: the burst must reach the queue within the bound and the good
+//!    orders must still be decided promptly;
+//! 4. then the proxy is healed and every dead-lettered job replayed: each poison order must end
 //!    final, a second replay must be refused, a replayed poison message must come back to the
 //!    queue, and the saga's invariants must hold over every order.
 
 use crate::app::{RedisChoice, RunningApp};
 use crate::app_http::Http;
 use crate::channels::{FULFILMENT_CHANNEL, JOBS_CHANNEL, Publisher};
+use crate::control::Control;
 use crate::inspection::Inspection;
 use crate::orders_load::Schedule;
 use crate::report::{Findings, write_list};
 use crate::saga::PAYMENT_LIMIT_CENTS;
 use crate::settle::{wait_final, write_stuck};
-use crate::submit::{Patience, submit_on_schedule};
+use crate::submit::{Patience, Sent, submit_on_schedule};
 use crate::timeline::{self, Traced};
 use crate::validator_proxy::ValidatorProxy;
 use anyhow::Context as _;
@@ -38,6 +42,13 @@ const PATIENCE: Patience = Patience {
     pause: Duration::from_millis(50),
     limit: Duration::from_secs(30),
 };
+/// The rate of the burst: all at once, for a burst this small.
+const BURST_RATE: f64 = 1000.0;
+/// The longest wait for the circuit to open after the burst (the good orders go then anyway).
+const OPEN_WAIT: Duration = Duration::from_secs(5);
+/// How long after the circuit opened the good orders follow the burst: long enough for the
+/// sweeps (every second) to put the burst's retries off behind the open circuit.
+const BURST_HOLD: Duration = Duration::from_secs(3);
 /// How often the dead-letter queue is read while waiting for it.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Dead letters read per listing (the most `/admin/dlq` gives).
@@ -65,6 +76,10 @@ pub struct Settings {
     pub messages_per_kind: usize,
     /// Orders sent per second (an open model: the poison does not slow the senders down).
     pub rate: f64,
+    /// Poisoned orders sent at once after the first phase.
+    pub burst_poison: usize,
+    /// Good orders sent after the burst (at `rate`), [`BURST_HOLD`] after the circuit opened.
+    pub burst_good: usize,
     /// The longest a good order may wait from its acceptance to its validation decision.
     pub decision_limit: Duration,
     /// The longest a poison message or job may take to reach the queue, from the last send.
@@ -76,8 +91,9 @@ pub struct Settings {
 
 impl Settings {
     /// The standard run: 400 orders at 40/s (10 s), every tenth poison, 4 poison messages of
-    /// each kind per channel, a good order decided within 5 s; `quick`: 120 orders (3 s) and 2
-    /// messages of each kind.
+    /// each kind per channel, then a burst of 10 poisoned orders and 80 good ones; a good order
+    /// decided within 5 s; `quick`: 120 orders (3 s), 2 messages of each kind, 40 good orders
+    /// after the burst.
     pub fn standard(seed: u64, quick: bool) -> Self {
         Self {
             seed,
@@ -85,6 +101,8 @@ impl Settings {
             poison_every: 10,
             messages_per_kind: if quick { 2 } else { 4 },
             rate: 40.0,
+            burst_poison: 10,
+            burst_good: if quick { 40 } else { 80 },
             decision_limit: Duration::from_secs(5),
             dead_letter_limit: Duration::from_secs(30),
             timeout: Duration::from_secs(60),
@@ -99,20 +117,26 @@ pub async fn findings(settings: &Settings) -> anyhow::Result<Findings> {
         &Catalog::standard(),
         &MixSettings {
             seed: settings.seed,
-            orders: settings.orders,
+            orders: settings.orders + settings.burst_poison + settings.burst_good,
             cancel_fraction: 0.0,
             max_cancel_delay_ms: 0,
             payment_limit_cents: PAYMENT_LIMIT_CENTS,
             id_prefix: format!("poison-{}", settings.seed),
         },
     );
-    let poisoned: BTreeSet<String> = orders
+    let (steady, burst) = orders.split_at(settings.orders);
+    let (burst_poison, burst_good) = burst.split_at(settings.burst_poison);
+    let poisoned: BTreeSet<String> = steady
         .iter()
         .skip(settings.poison_every / 2)
         .step_by(settings.poison_every.max(1))
         .map(|order| order.id.clone())
         .collect();
-    let proxy = ValidatorProxy::start(poisoned.iter().cloned()).await?;
+    let every_poisoned = poisoned
+        .iter()
+        .cloned()
+        .chain(burst_poison.iter().map(|order| order.id.clone()));
+    let proxy = ValidatorProxy::start(every_poisoned).await?;
     let variables = [
         format!("payment_limit_cents={PAYMENT_LIMIT_CENTS}"),
         format!("poison_limit={POISON_LIMIT}"),
@@ -126,7 +150,10 @@ pub async fn findings(settings: &Settings) -> anyhow::Result<Findings> {
         http: &app.http,
         proxy: &proxy,
         orders: &orders,
+        steady,
         poisoned: &poisoned,
+        burst_poison,
+        burst_good,
     };
     let found = match app.redis_url() {
         Some(url) => run.experiment(&url).await,
@@ -289,6 +316,35 @@ fn job_faults(poisoned: &BTreeSet<String>, entries: &[DeadLetter], limit: u32) -
     faults
 }
 
+/// Polls the circuit breaker until it is open or `limit` passes; how long that took.
+async fn wait_open(http: &Http, limit: Duration) -> anyhow::Result<Option<Duration>> {
+    let began = Instant::now();
+    loop {
+        let breaker = http.expect_ok(Method::GET, "/admin/breaker", None).await?;
+        if breaker["state"] == "open" {
+            return Ok(Some(began.elapsed()));
+        }
+        if began.elapsed() >= limit {
+            return Ok(None);
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// The orders of `sent` that were not acknowledged, with why.
+fn not_accepted(sent: &[Sent]) -> Vec<String> {
+    sent.iter()
+        .filter(|sent| sent.submission.order_id().is_none())
+        .map(|sent| {
+            let how = match &sent.submission.reply {
+                Some(reply) => format!("{reply:?}"),
+                None => sent.submission.last_error.clone().unwrap_or_default(),
+            };
+            format!("{}: {how}", sent.order.id)
+        })
+        .collect()
+}
+
 /// Reads the whole queue, replayed entries included.
 async fn dead_letters(http: &Http) -> anyhow::Result<Vec<DeadLetter>> {
     let listing = http
@@ -345,8 +401,14 @@ struct Run<'a> {
     proxy: &'a ValidatorProxy,
     /// Every order, good and poison.
     orders: &'a [PlannedOrder],
-    /// The orders the proxy answers garbage about.
+    /// The first phase's orders.
+    steady: &'a [PlannedOrder],
+    /// The first phase's orders the proxy answers garbage about.
     poisoned: &'a BTreeSet<String>,
+    /// The poisoned orders sent at once in the second phase.
+    burst_poison: &'a [PlannedOrder],
+    /// The good orders sent after them.
+    burst_good: &'a [PlannedOrder],
 }
 
 /// The first phase: good orders and poison together.
@@ -381,17 +443,41 @@ struct Poisoning {
     openings: u64,
 }
 
-/// The second phase: the validator healed, the dead letters replayed.
+/// The second phase: a burst of poison, then good orders.
+struct Bursting {
+    /// From the burst until the circuit was seen open (if it opened).
+    opened_after: Option<Duration>,
+    /// How often the circuit opened from the burst until the phase ended.
+    openings: u64,
+    /// Validator calls in the phase about the burst's poisoned orders (answered garbage).
+    poisoned_calls: u32,
+    /// Validator calls in the phase relayed to the simulator (about good orders).
+    relayed_calls: u64,
+    /// Orders not acknowledged, with why.
+    not_accepted: Vec<String>,
+    /// Good orders not final in time.
+    stuck: Vec<String>,
+    /// From the last good order sent until every good one was final (or the wait ended).
+    good_time: Duration,
+    /// From the burst until it was all in the queue.
+    dead_time: Option<Duration>,
+    /// What is wrong with the burst's dead letters.
+    job_faults: Vec<String>,
+}
+
+/// The third phase: the validator healed, the dead letters replayed.
 struct Replaying {
     /// Job entries replayed.
     jobs: usize,
+    /// The orders of the jobs replayed.
+    replayed_orders: BTreeSet<String>,
     /// Message entries replayed (one per channel).
     messages: usize,
     /// How the replays were answered.
     replays: Replays,
-    /// Poison orders not final in time after the replay.
+    /// Orders not final in time after the replay (every order should be, once healed).
     stuck: Vec<String>,
-    /// From the first replay until every poison order was final (or the wait ended).
+    /// From the first replay until every order was final (or the wait ended).
     time: Duration,
     /// The queue once the replayed messages were back in it (or the wait ended).
     entries: Vec<DeadLetter>,
@@ -404,6 +490,14 @@ struct Replaying {
 }
 
 impl Replaying {
+    /// Replayed orders not final in time.
+    fn replayed_stuck(&self) -> usize {
+        self.stuck
+            .iter()
+            .filter(|id| self.replayed_orders.contains(*id))
+            .count()
+    }
+
     /// Entries not replayed.
     fn unreplayed(&self) -> usize {
         self.entries
@@ -420,15 +514,17 @@ impl Run<'_> {
         let publisher = Publisher::connect(redis_url).await?;
         let messages = poison_messages(settings.seed, settings.messages_per_kind);
         let poisoning = self.poison(&publisher, &messages).await?;
+        let bursting = self.burst(poisoning.entries.len()).await?;
         eprintln!("healing the validator and replaying the dead letters");
         self.proxy.heal();
-        let replaying = self.replay(&messages, &poisoning.entries).await?;
+        let replaying = self.replay(&messages).await?;
         let every: Vec<String> = self.orders.iter().map(|order| order.id.clone()).collect();
         let observed = Observed {
             run: self,
             messages,
             inspection: Inspection::of(http, &every).await?,
             poisoning,
+            bursting,
             replaying,
         };
 
@@ -446,8 +542,14 @@ impl Run<'_> {
         );
         findings.configure("poison_limit", POISON_LIMIT);
         findings.configure("poison messages", observed.messages.len());
+        findings.configure(
+            "burst",
+            format!(
+                "{} poisoned at once, then {} good",
+                settings.burst_poison, settings.burst_good
+            ),
+        );
         observed.write(&mut findings.body)?;
-        write_stuck(&mut findings.body, http, &observed.poisoning.stuck).await?;
         write_stuck(&mut findings.body, http, &observed.replaying.stuck).await?;
         writeln!(
             findings.body,
@@ -468,34 +570,24 @@ impl Run<'_> {
         let (settings, http) = (self.settings, self.http);
         eprintln!(
             "sending {} orders ({} poison) and {} poison messages",
-            self.orders.len(),
+            self.steady.len(),
             self.poisoned.len(),
             messages.len()
         );
         let sending = Instant::now();
         let schedule = Schedule::new(sending, settings.rate);
         let spacing = Duration::from_secs_f64(
-            self.orders.len() as f64 / settings.rate / messages.len().max(1) as f64,
+            self.steady.len() as f64 / settings.rate / messages.len().max(1) as f64,
         );
         let (sent, heard) = tokio::join!(
-            submit_on_schedule(http, self.orders, PlannedOrder::body, schedule, PATIENCE),
+            submit_on_schedule(http, self.steady, PlannedOrder::body, schedule, PATIENCE),
             publish_all(publisher, messages, spacing)
         );
         let heard = heard?;
         let send_time = sending.elapsed();
-        let not_accepted: Vec<String> = sent
-            .iter()
-            .filter(|sent| sent.submission.order_id().is_none())
-            .map(|sent| {
-                let how = match &sent.submission.reply {
-                    Some(reply) => format!("{reply:?}"),
-                    None => sent.submission.last_error.clone().unwrap_or_default(),
-                };
-                format!("{}: {how}", sent.order.id)
-            })
-            .collect();
+        let not_accepted = not_accepted(&sent);
         let good: Vec<String> = self
-            .orders
+            .steady
             .iter()
             .filter(|order| !self.poisoned.contains(&order.id))
             .map(|order| order.id.clone())
@@ -531,7 +623,7 @@ impl Run<'_> {
             .proxy
             .garbage_served()
             .iter()
-            .filter(|(_, count)| **count != POISON_LIMIT)
+            .filter(|(id, count)| self.poisoned.contains(*id) && **count != POISON_LIMIT)
             .map(|(id, count)| format!("{id}: {count} garbage answers"))
             .collect();
         Ok(Poisoning {
@@ -552,14 +644,111 @@ impl Run<'_> {
         })
     }
 
-    /// Replays every job in `entries` (twice: the second must be refused) and one message per
-    /// channel, then waits for the poison orders to be final and the messages to come back.
-    async fn replay(
-        &self,
-        messages: &[PoisonMessage],
-        entries: &[DeadLetter],
-    ) -> anyhow::Result<Replaying> {
+    /// Sends the burst of poisoned orders at once, waits for the circuit to open and
+    /// [`BURST_HOLD`] more, sends the good orders at the settings' rate, and waits for them to be final and for the burst to be in
+    /// the queue (which holds `queued` entries before it).
+    async fn burst(&self, queued: usize) -> anyhow::Result<Bursting> {
         let (settings, http) = (self.settings, self.http);
+        eprintln!(
+            "a burst of {} poisoned orders, then {} good ones",
+            self.burst_poison.len(),
+            self.burst_good.len()
+        );
+        let openings_before =
+            times_opened(&http.expect_ok(Method::GET, "/admin/breaker", None).await?);
+        let control = Control::new(http.address);
+        let relayed_before = control.validator_calls().await?;
+        let began = Instant::now();
+        let burst_schedule = Schedule::new(began, BURST_RATE);
+        let (mut sent, queue) = tokio::join!(
+            submit_on_schedule(
+                http,
+                self.burst_poison,
+                PlannedOrder::body,
+                burst_schedule,
+                PATIENCE
+            ),
+            async {
+                let opened_after = wait_open(http, OPEN_WAIT).await?;
+                tokio::time::sleep(BURST_HOLD).await;
+                let schedule = Schedule::new(Instant::now(), settings.rate);
+                let sent = submit_on_schedule(
+                    http,
+                    self.burst_good,
+                    PlannedOrder::body,
+                    schedule,
+                    PATIENCE,
+                )
+                .await;
+                let good: Vec<String> = self
+                    .burst_good
+                    .iter()
+                    .map(|order| order.id.clone())
+                    .collect();
+                let waiting = Instant::now();
+                let remaining = settings
+                    .dead_letter_limit
+                    .saturating_sub(waiting.duration_since(began));
+                let (stuck, dead) = tokio::join!(
+                    wait_final(http, &good, settings.timeout),
+                    wait_dead_letters(http, queued + self.burst_poison.len(), remaining),
+                );
+                let (entries, waited) = dead?;
+                let dead_time = waited.map(|waited| waiting.duration_since(began) + waited);
+                anyhow::Ok((
+                    opened_after,
+                    sent,
+                    stuck,
+                    waiting.elapsed(),
+                    entries,
+                    dead_time,
+                ))
+            }
+        );
+        let (opened_after, good_sent, stuck, good_time, entries, dead_time) = queue?;
+        sent.extend(good_sent);
+        let burst: BTreeSet<String> = self
+            .burst_poison
+            .iter()
+            .map(|order| order.id.clone())
+            .collect();
+        let later: Vec<DeadLetter> = entries
+            .iter()
+            .filter(|entry| {
+                entry.is_job()
+                    && !entry
+                        .order_id
+                        .as_ref()
+                        .is_some_and(|id| self.poisoned.contains(id))
+            })
+            .cloned()
+            .collect();
+        let job_faults = job_faults(&burst, &later, POISON_LIMIT);
+        let openings = times_opened(&http.expect_ok(Method::GET, "/admin/breaker", None).await?)
+            .saturating_sub(openings_before);
+        let garbage = self.proxy.garbage_served();
+        Ok(Bursting {
+            opened_after,
+            openings,
+            poisoned_calls: burst.iter().filter_map(|id| garbage.get(id)).sum(),
+            relayed_calls: control
+                .validator_calls()
+                .await?
+                .saturating_sub(relayed_before),
+            not_accepted: not_accepted(&sent),
+            stuck,
+            good_time,
+            dead_time,
+            job_faults,
+        })
+    }
+
+    /// Replays every job in the queue (twice: the second must be refused) and one message per
+    /// channel, then waits for every order to be final and the messages to come back.
+    async fn replay(&self, messages: &[PoisonMessage]) -> anyhow::Result<Replaying> {
+        let (settings, http) = (self.settings, self.http);
+        // Read afresh: dead letters that came after the phases' bounds are replayed too.
+        let entries = &dead_letters(http).await?;
         let began = Instant::now();
         let replayed_messages: Vec<&DeadLetter> = [JOBS_CHANNEL, FULFILMENT_CHANNEL]
             .into_iter()
@@ -571,8 +760,8 @@ impl Run<'_> {
             .collect();
         let jobs: Vec<&DeadLetter> = entries.iter().filter(|entry| entry.is_job()).collect();
         let replays = replay_entries(http, &jobs, &replayed_messages).await?;
-        let poisoned: Vec<String> = self.poisoned.iter().cloned().collect();
-        let stuck = wait_final(http, &poisoned, settings.timeout).await;
+        let every: Vec<String> = self.orders.iter().map(|order| order.id.clone()).collect();
+        let stuck = wait_final(http, &every, settings.timeout).await;
         let time = began.elapsed();
         let (after, came_back) = wait_dead_letters(
             http,
@@ -592,6 +781,10 @@ impl Run<'_> {
             .context("GET /admin/dlq: no count")?;
         Ok(Replaying {
             jobs: jobs.len(),
+            replayed_orders: jobs
+                .iter()
+                .filter_map(|entry| entry.order_id.clone())
+                .collect(),
             messages: replayed_messages.len(),
             replays,
             stuck,
@@ -617,24 +810,34 @@ struct Observed<'a> {
     /// The first phase.
     poisoning: Poisoning,
     /// The second phase.
+    bursting: Bursting,
+    /// The third phase.
     replaying: Replaying,
     /// Every order, read after the replay.
     inspection: Inspection,
 }
 
 impl Observed<'_> {
-    /// The good orders as read after the run.
-    fn good(&self) -> impl Iterator<Item = &Traced> {
+    /// The good ones of `orders` (not poisoned), as read after the run.
+    fn good_among(&self, orders: &[PlannedOrder]) -> Vec<&Traced> {
+        let wanted: BTreeSet<&str> = orders
+            .iter()
+            .map(|order| order.id.as_str())
+            .filter(|id| !self.run.poisoned.contains(*id))
+            .collect();
         self.inspection
             .traced
             .iter()
-            .filter(|order| !self.run.poisoned.contains(&order.id))
+            .filter(|order| wanted.contains(order.id.as_str()))
+            .collect()
     }
 
-    /// Good orders decided later than the limit after their acceptance, or never.
-    fn decided_late(&self) -> Vec<String> {
+    /// The good ones of `orders` decided later than the limit after their acceptance, or
+    /// never.
+    fn decided_late(&self, orders: &[PlannedOrder]) -> Vec<String> {
         let limit = self.run.settings.decision_limit;
-        self.good()
+        self.good_among(orders)
+            .into_iter()
             .filter(|order| {
                 order
                     .timeline
@@ -652,10 +855,11 @@ impl Observed<'_> {
             .collect()
     }
 
-    /// The slowest good order's acceptance → decision, and the median one's.
-    fn decision_delays(&self) -> (Duration, Duration) {
+    /// The slowest good order's acceptance → decision among `orders`, and the median one's.
+    fn decision_delays(&self, orders: &[PlannedOrder]) -> (Duration, Duration) {
         let mut delays: Vec<Duration> = self
-            .good()
+            .good_among(orders)
+            .iter()
             .filter_map(|order| order.timeline.decided_after)
             .collect();
         delays.sort();
@@ -665,13 +869,13 @@ impl Observed<'_> {
         )
     }
 
-    /// Poison orders whose timeline does not show the dead letter, the replay and one
+    /// Replayed orders whose timeline does not show the dead letter, the replay and one
     /// decision.
     fn replay_faults(&self) -> Vec<String> {
         self.inspection
             .traced
             .iter()
-            .filter(|order| self.run.poisoned.contains(&order.id))
+            .filter(|order| self.replaying.replayed_orders.contains(&order.id))
             .filter(|order| {
                 order.timeline.count("dead_lettered") == 0
                     || order.timeline.count("replayed") == 0
@@ -708,7 +912,7 @@ impl Observed<'_> {
             run.http.address,
             run.proxy.origin(),
             run.poisoned.len(),
-            run.orders.len(),
+            run.steady.len(),
             run.settings.seed,
             run.settings.rate,
             poisoning.send_time.as_secs_f64(),
@@ -786,18 +990,19 @@ impl Observed<'_> {
             &poisoning.called_again,
         )?;
 
-        let (slowest, median) = self.decision_delays();
-        let decided_late = self.decided_late();
+        let (slowest, median) = self.decision_delays(run.steady);
+        let decided_late = self.decided_late(run.steady);
         let good_deferrals: usize = self
-            .good()
+            .good_among(run.steady)
+            .iter()
             .map(|order| order.timeline.count("deferred"))
             .sum();
         writeln!(out, "\n## Good orders\n\n| figure | value |\n|---|---|")?;
         writeln!(
             out,
             "| accepted, of every order | {} of {} |",
-            run.orders.len() - poisoning.not_accepted.len(),
-            run.orders.len()
+            run.steady.len() - poisoning.not_accepted.len(),
+            run.steady.len()
         )?;
         writeln!(
             out,
@@ -834,6 +1039,8 @@ impl Observed<'_> {
         write_list(out, "Not accepted", &poisoning.not_accepted)?;
         write_list(out, "Decided late", &decided_late)?;
 
+        self.write_burst(out)?;
+
         writeln!(out, "\n## Replay\n\n| figure | value |\n|---|---|")?;
         writeln!(
             out,
@@ -842,10 +1049,10 @@ impl Observed<'_> {
         )?;
         writeln!(
             out,
-            "| poison orders final after the replay | {} of {} ({}) |",
-            run.poisoned.len() - replaying.stuck.len(),
-            run.poisoned.len(),
-            if replaying.stuck.is_empty() {
+            "| replayed orders final after the replay | {} of {} ({}) |",
+            replaying.replayed_orders.len() - replaying.replayed_stuck(),
+            replaying.replayed_orders.len(),
+            if replaying.replayed_stuck() == 0 {
                 format!("{:.2} s", replaying.time.as_secs_f64())
             } else {
                 format!("not within {} s", run.settings.timeout.as_secs())
@@ -890,12 +1097,153 @@ impl Observed<'_> {
         write_list(out, "Notifications", &self.inspection.notification_faults)
     }
 
+    /// The burst's figures and its hypothesis.
+    fn judge_burst(&self, findings: &mut Findings) {
+        let (run, bursting) = (self.run, &self.bursting);
+        let settings = run.settings;
+        let (slowest, _) = self.decision_delays(run.burst_good);
+        let decided_late = self.decided_late(run.burst_good);
+        findings.figure(
+            "burst_slowest_good_decision_ms",
+            slowest.as_secs_f64() * 1000.0,
+        );
+        findings.figure("burst_circuit_openings", bursting.openings as f64);
+        findings.figure(
+            "burst_dead_letter_secs",
+            bursting
+                .dead_time
+                .map_or(f64::NAN, |time| time.as_secs_f64()),
+        );
+        findings.check(
+            format!(
+                "A burst of poison holds nothing up: {} poisoned orders sent at once (their \
+                 answers open the circuit), then, {} s later, {} good ones: every poisoned one \
+                 is dead-lettered within {} s of the burst, and every good one decided within {} \
+                 s of its acceptance and final within {} s",
+                run.burst_poison.len(),
+                BURST_HOLD.as_secs(),
+                run.burst_good.len(),
+                settings.dead_letter_limit.as_secs(),
+                settings.decision_limit.as_secs(),
+                settings.timeout.as_secs()
+            ),
+            format!(
+                "circuit open {} ({} openings; validator calls: {} about poisoned orders, {} \
+                 relayed); {} dead letters wrong ({}); {} not accepted, {} good orders decided \
+                 late (slowest {:.2} s), {} not final",
+                bursting.opened_after.map_or_else(
+                    || "never".to_owned(),
+                    |after| format!("after {:.2} s", after.as_secs_f64())
+                ),
+                bursting.openings,
+                bursting.poisoned_calls,
+                bursting.relayed_calls,
+                bursting.job_faults.len(),
+                bursting.dead_time.map_or_else(
+                    || "not all in time".to_owned(),
+                    |time| format!("all in {:.2} s", time.as_secs_f64())
+                ),
+                bursting.not_accepted.len(),
+                decided_late.len(),
+                slowest.as_secs_f64(),
+                bursting.stuck.len()
+            ),
+            bursting.dead_time.is_some()
+                && bursting.job_faults.is_empty()
+                && bursting.not_accepted.is_empty()
+                && decided_late.is_empty()
+                && bursting.stuck.is_empty(),
+        );
+    }
+
+    /// The burst's table.
+    fn write_burst(&self, out: &mut String) -> std::fmt::Result {
+        let (run, bursting) = (self.run, &self.bursting);
+        let (slowest, median) = self.decision_delays(run.burst_good);
+        let decided_late = self.decided_late(run.burst_good);
+        writeln!(
+            out,
+            "\n## A burst of poison\n\n{} poisoned orders sent at once, then {} good ones at \
+             {}/s, from {} s after the circuit opened (or {} s after the burst if it did not).\n\n\
+             | figure | value |\n|---|---|",
+            run.burst_poison.len(),
+            run.burst_good.len(),
+            run.settings.rate,
+            BURST_HOLD.as_secs(),
+            OPEN_WAIT.as_secs() + BURST_HOLD.as_secs()
+        )?;
+        writeln!(
+            out,
+            "| burst → circuit open | {} |",
+            bursting.opened_after.map_or_else(
+                || format!("not within {} s", OPEN_WAIT.as_secs()),
+                |after| format!("{:.2} s", after.as_secs_f64())
+            )
+        )?;
+        writeln!(out, "| times the circuit opened | {} |", bursting.openings)?;
+        writeln!(
+            out,
+            "| validator calls: about the poisoned orders (garbage) / relayed (good orders) | \
+             {} / {} |",
+            bursting.poisoned_calls, bursting.relayed_calls
+        )?;
+        writeln!(
+            out,
+            "| poisoned orders dead-lettered as expected | {} of {} ({}) |",
+            run.burst_poison.len()
+                - bursting
+                    .job_faults
+                    .iter()
+                    .filter(|fault| !fault.contains(GOOD_ORDER_DEAD_LETTERED))
+                    .count(),
+            run.burst_poison.len(),
+            bursting.dead_time.map_or_else(
+                || {
+                    format!(
+                        "not all within {} s",
+                        run.settings.dead_letter_limit.as_secs()
+                    )
+                },
+                |time| format!("all {:.2} s after the burst", time.as_secs_f64())
+            )
+        )?;
+        writeln!(
+            out,
+            "| good orders final | {} of {} ({}) |",
+            run.burst_good.len() - bursting.stuck.len(),
+            run.burst_good.len(),
+            if bursting.stuck.is_empty() {
+                format!(
+                    "{:.2} s after the last was sent",
+                    bursting.good_time.as_secs_f64()
+                )
+            } else {
+                format!("not within {} s", run.settings.timeout.as_secs())
+            }
+        )?;
+        writeln!(
+            out,
+            "| acceptance → decision, good orders: median / slowest | {:.0} ms / {:.0} ms |",
+            median.as_secs_f64() * 1000.0,
+            slowest.as_secs_f64() * 1000.0
+        )?;
+        writeln!(
+            out,
+            "| good orders decided later than {} s after acceptance | {} |",
+            run.settings.decision_limit.as_secs(),
+            decided_late.len()
+        )?;
+        write_list(out, "Not accepted", &bursting.not_accepted)?;
+        write_list(out, "Burst dead letters wrong", &bursting.job_faults)?;
+        write_list(out, "Decided late", &decided_late)
+    }
+
     /// The figures, and a verdict on each hypothesis.
     fn judge(&self, findings: &mut Findings) {
         let (run, poisoning, replaying) = (self.run, &self.poisoning, &self.replaying);
         let settings = run.settings;
-        let (slowest, _) = self.decision_delays();
-        let decided_late = self.decided_late();
+        let (slowest, _) = self.decision_delays(run.steady);
+        let decided_late = self.decided_late(run.steady);
         let replay_faults = self.replay_faults();
         let good_dead_lettered = poisoning
             .job_faults
@@ -977,6 +1325,7 @@ impl Observed<'_> {
                 && poisoning.stuck.is_empty()
                 && !good_dead_lettered,
         );
+        self.judge_burst(findings);
         let replays = &replaying.replays;
         findings.check(
             format!(
@@ -992,7 +1341,7 @@ impl Observed<'_> {
                 replays.requeued,
                 replaying.jobs,
                 replays.refused_again,
-                replaying.stuck.len(),
+                replaying.replayed_stuck(),
                 replays.republished,
                 replaying.message_faults.len(),
                 replaying.listed,
@@ -1002,7 +1351,7 @@ impl Observed<'_> {
                 && replays.refused_again == replaying.jobs
                 && replays.republished == replaying.messages
                 && replays.unexpected.is_empty()
-                && replaying.stuck.is_empty()
+                && replaying.replayed_stuck() == 0
                 && replay_faults.is_empty()
                 && replaying.came_back
                 && replaying.message_faults.is_empty()
