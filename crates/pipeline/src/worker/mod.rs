@@ -483,14 +483,6 @@ where
                 }));
             }
             Some(Admission::Probe(_)) => {
-                // The probe asks whether the validator is back: it goes with the job least
-                // suspected of poison (the fewest unreadable answers, then the oldest), so
-                // that a burst of poisoned orders cannot fail every probe and hold the
-                // circuit open for the good ones.
-                let cleanest = (0..to_call.len())
-                    .min_by_key(|&index| to_call[index].poison_count)
-                    .unwrap_or(0);
-                to_call.swap(0, cleanest);
                 let others: Vec<i64> = to_call.drain(1..).map(|job| job.job_id).collect();
                 if !others.is_empty() {
                     self.parts.ledger.release_jobs(&self.id, &others)?;

@@ -600,45 +600,6 @@ fn repeated_failures_open_the_circuit_then_a_probe_closes_it() {
 }
 
 #[test]
-fn a_probe_goes_with_a_job_not_suspected_of_poison() {
-    let harness = Harness::with(|settings| settings.wave_size = 8);
-    // Five orders whose answers are unreadable open the circuit (each suspected of poison).
-    let poisoned: Vec<OrderId> = ["p1", "p2", "p3", "p4", "p5"]
-        .iter()
-        .map(|id| harness.order(id))
-        .collect();
-    for _ in &poisoned {
-        harness.validator.then(Reply::Answer {
-            status: 200,
-            body: "<html>not a verdict</html>",
-        });
-    }
-    harness.ring(&poisoned[0]);
-    assert_eq!(harness.circuit(), CircuitState::Open);
-    // A good order arrives later, while the circuit is open: every due job, its and the
-    // suspects' retries, is deferred to the probe time, so the oldest due job at that time is
-    // a suspect.
-    let open_until = harness.breaker().record_snapshot().unwrap().open_until_ms;
-    harness.clock.set(open_until - 1);
-    let good = harness.order("good");
-    assert_eq!(harness.ring(&good).deferred, 6);
-    harness.clock.set(open_until);
-    harness.validator.then_valid(1);
-    // Once closed, the same drain retries the suspects (unreadable again).
-    for _ in &poisoned {
-        harness.validator.then(Reply::Answer {
-            status: 200,
-            body: "<html>not a verdict</html>",
-        });
-    }
-    let report = harness.ring(&good);
-    // The probe is the good order, not the oldest (poisoned) one: it closes the circuit.
-    assert_eq!(harness.validator.called_about()[5], "good");
-    assert_eq!(report.transitions[0].to, CircuitState::Closed);
-    assert_eq!(harness.status(&good), OrderStatus::Validated);
-}
-
-#[test]
 fn a_probe_is_not_spent_on_a_job_that_needs_no_call() {
     let harness = Harness::new();
     // The oldest order's deadline passes while the circuit is open.
