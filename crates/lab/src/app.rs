@@ -51,9 +51,13 @@ pub struct RunningApp {
 
 /// What `orderly up` was started with, to start it again the same way.
 struct Launch {
+    /// The `orderly` binary.
     orderly: Orderly,
+    /// The app's `spin.toml`.
     manifest: PathBuf,
+    /// Where it listens.
     address: SocketAddr,
+    /// Its `orderly up` flags (Redis, variables).
     flags: Vec<String>,
 }
 

@@ -18,7 +18,7 @@ use crate::inspection::Inspection;
 use crate::report::{Findings, write_list};
 use crate::saga::PAYMENT_LIMIT_CENTS;
 use crate::settle::{wait_final, write_stuck};
-use crate::submit::{Patience, Reply, Submission, keyed_body, orders_by_key, submit};
+use crate::submit::{PATIENT, Reply, Submission, keyed_body, orders_by_key, submit};
 use anyhow::Context as _;
 use catalog::Catalog;
 use futures::StreamExt as _;
@@ -28,12 +28,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
-
-/// How a client retries a request the app is still handling (409) or too busy for (503).
-const PATIENCE: Patience = Patience {
-    pause: Duration::from_millis(50),
-    limit: Duration::from_secs(30),
-};
 
 /// What the experiment is asked to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -255,7 +249,7 @@ async fn experiment(settings: &Settings, app: &RunningApp) -> anyhow::Result<Fin
     for order in sequential {
         let mut sends = Vec::new();
         for _ in 0..settings.sends {
-            sends.push(submit(http, &order.id, &keyed_body(order), PATIENCE).await);
+            sends.push(submit(http, &order.id, &keyed_body(order), PATIENT).await);
         }
         let run = KeyRun {
             order: order.clone(),
@@ -273,7 +267,7 @@ async fn experiment(settings: &Settings, app: &RunningApp) -> anyhow::Result<Fin
     let mut in_flight = futures::stream::iter(concurrent)
         .map(|order| async move {
             let body = keyed_body(order);
-            let sends = (0..settings.sends).map(|_| submit(http, &order.id, &body, PATIENCE));
+            let sends = (0..settings.sends).map(|_| submit(http, &order.id, &body, PATIENT));
             KeyRun {
                 order: order.clone(),
                 sends: futures::future::join_all(sends).await,
@@ -785,14 +779,14 @@ async fn reuse_keys(http: &Http, runs: impl Iterator<Item = &KeyRun>) -> anyhow:
         let mut other = run.order.clone();
         let (_, quantity) = &mut other.lines[0];
         *quantity = if *quantity < 1000 { *quantity + 1 } else { 1 };
-        let answered = submit(http, &run.order.id, &keyed_body(&other), PATIENCE).await;
+        let answered = submit(http, &run.order.id, &keyed_body(&other), PATIENT).await;
         reuses
             .other_body
             .push(settled_reply(&answered, &run.order.id)?);
         let mut claiming: Value = serde_json::from_str(&keyed_body(&run.order))?;
         claiming["order_id"] = order_id.into();
         let new_key = format!("{}-again", run.order.id);
-        let answered = submit(http, &new_key, &claiming.to_string(), PATIENCE).await;
+        let answered = submit(http, &new_key, &claiming.to_string(), PATIENT).await;
         reuses.taken_id.push(settled_reply(&answered, &new_key)?);
     }
     Ok(reuses)

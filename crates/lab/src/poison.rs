@@ -23,7 +23,7 @@ use crate::orders_load::Schedule;
 use crate::report::{Findings, write_list};
 use crate::saga::PAYMENT_LIMIT_CENTS;
 use crate::settle::{wait_final, write_stuck};
-use crate::submit::{Patience, Sent, submit_on_schedule};
+use crate::submit::{PATIENT, Sent, submit_on_schedule};
 use crate::timeline::{self, Traced};
 use crate::validator_proxy::ValidatorProxy;
 use anyhow::Context as _;
@@ -37,11 +37,6 @@ use std::time::{Duration, Instant};
 
 /// Unreadable answers before a job is dead-lettered (the app is given spin.toml's default).
 const POISON_LIMIT: u32 = 3;
-/// How a client retries a request the app is still handling (409) or too busy for (503).
-const PATIENCE: Patience = Patience {
-    pause: Duration::from_millis(50),
-    limit: Duration::from_secs(30),
-};
 /// The rate of the burst: all at once, for a burst this small.
 const BURST_RATE: f64 = 1000.0;
 /// The longest wait for the circuit to open after the burst (the good orders go then anyway).
@@ -580,7 +575,7 @@ impl Run<'_> {
             self.steady.len() as f64 / settings.rate / messages.len().max(1) as f64,
         );
         let (sent, heard) = tokio::join!(
-            submit_on_schedule(http, self.steady, PlannedOrder::body, schedule, PATIENCE),
+            submit_on_schedule(http, self.steady, PlannedOrder::body, schedule, PATIENT),
             publish_all(publisher, messages, spacing)
         );
         let heard = heard?;
@@ -666,7 +661,7 @@ impl Run<'_> {
                 self.burst_poison,
                 PlannedOrder::body,
                 burst_schedule,
-                PATIENCE
+                PATIENT
             ),
             async {
                 let opened_after = wait_open(http, OPEN_WAIT).await?;
@@ -677,7 +672,7 @@ impl Run<'_> {
                     self.burst_good,
                     PlannedOrder::body,
                     schedule,
-                    PATIENCE,
+                    PATIENT,
                 )
                 .await;
                 let good: Vec<String> = self

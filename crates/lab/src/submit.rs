@@ -114,6 +114,13 @@ pub struct Patience {
     pub limit: Duration,
 }
 
+/// The experiments' usual client: the same request again every 50 ms, for up to 30 s, while
+/// the app says the key's first request is in flight (409) or it is busy (503).
+pub const PATIENT: Patience = Patience {
+    pause: Duration::from_millis(50),
+    limit: Duration::from_secs(30),
+};
+
 /// How one request ended, after all its tries.
 #[derive(Debug, Clone)]
 pub struct Submission {
