@@ -38,10 +38,13 @@ pub enum CallResult {
 }
 
 impl CallResult {
-    /// Whether the call counts as a failure for the circuit breaker (a verdict, even a
-    /// rejection, means the validator works; an unreadable answer means it does not).
+    /// Whether the call counts as a failure for the circuit breaker: only a failed call (no
+    /// connection, no answer in time, an error status). A verdict, even a rejection, means the
+    /// validator works; so does an unreadable answer, which is about one order (poison, dead-
+    /// lettered at the poison limit): counting it would let a burst of poisoned orders hold
+    /// the circuit open against every good one.
     pub fn is_failure(&self) -> bool {
-        !matches!(self, Self::Verdict(_))
+        matches!(self, Self::Failed(_))
     }
 
     /// The outcome label used in metrics (`outcome="..."`).
@@ -218,7 +221,10 @@ mod tests {
         ] {
             let result = interpret(ok(200, body), "o1", 0);
             assert!(matches!(result, CallResult::Unreadable(_)), "{body}");
-            assert!(result.is_failure());
+            assert!(
+                !result.is_failure(),
+                "poison, not a failing validator: {body}"
+            );
         }
     }
 }

@@ -738,6 +738,28 @@ fn unreadable_answers_are_retried_then_dead_lettered_at_the_poison_limit() {
 }
 
 #[test]
+fn a_burst_of_poison_leaves_the_circuit_closed_for_the_good_orders() {
+    let harness = Harness::with(|settings| settings.wave_size = 8);
+    // Six unreadable answers in a row: poison about six orders, not a failing validator.
+    let poisoned: Vec<OrderId> = ["p1", "p2", "p3", "p4", "p5", "p6"]
+        .iter()
+        .map(|id| harness.order(id))
+        .collect();
+    for _ in &poisoned {
+        harness.validator.then(unreadable());
+    }
+    let report = harness.ring(&poisoned[0]);
+    assert_eq!(report.calls, 6);
+    assert!(report.transitions.is_empty(), "{:?}", report.transitions);
+    assert_eq!(harness.circuit(), CircuitState::Closed);
+    // A good order right behind them is validated at once.
+    let good = harness.order("good");
+    harness.validator.then(valid());
+    assert_eq!(harness.ring(&good).decided, 1);
+    assert_eq!(harness.status(&good), OrderStatus::Validated);
+}
+
+#[test]
 fn a_job_whose_order_is_missing_is_dead_lettered_without_a_call() {
     let harness = Harness::new();
     harness.order("gone");
