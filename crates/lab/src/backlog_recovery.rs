@@ -106,16 +106,7 @@ fn report(settings: &Settings, mut observed: Observed) -> anyhow::Result<Finding
     let mut findings = Findings::default();
     plan.configure(&mut findings);
     let out = &mut findings.body;
-    writeln!(out, "{}", plan.describe())?;
-    writeln!(out, "## Timeline\n\n{}", observed.timeline.markdown())?;
-    writeln!(out, "## The backlog\n\n| figure | value |\n|---|---|")?;
-    writeln!(
-        out,
-        "| validator calls per order (amplification), the whole run | {:.3} ({} calls, {} orders) |",
-        observed.amplification(),
-        observed.validator_calls,
-        observed.load.acknowledged
-    )?;
+    observed.write_head(plan, "The backlog", out)?;
     writeln!(
         out,
         "| orders acknowledged while the validator was down | {during_outage} |"

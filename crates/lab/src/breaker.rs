@@ -63,16 +63,7 @@ fn report(settings: &Settings, observed: &Observed) -> anyhow::Result<Findings> 
     let mut findings = Findings::default();
     plan.configure(&mut findings);
     let out = &mut findings.body;
-    writeln!(out, "{}", plan.describe())?;
-    writeln!(out, "## Timeline\n\n{}", observed.timeline.markdown())?;
-    writeln!(out, "## The breaker\n\n| figure | value |\n|---|---|")?;
-    writeln!(
-        out,
-        "| validator calls per order (amplification), the whole run | {:.3} ({} calls, {} orders) |",
-        observed.amplification(),
-        observed.validator_calls,
-        observed.load.acknowledged
-    )?;
+    observed.write_head(plan, "The breaker", out)?;
     writeln!(
         out,
         "| opened, after the validator went down | {} |",

@@ -281,6 +281,28 @@ impl Observed {
         self.validator_calls as f64 / self.load.acknowledged.max(1) as f64
     }
 
+    /// The start of a report's body: what `plan` does, the timeline, and the table headed
+    /// `section` with its first row, the amplification.
+    pub fn write_head(
+        &self,
+        plan: &OutagePlan,
+        section: &str,
+        out: &mut String,
+    ) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        writeln!(out, "{}", plan.describe())?;
+        writeln!(out, "## Timeline\n\n{}", self.timeline.markdown())?;
+        writeln!(out, "## {section}\n\n| figure | value |\n|---|---|")?;
+        writeln!(
+            out,
+            "| validator calls per order (amplification), the whole run | {:.3} ({} calls, {} \
+             orders) |",
+            self.amplification(),
+            self.validator_calls,
+            self.load.acknowledged
+        )
+    }
+
     /// Every order acknowledged, the warm-up's included: what the app must validate.
     pub fn acknowledged(&self) -> u64 {
         self.warmup_acknowledged + self.load.acknowledged

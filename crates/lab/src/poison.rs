@@ -985,7 +985,6 @@ impl Observed<'_> {
             &poisoning.called_again,
         )?;
 
-        let (slowest, median) = self.decision_delays(run.steady);
         let decided_late = self.decided_late(run.steady);
         let good_deferrals: usize = self
             .good_among(run.steady)
@@ -999,32 +998,7 @@ impl Observed<'_> {
             run.steady.len() - poisoning.not_accepted.len(),
             run.steady.len()
         )?;
-        writeln!(
-            out,
-            "| good orders final | {} of {} ({}) |",
-            poisoning.good.len() - poisoning.stuck.len(),
-            poisoning.good.len(),
-            if poisoning.stuck.is_empty() {
-                format!(
-                    "{:.2} s after the last send",
-                    poisoning.good_time.as_secs_f64()
-                )
-            } else {
-                format!("not within {} s", run.settings.timeout.as_secs())
-            }
-        )?;
-        writeln!(
-            out,
-            "| acceptance → decision, good orders: median / slowest | {:.0} ms / {:.0} ms |",
-            median.as_secs_f64() * 1000.0,
-            slowest.as_secs_f64() * 1000.0
-        )?;
-        writeln!(
-            out,
-            "| good orders decided later than {} s after acceptance | {} |",
-            run.settings.decision_limit.as_secs(),
-            decided_late.len()
-        )?;
+        self.write_good_rows(out, run.steady, &poisoning.stuck, poisoning.good_time)?;
         writeln!(
             out,
             "| deferrals of good orders (circuit open) / times the circuit opened | \
@@ -1151,10 +1125,45 @@ impl Observed<'_> {
         );
     }
 
+    /// The rows about the good ones among `orders`: how many are final (`stuck` not, the rest
+    /// `good_time` after the last was sent), acceptance → decision, and how many were decided
+    /// late.
+    fn write_good_rows(
+        &self,
+        out: &mut String,
+        orders: &[PlannedOrder],
+        stuck: &[String],
+        good_time: Duration,
+    ) -> std::fmt::Result {
+        let good = self.good_among(orders).len();
+        let (slowest, median) = self.decision_delays(orders);
+        writeln!(
+            out,
+            "| good orders final | {} of {good} ({}) |",
+            good - stuck.len(),
+            if stuck.is_empty() {
+                format!("{:.2} s after the last was sent", good_time.as_secs_f64())
+            } else {
+                format!("not within {} s", self.run.settings.timeout.as_secs())
+            }
+        )?;
+        writeln!(
+            out,
+            "| acceptance → decision, good orders: median / slowest | {:.0} ms / {:.0} ms |",
+            median.as_secs_f64() * 1000.0,
+            slowest.as_secs_f64() * 1000.0
+        )?;
+        writeln!(
+            out,
+            "| good orders decided later than {} s after acceptance | {} |",
+            self.run.settings.decision_limit.as_secs(),
+            self.decided_late(orders).len()
+        )
+    }
+
     /// The burst's table.
     fn write_burst(&self, out: &mut String) -> std::fmt::Result {
         let (run, bursting) = (self.run, &self.bursting);
-        let (slowest, median) = self.decision_delays(run.burst_good);
         let decided_late = self.decided_late(run.burst_good);
         writeln!(
             out,
@@ -1202,32 +1211,7 @@ impl Observed<'_> {
                 |time| format!("all {:.2} s after the burst", time.as_secs_f64())
             )
         )?;
-        writeln!(
-            out,
-            "| good orders final | {} of {} ({}) |",
-            run.burst_good.len() - bursting.stuck.len(),
-            run.burst_good.len(),
-            if bursting.stuck.is_empty() {
-                format!(
-                    "{:.2} s after the last was sent",
-                    bursting.good_time.as_secs_f64()
-                )
-            } else {
-                format!("not within {} s", run.settings.timeout.as_secs())
-            }
-        )?;
-        writeln!(
-            out,
-            "| acceptance → decision, good orders: median / slowest | {:.0} ms / {:.0} ms |",
-            median.as_secs_f64() * 1000.0,
-            slowest.as_secs_f64() * 1000.0
-        )?;
-        writeln!(
-            out,
-            "| good orders decided later than {} s after acceptance | {} |",
-            run.settings.decision_limit.as_secs(),
-            decided_late.len()
-        )?;
+        self.write_good_rows(out, run.burst_good, &bursting.stuck, bursting.good_time)?;
         write_list(out, "Not accepted", &bursting.not_accepted)?;
         write_list(out, "Burst dead letters wrong", &bursting.job_faults)?;
         write_list(out, "Decided late", &decided_late)
