@@ -7,7 +7,8 @@
 //!    doorbells about orders that do not exist are published among them (poison messages);
 //! 2. every poison message and job must reach the queue once, with its reason, within a bound,
 //!    and every good order must end final meanwhile, none dead-lettered;
-//! 3. then a burst of poisoned orders is sent at once (their answers open the circuit), and
+//! 3. then a burst of poisoned orders is sent at once (a burst of failures would open the
+//!    circuit; unreadable answers must not), and
 //!    good orders after it: the burst must reach the queue within the bound and the good
 //!    orders must still be decided promptly;
 //! 4. then the proxy is healed and every dead-lettered job replayed: each poison order must end
@@ -1086,7 +1087,8 @@ impl Observed<'_> {
         findings.check(
             format!(
                 "A burst of poison holds nothing up: {} poisoned orders sent at once (their \
-                 answers open the circuit), then, {} s later, {} good ones: every poisoned one \
+                 unreadable answers must not open the circuit), then, {} s later, {} good ones: \
+                 every poisoned one \
                  is dead-lettered within {} s of the burst, and every good one decided within {} \
                  s of its acceptance and final within {} s",
                 run.burst_poison.len(),
