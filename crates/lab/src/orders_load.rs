@@ -517,7 +517,15 @@ struct Shared {
     /// When the run started: attempts are timed from it.
     start: Instant,
     /// Every attempt, warm-up included (its orders exist all the same).
-    history: Mutex<Vec<Attempt>>,
+    history: Mutex<Record>,
+}
+
+/// The attempts so far, and those not acknowledged by cause, kept as they arrive so the
+/// progress line reads them without going over every attempt.
+#[derive(Default)]
+struct Record {
+    attempts: Vec<Attempt>,
+    errors: Errors,
 }
 
 impl Shared {
@@ -545,31 +553,21 @@ impl Shared {
             }),
             outcome: answer.outcome.as_attempt(),
         };
-        self.history
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(attempt);
+        let mut record = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        record.attempts.push(attempt);
+        record.errors.count(answer.outcome);
     }
 
     /// The progress line: attempts sent, acknowledged and failed by class (warm-up included),
     /// acknowledgements per second since `before` (`(when, acknowledged then)`), and the p99
     /// of the counted ones.
     fn progress_line(&self, before: &mut (Instant, u64)) -> String {
-        let (sent, acknowledged, errors) = {
-            let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut errors = Errors::default();
-            for attempt in history.iter() {
-                match attempt.outcome {
-                    AttemptOutcome::Acknowledged => {}
-                    AttemptOutcome::Refused { status } => errors.count(Outcome::Refused(
-                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                    )),
-                    AttemptOutcome::Transport => errors.count(Outcome::Transport),
-                }
-            }
-            let failed = errors.client + errors.server + errors.unexpected + errors.transport;
-            (history.len() as u64, history.len() as u64 - failed, errors)
+        let (sent, errors) = {
+            let record = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+            (record.attempts.len() as u64, record.errors)
         };
+        let failed = errors.client + errors.server + errors.unexpected + errors.transport;
+        let acknowledged = sent - failed;
         let p99 = {
             let tally = self.tally.lock().unwrap_or_else(PoisonError::into_inner);
             (!tally.latencies.is_empty())
@@ -637,7 +635,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<OrdersReport> {
         }),
         tally: Mutex::new(Tally::new(measured_from)),
         start,
-        history: Mutex::new(Vec::new()),
+        history: Mutex::new(Record::default()),
     });
     let progress = plan.progress.then(|| draw_progress(Arc::clone(&shared)));
     let deadline = match plan.stop {
@@ -680,10 +678,11 @@ pub async fn run(plan: &Plan) -> anyhow::Result<OrdersReport> {
     }
     let mut report = tally.into_report();
     report.history = std::mem::take(
-        &mut *shared
+        &mut shared
             .history
             .lock()
-            .unwrap_or_else(PoisonError::into_inner),
+            .unwrap_or_else(PoisonError::into_inner)
+            .attempts,
     );
     Ok(report)
 }
