@@ -11,6 +11,7 @@ use redis_runner::RedisServer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// Who serves the app's Redis address (the doorbells that wake the workers).
@@ -38,6 +39,21 @@ impl RedisChoice {
 
 /// How long `orderly up` may take to stop after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Whether this process has built the app's components: `experiment all` starts an app per
+/// experiment (two for `fleet`), and the sources do not change in between.
+static BUILT: Mutex<bool> = Mutex::new(false);
+
+/// Builds the components of `manifest` the first time this process asks.
+fn build_once(orderly: &Orderly, manifest: &Path) -> anyhow::Result<()> {
+    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+    if !*built {
+        eprintln!("building the components of {}", manifest.display());
+        orderly.build(manifest)?;
+        *built = true;
+    }
+    Ok(())
+}
 
 /// The app running for one experiment.
 pub struct RunningApp {
@@ -97,8 +113,7 @@ impl RunningApp {
     ) -> anyhow::Result<Self> {
         let manifest = repository().join("spin.toml");
         let orderly = Orderly::locate()?;
-        eprintln!("building the components of {}", manifest.display());
-        orderly.build(&manifest)?;
+        build_once(&orderly, &manifest)?;
         let state = tempfile::tempdir()?;
         let address = process::free_address()?;
         let mut all_flags = app_flags(address, redis_url);
